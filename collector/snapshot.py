@@ -1,0 +1,53 @@
+"""Assemble a whole Snapshot from the host collectors and, inside a cluster, the Kubernetes API."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping
+
+from collector import k8s
+from collector.model import Measurement, build_snapshot
+
+
+def node_name(environ: Mapping[str, str] | None = None) -> str:
+    """The node this runs on: NODE_NAME (the Job's downward API), then KUBERNETES_NODE_NAME, then the host name."""
+    env = os.environ if environ is None else environ
+    return env.get("NODE_NAME") or env.get("KUBERNETES_NODE_NAME") or socket.gethostname()
+
+
+def now_rfc3339() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def collect_snapshot(*, version: str, node: str, api_client: Any | None = None, extra_metadata: Mapping[str, str] | None = None,
+                     host_options: Mapping[str, Any] | None = None, timestamp: str | None = None) -> dict[str, Any]:
+    """Collect everything and return the wire document.
+
+    ``api_client``: a kubernetes ``ApiClient`` when running in a cluster (the K8s measurement and the node's
+    GPU labels), or None (``snapshot --local``: the K8s measurement says it is unavailable).
+    """
+    from collector.host import collect_host
+
+    ts = timestamp or now_rfc3339()
+    node_obj = None
+    node_err: str | None = None
+    if api_client is not None:
+        try:
+            node_obj = k8s.fetch_node(api_client, node)
+        except Exception as e:  # reported in the K8s measurement's node subtypes
+            node_err = str(e)
+    labels = dict(node_obj.metadata.labels or {}) if node_obj is not None else None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        host_f = pool.submit(collect_host, node_labels=labels, **dict(host_options or {}))
+        if api_client is not None:
+            k8s_f = pool.submit(k8s.collect, api_client, node if node_obj is None else node, node_obj)
+        measurements: list[Measurement] = list(host_f.result())
+        measurements.append(k8s_f.result() if api_client is not None else k8s.not_in_cluster())
+    meta = {"timestamp": ts, "version": version, "source-node": node, "collector": "kubectl-aicr"}
+    meta.update(extra_metadata or {})
+    if node_err:
+        meta["node-lookup-error"] = node_err[:200]
+    return build_snapshot(meta, measurements)

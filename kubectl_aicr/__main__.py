@@ -1,0 +1,3 @@
+from kubectl_aicr.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per ``kubectl aicr`` sub-command; each exposes ``command`` (a click command)."""

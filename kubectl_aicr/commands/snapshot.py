@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from kubectl_aicr import __version__, snapshot_io
+from kubectl_aicr.deploy import flags
+from kubectl_aicr.errors import EXIT_CODES_HELP, InvalidInput
+from kubectl_aicr.options import format_option, kube_options, kube_opts
+
+
+def _progress(msg: str) -> None:
+    click.echo(f"[aicr] {msg}", err=True)
+
+
+def gpu_warning(doc: dict[str, Any]) -> str | None:
+    """A warning when the snapshot shows no GPU on the node it describes."""
+    node = doc.get("metadata", {}).get("source-node", "?")
+    for m in doc.get("measurements") or []:
+        if m.get("type") != "GPU":
+            continue
+        for s in m.get("subtypes") or []:
+            if s.get("subtype") == "smi" and isinstance(s.get("data", {}).get("gpu-count"), int):
+                if s["data"]["gpu-count"] > 0:
+                    return None
+    return (f"node {node} shows no GPU in this snapshot (nvidia-smi found none or is not available there); "
+            "use --node-selector to target a GPU node")
+
+
+@click.command("snapshot", epilog=EXIT_CODES_HELP)
+@click.option("--local", is_flag=True, help="Collect on this machine instead of deploying the agent (no cluster needed).")
+@click.option("-o", "--output", default="-", show_default=True, metavar="-|FILE|cm://NS/NAME",
+              help="Where to write the snapshot.")
+@format_option
+@kube_options
+@click.option("--image", default=None, metavar="IMAGE", envvar="AICR_IMAGE", help="Agent image (default: the one matching this version).")
+@click.option("--job-name", default="aicr", show_default=True, help="Prefix of the Job name (a unique run id is appended).")
+@click.option("--service-account-name", default=None, metavar="NAME",
+              help="Run the agent as this existing ServiceAccount (default: a new one per run, deleted afterwards).")
+@click.option("--node-selector", multiple=True, metavar="KEY=VALUE", help="Run on a node with this label (repeatable). "
+              "Default: prefer nodes labelled nvidia.com/gpu.present=true.")
+@click.option("--toleration", multiple=True, metavar="KEY[=VALUE][:EFFECT]",
+              help="Tolerate this taint (repeatable). Default: tolerate all taints.")
+@click.option("--image-pull-secret", multiple=True, metavar="NAME", help="imagePullSecret for the agent pod (repeatable).")
+@click.option("--timeout", "timeout_text", default="5m", show_default=True, metavar="DURATION",
+              help="How long to wait for the agent (e.g. 90s, 5m).")
+@click.option("--no-cleanup", is_flag=True, help="Keep the Job, its pod, RBAC and staging ConfigMap; print how to delete them.")
+def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context: str | None, namespace: str | None,
+            request_timeout: float, image: str | None, job_name: str, service_account_name: str | None,
+            node_selector: tuple[str, ...], toleration: tuple[str, ...], image_pull_secret: tuple[str, ...],
+            timeout_text: str, no_cleanup: bool) -> None:
+    """Capture the configuration of a GPU node as a Snapshot.
+
+    With the current kubectl context, creates least-privilege RBAC and a Job on a GPU node whose pod collects
+    the node's GPU, OS, systemd and Kubernetes configuration into a ConfigMap; then fetches it, checks it
+    against the JSON Schema, writes it to -o and deletes everything it created (also on failure and Ctrl-C).
+
+    \b
+    kubectl aicr snapshot -o snapshot.yaml
+    kubectl aicr snapshot --node-selector nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3 --format json
+    kubectl aicr snapshot -n gpu-ops -o cm://gpu-ops/baseline
+    kubectl aicr snapshot --local
+    """
+    dest = snapshot_io.parse_location(output)
+    snapshot_io.check_writable(dest)
+    opts = kube_opts(kubeconfig, context, namespace, request_timeout)
+    if local or os.environ.get("AICR_AGENT_MODE") == "true":
+        cluster_flags = {"--image": image, "--service-account-name": service_account_name,
+                         "--node-selector": node_selector, "--toleration": toleration,
+                         "--image-pull-secret": image_pull_secret, "--no-cleanup": no_cleanup}
+        given = [name for name, v in cluster_flags.items() if v]
+        if local and given:
+            raise InvalidInput(f"{', '.join(given)} only apply when deploying the agent; drop them or drop --local")
+        _local(dest, fmt, opts)
+        return
+    _deploy(dest, fmt, opts, image=image, job_name=job_name, sa=service_account_name, node_selector=node_selector,
+            toleration=toleration, pull_secrets=image_pull_secret, timeout_text=timeout_text, no_cleanup=no_cleanup)
+
+
+def _local(dest: snapshot_io.Location, fmt: str, opts: Any) -> None:
+    from collector.snapshot import collect_snapshot, node_name
+    from kubectl_aicr.output import deliver
+    from kubectl_aicr.schema import validate
+
+    api = None
+    if os.environ.get("AICR_AGENT_MODE") == "true":
+        from kubectl_aicr.kube import connect_in_cluster
+
+        api = connect_in_cluster().api_client
+    doc = collect_snapshot(version=__version__, node=node_name(), api_client=api, extra_metadata={"mode": "local"})
+    validate(doc, source="collected snapshot")
+
+    def kube_factory() -> Any:
+        from kubectl_aicr.kube import connect
+
+        return connect(opts)
+
+    deliver(doc, dest, fmt, kube_factory=kube_factory)
+
+
+def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | None, job_name: str, sa: str | None,
+            node_selector: tuple[str, ...], toleration: tuple[str, ...], pull_secrets: tuple[str, ...],
+            timeout_text: str, no_cleanup: bool) -> None:
+    from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, RunSpec, cleanup_commands, new_run_id
+
+    # Every flag is checked before the first API call.
+    selector = flags.parse_node_selectors(node_selector)
+    tolerations = flags.parse_tolerations(toleration)
+    timeout = flags.parse_duration(timeout_text)
+    flags.check_name(job_name, "--job-name")
+    if sa is not None:
+        flags.check_name(sa, "--service-account-name", max_len=253)
+    for s in pull_secrets:
+        flags.check_name(s, "--image-pull-secret", max_len=253)
+    img = flags.check_image(image or DEFAULT_IMAGE)
+
+    from kubectl_aicr.deploy import access
+    from kubectl_aicr.deploy.deployer import Created, Deployer
+    from kubectl_aicr.kube import connect
+    from kubectl_aicr.output import deliver
+    from kubectl_aicr.schema import validate
+
+    kube = connect(opts)
+    if opts.namespace is None and kube.namespace:
+        pass
+    run = RunSpec(namespace=kube.namespace, run_id=new_run_id(), image=img, job_prefix=job_name, service_account=sa,
+                  node_selector=selector, tolerations=tuple(tolerations), timeout_seconds=timeout,
+                  image_pull_secrets=tuple(pull_secrets))
+    d = Deployer(kube, _progress)
+    create_ns = not d.namespace_exists(run.namespace)
+    access.check(kube, run, create_namespace=create_ns)
+    d.check_placement(run, d.list_nodes())
+    created = Created()
+    ok = False
+    try:
+        _progress(f"run {run.run_id}: creating Job {run.job_name} in namespace {run.namespace} (image {run.image})")
+        d.create(run, created, create_namespace=create_ns)
+        pod, node, finished = d.wait(run, timeout=timeout)
+        raw = d.fetch(run)
+        doc = validate(snapshot_io.parse_document(raw, source=f"agent snapshot from {node}"),
+                       source=f"agent snapshot from {node}")
+        where = deliver(doc, dest, fmt, kube_factory=lambda: kube)
+        overhead = time.monotonic() - finished
+        _progress(f"snapshot of node {node} written to {where} ({len(raw):,} bytes, {overhead:.2f}s after the pod completed)")
+        warning = gpu_warning(doc)
+        if warning:
+            _progress(f"warning: {warning}")
+        ok = True
+    finally:
+        if no_cleanup:
+            _progress("--no-cleanup: kept everything this run created; delete it with:")
+            for c in cleanup_commands(run):
+                _progress(f"  {c}")
+        elif created.objects:
+            failures = d.cleanup(run, created)
+            if failures:
+                _progress("warning: cleanup left objects behind: " + "; ".join(failures))
+                for c in cleanup_commands(run):
+                    _progress(f"  {c}")
+            elif ok:
+                _progress(f"cleaned up {len(created.objects)} objects")
+        kube.close()

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import click
+
+from kubectl_aicr import snapshot_io
+from kubectl_aicr.errors import SnapshotInvalid
+from kubectl_aicr.options import kube_options, kube_opts
+from kubectl_aicr.schema import problems
+
+
+@click.command("validate")
+@click.argument("source", metavar="FILE|-|cm://NS/NAME")
+@kube_options
+def command(source: str, kubeconfig: str | None, context: str | None, namespace: str | None,
+            request_timeout: float) -> None:
+    """Check a snapshot against the JSON Schema and list every error with its JSON path.
+
+    Exit 0 when valid, 2 when it is not (or cannot be read). A ConfigMap is read through the kubectl context.
+    """
+    loc = snapshot_io.parse_location(source)
+    reader = None
+    if isinstance(loc, snapshot_io.ConfigMapRef):
+        from kubectl_aicr import cmstore
+        from kubectl_aicr.kube import connect
+
+        opts = kube_opts(kubeconfig, context, namespace, request_timeout)
+        reader = cmstore.cm_reader(lambda: connect(opts))
+    doc = snapshot_io.parse_document(snapshot_io.read_raw(loc, cm_reader=reader), source=str(loc))
+    found = problems(doc)
+    if found:
+        raise SnapshotInvalid(f"{loc}: not a valid snapshot ({len(found)} error{'s' if len(found) > 1 else ''})",
+                              details=found)
+    kind = doc.get("kind", "Snapshot")
+    count = len(doc.get("items") or []) if kind == "SnapshotList" else len(doc.get("measurements") or [])
+    what = "node snapshots" if kind == "SnapshotList" else "measurements"
+    click.echo(f"{loc}: valid {kind} ({count} {what})")

@@ -1,0 +1,234 @@
+"""The objects one snapshot run creates, as plain manifests (pure functions, no API calls).
+
+Every run gets its own names (``<prefix>-<run id>``), so concurrent runs in one namespace never touch each
+other's objects. Least privilege:
+
+* ClusterRole ``<run>-reader``: get/list nodes, list pods (images in use), get/list nvidia.com ClusterPolicies.
+* Role ``<run>``: create ConfigMaps, and get/update/patch only the run's staging ConfigMap (resourceNames).
+
+The namespaced objects carry an ownerReference to the Job, so if the CLI is killed the Job's
+``ttlSecondsAfterFinished`` lets the garbage collector remove them too.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubectl_aicr import __version__
+from kubectl_aicr.deploy.flags import Toleration
+
+DEFAULT_IMAGE = f"ghcr.io/kubectl-aicr/kubectl-aicr:v{__version__}"
+#: What the container image provides on PATH; the Job runs exactly this (see the Dockerfile).
+AGENT_COMMAND = ["kubectl-aicr", "agent"]
+CONTAINER_NAME = "collector"
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+MANAGED_BY = "kubectl-aicr"
+RUN_LABEL = "aicr.nvidia.com/run-id"
+NAME_LABEL = "app.kubernetes.io/name"
+JOB_TTL_SECONDS = 600
+
+
+def new_run_id() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(6))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything the manifests depend on; built from validated flags."""
+
+    namespace: str
+    run_id: str
+    image: str = DEFAULT_IMAGE
+    job_prefix: str = "aicr"
+    service_account: str | None = None  # an existing one to use; None: create one per run
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    timeout_seconds: float = 300.0
+    node_name: str | None = None  # --all-nodes pins one Job per node
+    image_pull_secrets: tuple[str, ...] = ()
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.job_prefix}-{self.run_id}"
+
+    @property
+    def sa_name(self) -> str:
+        return self.service_account or f"aicr-{self.run_id}"
+
+    @property
+    def creates_service_account(self) -> bool:
+        return self.service_account is None
+
+    @property
+    def role_name(self) -> str:
+        return f"aicr-{self.run_id}"
+
+    @property
+    def cluster_role_name(self) -> str:
+        return f"aicr-{self.run_id}-reader"
+
+    @property
+    def staging_cm(self) -> str:
+        return f"aicr-{self.run_id}-snapshot"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {NAME_LABEL: "aicr", "app.kubernetes.io/managed-by": MANAGED_BY, RUN_LABEL: self.run_id}
+
+
+def _meta(name: str, run: RunSpec, namespaced: bool = True) -> dict[str, Any]:
+    m: dict[str, Any] = {"name": name, "labels": dict(run.labels)}
+    if namespaced:
+        m["namespace"] = run.namespace
+    return m
+
+
+def owner_ref(job: dict[str, Any]) -> dict[str, Any]:
+    """An ownerReference to the created Job (``job`` as returned by the API, needing its uid)."""
+    return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+
+
+def service_account(run: RunSpec) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run.sa_name, run)}
+
+
+def role(run: RunSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(run.role_name, run),
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update", "patch"],
+             "resourceNames": [run.staging_cm]},
+        ],
+    }
+
+
+def role_binding(run: RunSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(run.role_name, run),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": run.role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": run.sa_name, "namespace": run.namespace}],
+    }
+
+
+def cluster_role(run: RunSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(run.cluster_role_name, run, namespaced=False),
+        "rules": [
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": ["nvidia.com"], "resources": ["clusterpolicies"], "verbs": ["get", "list"]},
+        ],
+    }
+
+
+def cluster_role_binding(run: RunSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(run.cluster_role_name, run, namespaced=False),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": run.cluster_role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": run.sa_name, "namespace": run.namespace}],
+    }
+
+
+def namespace(run: RunSpec) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": run.namespace, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, RUN_LABEL: run.run_id}}}
+
+
+def agent_args(run: RunSpec) -> list[str]:
+    return ["--output", f"cm://{run.namespace}/{run.staging_cm}", "--run-id", run.run_id]
+
+
+def job(run: RunSpec, *, suspend: bool = True) -> dict[str, Any]:
+    """The agent Job. Created suspended, so the RBAC it owns exists before its pod starts."""
+    pod_labels = dict(run.labels)
+    affinity: dict[str, Any] | None = None
+    node_selector = dict(run.node_selector)
+    if run.node_name:
+        node_selector["kubernetes.io/hostname"] = run.node_name
+    elif not node_selector:
+        # No selector: prefer GPU nodes instead of landing on whatever node has room.
+        affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "preference": {"matchExpressions": [{"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}]},
+        }]}}
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": run.sa_name,
+        "automountServiceAccountToken": True,
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 10,
+        # Host namespaces: systemd over /run/systemd, the host's processes and network facts.
+        "hostPID": True,
+        "hostNetwork": True,
+        "hostIPC": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "tolerations": [t.to_dict() for t in run.tolerations],
+        "containers": [{
+            "name": CONTAINER_NAME,
+            "image": run.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": list(AGENT_COMMAND),
+            "args": agent_args(run),
+            "env": [
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "AICR_AGENT_MODE", "value": "true"},
+                {"name": "AICR_RUN_ID", "value": run.run_id},
+            ],
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"},
+            },
+            "securityContext": {"privileged": True, "runAsUser": 0, "runAsGroup": 0},
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "volumeMounts": [
+                {"name": "run-systemd", "mountPath": "/run/systemd", "readOnly": True},
+                {"name": "host-os-release", "mountPath": "/etc/os-release", "readOnly": True},
+            ],
+        }],
+        "volumes": [
+            {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "Directory"}},
+            {"name": "host-os-release", "hostPath": {"path": "/etc/os-release", "type": "File"}},
+        ],
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if run.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in run.image_pull_secrets]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(run.job_name, run),
+        "spec": {
+            "suspend": suspend,
+            "backoffLimit": 0,
+            "completions": 1,
+            "parallelism": 1,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            # The pod never outlives the CLI's wait by much, even if the CLI is killed.
+            "activeDeadlineSeconds": int(run.timeout_seconds) + 120,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def cleanup_commands(run: RunSpec) -> list[str]:
+    """kubectl commands that delete what a run created (printed with --no-cleanup)."""
+    sel = f"{RUN_LABEL}={run.run_id}"
+    return [
+        f"kubectl delete job,serviceaccount,role,rolebinding,configmap -n {run.namespace} -l {sel}",
+        f"kubectl delete clusterrole,clusterrolebinding -l {sel}",
+    ]

@@ -1,0 +1,119 @@
+"""The Snapshot JSON Schema (Draft 2020-12) shipped in this package, and validation against it.
+
+Every snapshot the CLI reads or writes goes through :func:`validate` (or :func:`problems`), which reports every
+error with its JSON path, plus the few rules a JSON Schema cannot express (unique measurement types and
+unique subtypes within a type).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from collector.model import API_VERSION, KIND
+from kubectl_aicr.errors import SnapshotInvalid
+
+LIST_KIND = "SnapshotList"
+_MAX_MESSAGE = 240
+
+
+def schema_text() -> str:
+    """The schema document exactly as shipped."""
+    return resources.files("kubectl_aicr").joinpath("schema/snapshot.schema.json").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads(schema_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator  # imported lazily: keeps --help fast
+
+    return Draft202012Validator(schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _json_path(parts: Any) -> str:
+    out = "$"
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(p, str) and p.replace("_", "").replace("-", "").isalnum():
+            out += f".{p}"
+        else:
+            out += "[" + json.dumps(p) + "]"
+    return out
+
+
+def _short(msg: str) -> str:
+    return msg if len(msg) <= _MAX_MESSAGE else msg[: _MAX_MESSAGE - 3] + "..."
+
+
+def _header_problem(doc: Any) -> str | None:
+    """A clear one-liner for documents that are not snapshots at all (checked before the schema)."""
+    if not isinstance(doc, dict):
+        return f"$: expected a Snapshot mapping, got {type(doc).__name__}"
+    kind = doc.get("kind")
+    if kind is not None and kind not in (KIND, LIST_KIND):
+        return f"$.kind: {kind!r} is not a snapshot (expected {KIND!r} or {LIST_KIND!r})"
+    api = doc.get("apiVersion")
+    if api is not None and api != API_VERSION:
+        return f"$.apiVersion: {api!r} is not supported (expected {API_VERSION!r})"
+    if kind is None and "measurements" not in doc:
+        return "$: not a snapshot: it has neither 'kind' nor 'measurements'"
+    return None
+
+
+def _duplicates(snapshot: dict[str, Any], prefix: list[Any]) -> list[str]:
+    out: list[str] = []
+    seen_types: dict[str, int] = {}
+    for i, m in enumerate(snapshot.get("measurements") or []):
+        if not isinstance(m, dict):
+            continue
+        t = m.get("type")
+        if isinstance(t, str):
+            if t in seen_types:
+                out.append(f"{_json_path(prefix + ['measurements', i, 'type'])}: duplicate measurement type {t!r} "
+                           f"(first at measurements[{seen_types[t]}])")
+            else:
+                seen_types[t] = i
+        seen_sub: dict[str, int] = {}
+        for j, s in enumerate(m.get("subtypes") or []):
+            name = s.get("subtype") if isinstance(s, dict) else None
+            if isinstance(name, str):
+                if name in seen_sub:
+                    out.append(f"{_json_path(prefix + ['measurements', i, 'subtypes', j, 'subtype'])}: duplicate "
+                               f"subtype {name!r} in {t!r} (first at subtypes[{seen_sub[name]}])")
+                else:
+                    seen_sub[name] = j
+    return out
+
+
+def problems(doc: Any) -> list[str]:
+    """Every problem with ``doc`` as ``"<json path>: <message>"``, sorted by path; empty when valid."""
+    head = _header_problem(doc)
+    if head:
+        return [head]
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
+    out = [f"{_json_path(e.absolute_path)}: {_short(e.message)}" for e in errors]
+    if not out:
+        if doc.get("kind") == LIST_KIND:
+            for i, item in enumerate(doc.get("items") or []):
+                out.extend(_duplicates(item, ["items", i]))
+        else:
+            out.extend(_duplicates(doc, []))
+    return out
+
+
+def validate(doc: Any, *, source: str) -> dict[str, Any]:
+    """Return ``doc`` if it is a valid Snapshot (or SnapshotList); raise :class:`SnapshotInvalid` otherwise."""
+    found = problems(doc)
+    if found:
+        n = len(found)
+        first = found[0]
+        msg = f"{source}: not a valid snapshot: {first}" + (f" (and {n - 1} more)" if n > 1 else "")
+        raise SnapshotInvalid(msg, details=found, hint=f"run 'kubectl aicr validate {source}' to see every error")
+    return doc
