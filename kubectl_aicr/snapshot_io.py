@@ -90,7 +90,7 @@ def parse_location(text: str) -> Location:
 
 # ---------------------------------------------------------------- parsing
 
-def _reject_aliases(doc: Any) -> None:
+def _reject_aliases(doc: Any, source: str) -> None:
     """Refuse YAML anchors/aliases that repeat containers (the 'billion laughs' shape); snapshots never use them."""
     seen: set[int] = set()
     stack = [doc]
@@ -98,7 +98,7 @@ def _reject_aliases(doc: Any) -> None:
         node = stack.pop()
         if isinstance(node, (dict, list)):
             if id(node) in seen:
-                raise InvalidInput("YAML aliases (*name) are not allowed in snapshots")
+                raise InvalidInput(f"{source}: YAML aliases (*name) are not allowed in snapshots")
             seen.add(id(node))
             stack.extend(node.values() if isinstance(node, dict) else node)
 
@@ -130,7 +130,7 @@ def parse_document(raw: bytes, *, source: str) -> Any:
     docs = [d for d in docs if d is not None]
     if len(docs) != 1:
         raise InvalidInput(f"{source}: expected one YAML document, found {len(docs)}")
-    _reject_aliases(docs[0])
+    _reject_aliases(docs[0], source)
     return docs[0]
 
 

@@ -4,7 +4,7 @@ Every run gets its own names (``<prefix>-<run id>``), so concurrent runs in one 
 other's objects. Least privilege:
 
 * ClusterRole ``<run>-reader``: get/list nodes, list pods (images in use), get/list nvidia.com ClusterPolicies.
-* Role ``<run>``: create ConfigMaps, and get/update/patch only the run's staging ConfigMap (resourceNames).
+* Role ``<run>``: get/update/patch only the run's staging ConfigMap (resourceNames); the CLI pre-creates it.
 
 The namespaced objects carry an ownerReference to the Job, so if the CLI is killed the Job's
 ``ttlSecondsAfterFinished`` lets the garbage collector remove them too.
@@ -102,7 +102,6 @@ def role(run: RunSpec) -> dict[str, Any]:
         "kind": "Role",
         "metadata": _meta(run.role_name, run),
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update", "patch"],
              "resourceNames": [run.staging_cm]},
         ],

@@ -1,0 +1,196 @@
+"""Pure parts of the agent deployment: flag parsing, manifests, pod/Job state classification, node matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubectl_aicr.deploy import flags, spec, wait
+from kubectl_aicr.deploy.access import required
+from kubectl_aicr.deploy.flags import TOLERATE_ALL, Toleration
+from kubectl_aicr.errors import InvalidInput
+
+
+# ------------------------------------------------------------------ flags
+
+def test_node_selectors() -> None:
+    assert flags.parse_node_selectors(["nvidia.com/gpu.present=true", "a=b"]) == {"nvidia.com/gpu.present": "true", "a": "b"}
+    assert flags.parse_node_selectors(["empty="]) == {"empty": ""}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "bad key=x", "k=bad value", "UPPER.Prefix/x=1", "a=1,a=2"])
+def test_bad_node_selectors(bad: str) -> None:
+    items = bad.split(",") if "," in bad else [bad]
+    with pytest.raises(InvalidInput, match="--node-selector"):
+        flags.parse_node_selectors(items)
+
+
+def test_tolerations() -> None:
+    assert flags.parse_tolerations([]) == [TOLERATE_ALL]
+    assert flags.parse_tolerations(["nvidia.com/gpu=present:NoSchedule", "dedicated:NoExecute", "k"]) == [
+        Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule"),
+        Toleration("dedicated", "Exists", None, "NoExecute"),
+        Toleration("k", "Exists", None, None),
+    ]
+    assert TOLERATE_ALL.to_dict() == {"operator": "Exists"}
+
+
+@pytest.mark.parametrize("bad", ["k=v:Sometimes", ":NoSchedule", "=v:NoSchedule", "k=bad value:NoSchedule"])
+def test_bad_tolerations(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="--toleration"):
+        flags.parse_tolerations([bad])
+
+
+@pytest.mark.parametrize("text, seconds", [("5m", 300), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("45", 45), ("1.5m", 90)])
+def test_durations(text: str, seconds: float) -> None:
+    assert flags.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "5x", "m5", "-5s", "0", "5m junk"])
+def test_bad_durations(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="--timeout"):
+        flags.parse_duration(bad)
+
+
+def test_names_and_images() -> None:
+    assert flags.check_name("aicr", "--job-name") == "aicr"
+    for bad in ("Aicr", "-x", "x" * 41, "a_b"):
+        with pytest.raises(InvalidInput):
+            flags.check_name(bad, "--job-name")
+    for bad in ("", "a b", "repo:"):
+        with pytest.raises(InvalidInput):
+            flags.check_image(bad)
+
+
+# ------------------------------------------------------------------ manifests
+
+def run(**kw: object) -> spec.RunSpec:
+    base = dict(namespace="gpu-ops", run_id="abc123", tolerations=(TOLERATE_ALL,))
+    base.update(kw)
+    return spec.RunSpec(**base)  # type: ignore[arg-type]
+
+
+def test_names_are_unique_per_run() -> None:
+    a, b = run(run_id=spec.new_run_id()), run(run_id=spec.new_run_id())
+    assert a.run_id != b.run_id
+    for attr in ("job_name", "sa_name", "role_name", "cluster_role_name", "staging_cm"):
+        assert getattr(a, attr) != getattr(b, attr)
+
+
+def test_job_manifest() -> None:
+    j = spec.job(run())
+    assert j["metadata"]["name"] == "aicr-abc123" and j["spec"]["suspend"] is True
+    s = j["spec"]
+    assert s["backoffLimit"] == 0 and s["ttlSecondsAfterFinished"] > 0 and s["activeDeadlineSeconds"] >= 300
+    pod = s["template"]["spec"]
+    assert pod["hostPID"] and pod["hostNetwork"] and pod["hostIPC"] and pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "aicr-abc123"
+    c = pod["containers"][0]
+    assert c["command"] == ["kubectl-aicr", "agent"]
+    assert c["args"] == ["--output", "cm://gpu-ops/aicr-abc123-snapshot", "--run-id", "abc123"]
+    assert c["securityContext"]["privileged"] is True
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/run/systemd", "/etc/os-release"}
+    assert all(m["readOnly"] for m in c["volumeMounts"])
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    # No selector: prefer GPU nodes.
+    pref = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert pref["preference"]["matchExpressions"][0] == {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}
+    assert "nodeSelector" not in pod
+    # Pod and job carry the run label (cleanup and pod lookup select on it).
+    assert s["template"]["metadata"]["labels"][spec.RUN_LABEL] == "abc123"
+
+
+def test_job_with_selector_and_node() -> None:
+    pod = spec.job(run(node_selector={"a": "b"}))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"a": "b"} and "affinity" not in pod
+    pod = spec.job(run(node_name="gpu-7"))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "gpu-7"}
+
+
+def test_rbac_is_least_privilege() -> None:
+    r = run()
+    role = spec.role(r)
+    for rule in role["rules"]:
+        assert rule["resources"] == ["configmaps"]
+        assert rule["resourceNames"] == [r.staging_cm]
+        assert set(rule["verbs"]) <= {"get", "update", "patch"}
+    cr = spec.cluster_role(r)
+    granted = {(g, res, v) for rule in cr["rules"] for g in rule["apiGroups"] for res in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("", "nodes", "get"), ("", "nodes", "list"), ("", "pods", "list"),
+                       ("nvidia.com", "clusterpolicies", "get"), ("nvidia.com", "clusterpolicies", "list")}
+    for m in (spec.role_binding(r), spec.cluster_role_binding(r)):
+        assert m["subjects"] == [{"kind": "ServiceAccount", "name": r.sa_name, "namespace": "gpu-ops"}]
+        assert m["roleRef"]["name"] != "cluster-admin"
+
+
+def test_existing_service_account_is_used_not_created() -> None:
+    r = run(service_account="gpu-reader")
+    assert r.sa_name == "gpu-reader" and not r.creates_service_account
+    verbs = {(n.verb, n.resource) for n in required(r, create_namespace=False)}
+    assert ("create", "serviceaccounts") not in verbs
+    assert ("create", "serviceaccounts") in {(n.verb, n.resource) for n in required(run(), create_namespace=False)}
+    assert ("create", "namespaces") in {(n.verb, n.resource) for n in required(run(), create_namespace=True)}
+
+
+def test_required_permissions_carry_api_groups() -> None:
+    needs = {(n.verb, n.resource, n.group) for n in required(run(), create_namespace=False)}
+    assert ("create", "jobs", "batch") in needs
+    assert ("create", "clusterroles", "rbac.authorization.k8s.io") in needs
+    assert ("list", "clusterpolicies", "nvidia.com") in needs
+
+
+def test_cleanup_commands_select_the_run() -> None:
+    cmds = spec.cleanup_commands(run())
+    assert all("aicr.nvidia.com/run-id=abc123" in c for c in cmds)
+
+
+# ------------------------------------------------------------------ pod / job states
+
+def pod(phase: str = "Pending", node: str | None = None, conditions: list | None = None, cstatus: list | None = None) -> dict:
+    return {"metadata": {"name": "p"}, "spec": {"nodeName": node},
+            "status": {"phase": phase, "conditions": conditions or [], "containerStatuses": cstatus or []}}
+
+
+def test_verdicts() -> None:
+    assert wait.pod_verdict(pod()).state == "Pending (waiting for the scheduler)"
+    v = wait.pod_verdict(pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                          "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."}]))
+    assert v.kind == "unschedulable" and "didn't match Pod's node affinity/selector" in v.failure
+    v = wait.pod_verdict(pod(node="n1", cstatus=[{"image": "x/y:1", "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                                                          "message": "Back-off pulling image"}}}]))
+    assert v.kind == "image" and "'x/y:1'" in v.failure and "ImagePullBackOff" in v.failure
+    v = wait.pod_verdict(pod(node="n1", cstatus=[{"state": {"waiting": {"reason": "ContainerCreating"}}}]))
+    assert v.failure is None and v.state == "Pending on n1 (ContainerCreating)"
+    assert wait.pod_verdict(pod("Running", "n1")).state == "Running on n1"
+    v = wait.pod_verdict(pod("Failed", "n1", cstatus=[{"state": {"terminated": {"exitCode": 3, "reason": "Error",
+                                                                               "message": "boom\nlast line"}}}]))
+    assert v.kind == "container" and v.exit_code == 3 and "exited with code 3" in v.failure and "last line" in v.failure
+    assert wait.pod_verdict(pod("Succeeded", "n1")).done
+
+
+def test_job_and_event_failures() -> None:
+    job = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                      "message": "Job was active longer than specified deadline"}]}}
+    assert "DeadlineExceeded" in wait.job_failure(job)
+    assert wait.job_failure({"status": {}}) is None
+    evs = [{"reason": "SuccessfulCreate", "type": "Normal"},
+           {"reason": "FailedCreate", "type": "Warning", "message": "pods is forbidden: exceeded quota"}]
+    assert "exceeded quota" in wait.creation_failure(evs)
+
+
+def node(name: str, labels: dict | None = None, taints: list | None = None, cordoned: bool = False) -> dict:
+    return {"metadata": {"name": name, "labels": labels or {}}, "spec": {"taints": taints or [], "unschedulable": cordoned}}
+
+
+def test_match_nodes() -> None:
+    gpu_taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    nodes = [node("cpu"), node("gpu-a", {"gpu": "yes"}), node("gpu-b", {"gpu": "yes"}, [gpu_taint]),
+             node("gpu-c", {"gpu": "yes"}, cordoned=True)]
+    assert wait.match_nodes(nodes, {"gpu": "yes"}, [TOLERATE_ALL]).matching == ["gpu-a", "gpu-b", "gpu-c"]
+    m = wait.match_nodes(nodes, {"gpu": "yes"}, [Toleration("other", "Exists", None, None)])
+    assert m.matching == ["gpu-a"] and m.selected == 3
+    assert m.blocked == {"gpu-b": "nvidia.com/gpu=present:NoSchedule", "gpu-c": "node.kubernetes.io/unschedulable:NoSchedule"}
+    assert wait.match_nodes(nodes, {"gpu": "no"}, [TOLERATE_ALL]).selected == 0
+    m = wait.match_nodes(nodes, {}, [Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule")])
+    assert m.matching == ["cpu", "gpu-a", "gpu-b"]
