@@ -48,10 +48,13 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
 @click.option("--timeout", "timeout_text", default="5m", show_default=True, metavar="DURATION",
               help="How long to wait for the agent (e.g. 90s, 5m).")
 @click.option("--no-cleanup", is_flag=True, help="Keep the Job, its pod, RBAC and staging ConfigMap; print how to delete them.")
+@click.option("--all-nodes", is_flag=True, help="One agent per matching node (default: nodes labelled "
+              "nvidia.com/gpu.present=true); writes a SnapshotList. Compare nodes with 'diff --across-nodes'.")
+@click.option("--parallelism", type=int, default=4, show_default=True, help="With --all-nodes: agents running at once.")
 def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context: str | None, namespace: str | None,
             request_timeout: float, image: str | None, job_name: str, service_account_name: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], image_pull_secret: tuple[str, ...],
-            timeout_text: str, no_cleanup: bool) -> None:
+            timeout_text: str, no_cleanup: bool, all_nodes: bool, parallelism: int) -> None:
     """Capture the configuration of a GPU node as a Snapshot.
 
     With the current kubectl context, creates least-privilege RBAC and a Job on a GPU node whose pod collects
@@ -70,14 +73,15 @@ def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context:
     if local or os.environ.get("AICR_AGENT_MODE") == "true":
         cluster_flags = {"--image": image, "--service-account-name": service_account_name,
                          "--node-selector": node_selector, "--toleration": toleration,
-                         "--image-pull-secret": image_pull_secret, "--no-cleanup": no_cleanup}
+                         "--image-pull-secret": image_pull_secret, "--no-cleanup": no_cleanup, "--all-nodes": all_nodes}
         given = [name for name, v in cluster_flags.items() if v]
         if local and given:
             raise InvalidInput(f"{', '.join(given)} only apply when deploying the agent; drop them or drop --local")
         _local(dest, fmt, opts)
         return
     _deploy(dest, fmt, opts, image=image, job_name=job_name, sa=service_account_name, node_selector=node_selector,
-            toleration=toleration, pull_secrets=image_pull_secret, timeout_text=timeout_text, no_cleanup=no_cleanup)
+            toleration=toleration, pull_secrets=image_pull_secret, timeout_text=timeout_text, no_cleanup=no_cleanup,
+            all_nodes=all_nodes, parallelism=parallelism)
 
 
 def _local(dest: snapshot_io.Location, fmt: str, opts: Any) -> None:
@@ -103,8 +107,8 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: Any) -> None:
 
 def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | None, job_name: str, sa: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], pull_secrets: tuple[str, ...],
-            timeout_text: str, no_cleanup: bool) -> None:
-    from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, RunSpec, cleanup_commands, new_run_id
+            timeout_text: str, no_cleanup: bool, all_nodes: bool = False, parallelism: int = 4) -> None:
+    from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, cleanup_commands, new_run_id
 
     # Every flag is checked before the first API call.
     selector = flags.parse_node_selectors(node_selector)
@@ -116,38 +120,92 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
     for s in pull_secrets:
         flags.check_name(s, "--image-pull-secret", max_len=253)
     img = flags.check_image(image or DEFAULT_IMAGE)
+    if parallelism < 1:
+        raise InvalidInput("--parallelism: must be at least 1")
 
     from kubectl_aicr.deploy import access
     from kubectl_aicr.deploy.deployer import Created, Deployer
     from kubectl_aicr.kube import connect
+
+    kube = connect(opts)
+    d = Deployer(kube, _progress)
+    try:
+        run = RunSpec(namespace=kube.namespace, run_id=new_run_id(), image=img, job_prefix=job_name, service_account=sa,
+                      node_selector=selector, tolerations=tuple(tolerations), timeout_seconds=timeout,
+                      image_pull_secrets=tuple(pull_secrets))
+        create_ns = not d.namespace_exists(run.namespace)
+        access.check(kube, run, create_namespace=create_ns)
+        nodes = d.list_nodes()
+        if all_nodes:
+            if nodes is None:
+                raise InvalidInput("--all-nodes needs permission to list nodes")
+            if not selector and any(((n.get("metadata") or {}).get("labels") or {}).get(GPU_PRESENT_LABEL) == "true"
+                                    for n in nodes):
+                selector = {GPU_PRESENT_LABEL: "true"}
+                _progress(f"--all-nodes without --node-selector: targeting nodes labelled {GPU_PRESENT_LABEL}=true")
+            run = RunSpec(**{**run.__dict__, "node_selector": selector})
+            targets = d.check_placement(run, nodes)
+            run = RunSpec(**{**run.__dict__, "nodes": tuple(targets)})
+        else:
+            d.check_placement(run, nodes)
+        _execute(d, run, dest, fmt, create_ns=create_ns, timeout=timeout, parallelism=parallelism,
+                 no_cleanup=no_cleanup, kube=kube, cleanup_commands=cleanup_commands)
+    finally:
+        kube.close()
+
+
+def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_ns: bool, timeout: float,
+             parallelism: int, no_cleanup: bool, kube: Any, cleanup_commands: Any) -> None:
+    from kubectl_aicr.deploy.deployer import Created
+    from kubectl_aicr.errors import AgentFailed
     from kubectl_aicr.output import deliver
     from kubectl_aicr.schema import validate
 
-    kube = connect(opts)
-    if opts.namespace is None and kube.namespace:
-        pass
-    run = RunSpec(namespace=kube.namespace, run_id=new_run_id(), image=img, job_prefix=job_name, service_account=sa,
-                  node_selector=selector, tolerations=tuple(tolerations), timeout_seconds=timeout,
-                  image_pull_secrets=tuple(pull_secrets))
-    d = Deployer(kube, _progress)
-    create_ns = not d.namespace_exists(run.namespace)
-    access.check(kube, run, create_namespace=create_ns)
-    d.check_placement(run, d.list_nodes())
     created = Created()
     ok = False
+    fleet = bool(run.nodes)
     try:
-        _progress(f"run {run.run_id}: creating Job {run.job_name} in namespace {run.namespace} (image {run.image})")
+        what = f"{len(run.targets)} Jobs (one per node, {parallelism} at a time)" if fleet else f"Job {run.job_name}"
+        _progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
         d.create(run, created, create_namespace=create_ns)
-        pod, node, finished = d.wait(run, timeout=timeout)
-        raw = d.fetch(run)
-        doc = validate(snapshot_io.parse_document(raw, source=f"agent snapshot from {node}"),
-                       source=f"agent snapshot from {node}")
+        results = d.run_jobs(run, timeout=timeout, parallelism=parallelism if fleet else 1, fail_fast=not fleet)
+        docs: list[dict[str, Any]] = []
+        failures: list[dict[str, str]] = []
+        last_done = 0.0
+        total_bytes = 0
+        for res in results.values():
+            if not res.ok:
+                failures.append({"node": res.target.node or res.node or "?", "reason": res.failure or "failed"})
+                continue
+            source = f"agent snapshot from {res.node}"
+            try:
+                raw = d.fetch(run, res.target)
+                docs.append(validate(snapshot_io.parse_document(raw, source=source), source=source))
+                total_bytes += len(raw)
+            except Exception as e:  # noqa: BLE001 - recorded per node in a fleet, raised for one node
+                if not fleet:
+                    raise
+                failures.append({"node": res.target.node or "?", "reason": str(e)})
+            last_done = max(last_done, res.finished_at)
+        if fleet:
+            doc = fleet_document(run, docs, failures)
+            validate(doc, source="fleet snapshot")
+        else:
+            doc = docs[0]
         where = deliver(doc, dest, fmt, kube_factory=lambda: kube)
-        overhead = time.monotonic() - finished
-        _progress(f"snapshot of node {node} written to {where} ({len(raw):,} bytes, {overhead:.2f}s after the pod completed)")
-        warning = gpu_warning(doc)
-        if warning:
-            _progress(f"warning: {warning}")
+        overhead = time.monotonic() - last_done
+        nodes_txt = f"{len(docs)} nodes" if fleet else f"node {doc['metadata'].get('source-node')}"
+        _progress(f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "
+                  f"{overhead:.2f}s after the last pod completed)")
+        if not fleet:
+            warning = gpu_warning(doc)
+            if warning:
+                _progress(f"warning: {warning}")
+        if failures:
+            raise AgentFailed(f"{len(failures)} of {len(run.targets)} nodes produced no snapshot; first: "
+                              f"{failures[0]['node']}: {failures[0]['reason'].splitlines()[0]}",
+                              details=[f"{f['node']}: {f['reason'].splitlines()[0]}" for f in failures],
+                              hint="the snapshots of the other nodes were written; 'failures' in the output lists these")
         ok = True
     finally:
         if no_cleanup:
@@ -155,11 +213,25 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
             for c in cleanup_commands(run):
                 _progress(f"  {c}")
         elif created.objects:
-            failures = d.cleanup(run, created)
-            if failures:
-                _progress("warning: cleanup left objects behind: " + "; ".join(failures))
+            problems = d.cleanup(run, created)
+            if problems:
+                _progress("warning: cleanup left objects behind: " + "; ".join(problems))
                 for c in cleanup_commands(run):
                     _progress(f"  {c}")
             elif ok:
                 _progress(f"cleaned up {len(created.objects)} objects")
-        kube.close()
+
+
+def fleet_document(run: Any, docs: list[dict[str, Any]], failures: list[dict[str, str]]) -> dict[str, Any]:
+    """One SnapshotList holding every node's snapshot (sorted by node) and the nodes that failed."""
+    from collector.model import API_VERSION
+    from collector.snapshot import now_rfc3339
+
+    items = sorted(docs, key=lambda d: d.get("metadata", {}).get("source-node", ""))
+    meta = {"timestamp": now_rfc3339(), "version": __version__, "run-id": run.run_id,
+            "node-count": str(len(run.targets)),
+            "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items()))}
+    out: dict[str, Any] = {"kind": "SnapshotList", "apiVersion": API_VERSION, "metadata": meta, "items": items}
+    if failures:
+        out["failures"] = sorted(failures, key=lambda f: f["node"])
+    return out

@@ -33,12 +33,13 @@ class Created:
 
 
 @dataclass
-class RunResult:
-    raw: bytes
-    node: str | None
+class TargetResult:
+    target: spec.Target
+    ok: bool
     pod: str | None
-    pod_finished_at: float  # monotonic time the CLI saw the pod succeed
-    timings: dict[str, float] = field(default_factory=dict)
+    node: str | None
+    finished_at: float  # monotonic time the CLI saw the pod end
+    failure: str | None = None
 
 
 def _to_dict(kube: Kube, obj: Any) -> dict[str, Any]:
@@ -120,7 +121,7 @@ class Deployer:
             taints = "; ".join(f"{n}: {t}" for n, t in sorted(m.blocked.items())[:5])
             raise NotFound(f"{m.selected} node(s) match the selector but carry taints the tolerations do not allow ({taints})",
                            hint="add --toleration KEY=VALUE:EFFECT for those taints (no --toleration tolerates all)")
-        if not run.node_selector and not run.node_name:
+        if not run.node_selector and not run.nodes:
             gpu = [n for n in nodes if ((n.get("metadata") or {}).get("labels") or {}).get(spec.GPU_PRESENT_LABEL) == "true"]
             if not gpu:
                 self.progress(f"warning: no node is labelled {spec.GPU_PRESENT_LABEL}=true; the agent may land on a node without GPUs")
@@ -139,51 +140,62 @@ class Deployer:
         return obj
 
     def create(self, run: RunSpec, created: Created, *, create_namespace: bool) -> None:
+        """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet."""
         k, ns = self.kube, run.namespace
         if create_namespace:
             self._create(created, "Namespace", k.core.create_namespace, spec.namespace(run), name=ns, namespace=None)
-        job = _to_dict(k, self._create(created, "Job", k.batch.create_namespaced_job, ns, spec.job(run, suspend=True),
-                                       name=run.job_name, namespace=ns))
-        owner = [spec.owner_ref(job)]
+        owners: dict[str, dict[str, Any]] = {}
+        for t in run.targets:
+            job = _to_dict(k, self._create(created, "Job", k.batch.create_namespaced_job, ns, spec.job(run, t, suspend=True),
+                                           name=t.job_name, namespace=ns))
+            owners[t.job_name] = spec.owner_ref(job)
+        shared = list(owners.values())
 
-        def owned(m: dict[str, Any]) -> dict[str, Any]:
-            m["metadata"]["ownerReferences"] = owner
+        def owned(m: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any]:
+            m["metadata"]["ownerReferences"] = refs
             return m
 
         if run.creates_service_account:
             self._create(created, "ServiceAccount", k.core.create_namespaced_service_account, ns,
-                         owned(spec.service_account(run)), name=run.sa_name, namespace=ns)
-        self._create(created, "Role", k.rbac.create_namespaced_role, ns, owned(spec.role(run)), name=run.role_name, namespace=ns)
-        self._create(created, "RoleBinding", k.rbac.create_namespaced_role_binding, ns, owned(spec.role_binding(run)),
+                         owned(spec.service_account(run), shared), name=run.sa_name, namespace=ns)
+        self._create(created, "Role", k.rbac.create_namespaced_role, ns, owned(spec.role(run), shared),
                      name=run.role_name, namespace=ns)
-        staging = owned({"apiVersion": "v1", "kind": "ConfigMap",
-                         "metadata": {"name": run.staging_cm, "namespace": ns, "labels": {**cmstore.BASE_LABELS, **run.labels}},
-                         "data": {}})
-        self._create(created, "ConfigMap", k.core.create_namespaced_config_map, ns, staging, name=run.staging_cm, namespace=ns)
-        self._create(created, "ClusterRole", k.rbac.create_cluster_role, spec.cluster_role(run), name=run.cluster_role_name,
-                     namespace=None)
+        self._create(created, "RoleBinding", k.rbac.create_namespaced_role_binding, ns,
+                     owned(spec.role_binding(run), shared), name=run.role_name, namespace=ns)
+        for t in run.targets:
+            staging = owned({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": t.staging_cm, "namespace": ns,
+                                          "labels": {**cmstore.BASE_LABELS, **run.labels}},
+                             "data": {}}, [owners[t.job_name]])
+            self._create(created, "ConfigMap", k.core.create_namespaced_config_map, ns, staging, name=t.staging_cm,
+                         namespace=ns)
+        self._create(created, "ClusterRole", k.rbac.create_cluster_role, spec.cluster_role(run),
+                     name=run.cluster_role_name, namespace=None)
         self._create(created, "ClusterRoleBinding", k.rbac.create_cluster_role_binding, spec.cluster_role_binding(run),
                      name=run.cluster_role_name, namespace=None)
+
+    def start(self, run: RunSpec, target: spec.Target) -> None:
+        k = self.kube
         try:
-            k.batch.patch_namespaced_job(run.job_name, ns, {"spec": {"suspend": False}},
+            k.batch.patch_namespaced_job(target.job_name, run.namespace, {"spec": {"suspend": False}},
                                          _request_timeout=k.request_timeout)
         except Exception as e:
-            raise_api_error(e, action=f"starting Job {run.job_name!r}", server=k.server)
+            raise_api_error(e, action=f"starting Job {target.job_name!r}", server=k.server)
 
     # ------------------------------------------------------------ wait
 
-    def _job_problem(self, run: RunSpec, seen_pod: bool) -> str | None:
+    def _job_problem(self, run: RunSpec, target: spec.Target, seen_pod: bool) -> str | None:
         k = self.kube
         try:
-            job = _to_dict(k, k.batch.read_namespaced_job(run.job_name, run.namespace, _request_timeout=k.request_timeout))
+            job = _to_dict(k, k.batch.read_namespaced_job(target.job_name, run.namespace, _request_timeout=k.request_timeout))
         except Exception as e:
-            raise_api_error(e, action=f"reading Job {run.job_name!r}", server=k.server)
+            raise_api_error(e, action=f"reading Job {target.job_name!r}", server=k.server)
         failed = wait.job_failure(job)
         if failed or seen_pod:
             return failed
         try:
             evs = k.core.list_namespaced_event(
-                run.namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={run.job_name}",
+                run.namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={target.job_name}",
                 _request_timeout=k.request_timeout)
         except Exception:
             return None  # events are a nicety; the timeout will still report the state
@@ -199,80 +211,112 @@ class Deployer:
             return f"(logs unavailable: {getattr(e, 'reason', None) or e})"
         return text.strip() if isinstance(text, str) else ""
 
-    def wait(self, run: RunSpec, *, timeout: float) -> tuple[str | None, str | None, float]:
-        """Block until the agent pod succeeds; returns (pod, node, monotonic time it was seen succeeding)."""
+    def run_jobs(self, run: RunSpec, *, timeout: float, parallelism: int = 1,
+                 fail_fast: bool = True) -> dict[str, TargetResult]:
+        """Start the Jobs (at most ``parallelism`` at once) and watch their pods until each succeeds or fails.
+
+        With ``fail_fast`` (one node) the first failure raises. Otherwise a node's failure is recorded and the
+        others go on - except an image that cannot be pulled, which would fail on every node.
+        """
         from kubernetes import watch
 
         k = self.kube
         deadline = time.monotonic() + timeout
-        selector = f"{spec.RUN_LABEL}={run.run_id},batch.kubernetes.io/job-name={run.job_name}"
-        last_state = "Job created; no pod yet"
-        pod_name: str | None = None
-        node: str | None = None
-        seen_pod = False
+        targets = {t.job_name: t for t in run.targets}
+        pending = list(run.targets)
+        started: set[str] = set()
+        results: dict[str, TargetResult] = {}
+        states: dict[str, str] = {}
+        selector = f"{spec.RUN_LABEL}={run.run_id}"
+        total = len(targets)
 
-        def judge(pod_obj: Any) -> tuple[str, str | None, float] | None:
-            nonlocal last_state, pod_name, node, seen_pod
+        def launch() -> None:
+            while pending and len(started) - len(results) < parallelism:
+                t = pending.pop(0)
+                self.start(run, t)
+                started.add(t.job_name)
+                states[t.job_name] = "Job started; no pod yet"
+
+        def finish(job_name: str, res: TargetResult) -> None:
+            results[job_name] = res
+            if total > 1:
+                self.progress(f"{len(results)}/{total} nodes done ({job_name}: {'ok' if res.ok else 'failed'})")
+
+        def judge(pod_obj: Any) -> None:
             pod = _to_dict(k, pod_obj)
-            seen_pod = True
-            pod_name = pod["metadata"]["name"]
+            labels = pod["metadata"].get("labels") or {}
+            job_name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+            if job_name not in targets or job_name in results:
+                return
+            name = pod["metadata"]["name"]
             v = wait.pod_verdict(pod)
-            node = v.node or node
-            if v.state != last_state:
-                last_state = v.state
-                self.progress(f"pod {pod_name}: {v.state}")
+            if v.state != states.get(job_name):
+                states[job_name] = v.state
+                self.progress(f"pod {name}: {v.state}")
             if v.done:
-                return pod_name, node, time.monotonic()
-            if v.failure:
+                finish(job_name, TargetResult(targets[job_name], True, name, v.node, time.monotonic()))
+            elif v.failure:
                 text = v.failure
                 if v.kind == "container":
-                    tail = self._log_tail(run, pod_name)
+                    tail = self._log_tail(run, name)
                     if tail and tail not in text:
                         text += "\n--- last log lines ---\n" + tail
-                raise AgentFailed(text, hint=_hint_for(v.kind, run))
-            return None
+                if fail_fast or v.kind == "image":
+                    raise AgentFailed(text, hint=_hint_for(v.kind, run))
+                finish(job_name, TargetResult(targets[job_name], False, name, v.node, time.monotonic(), failure=text))
 
-        while True:
+        launch()
+        while len(results) < total:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Timeout(f"the agent did not finish within {_fmt_secs(timeout)}; last state: {last_state}",
+                stuck = {j: states.get(j, "not started") for j in targets if j not in results}
+                last = "; ".join(f"{targets[j].node or j}: {s}" for j, s in sorted(stuck.items())[:5])
+                raise Timeout(f"the agent did not finish within {_fmt_secs(timeout)}; last state: {last}",
                               hint="raise --timeout, or look at 'kubectl describe pod' (rerun with --no-cleanup to keep it)")
             try:
                 pods = k.core.list_namespaced_pod(run.namespace, label_selector=selector, _request_timeout=k.request_timeout)
             except Exception as e:
-                raise_api_error(e, action="listing the agent pod", server=k.server)
+                raise_api_error(e, action="listing the agent pods", server=k.server)
+            seen_jobs = set()
             for p in pods.items:
-                got = judge(p)
-                if got:
-                    return got
-            problem = self._job_problem(run, seen_pod)
-            if problem:
-                raise AgentFailed(problem, hint=_hint_for("job", run))
+                seen_jobs.add((p.metadata.labels or {}).get("batch.kubernetes.io/job-name"))
+                judge(p)
+            for j in sorted(started - set(results)):
+                problem = self._job_problem(run, targets[j], j in seen_jobs)
+                if problem:
+                    if fail_fast:
+                        raise AgentFailed(problem, hint=_hint_for("job", run))
+                    finish(j, TargetResult(targets[j], False, None, targets[j].node, time.monotonic(), failure=problem))
+            launch()
+            if len(results) >= total:
+                break
             w = watch.Watch()
+            chunk = min(deadline - time.monotonic(), WATCH_CHUNK)
             try:
                 for ev in w.stream(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
                                    resource_version=pods.metadata.resource_version,
-                                   timeout_seconds=max(1, int(min(remaining, WATCH_CHUNK))),
-                                   _request_timeout=min(remaining, WATCH_CHUNK) + 10):
+                                   timeout_seconds=max(1, int(chunk)), _request_timeout=max(chunk, 1) + 10):
                     if ev.get("type") in ("ADDED", "MODIFIED"):
-                        got = judge(ev["object"])
-                        if got:
-                            return got
-                    if time.monotonic() >= deadline:
+                        before = len(results)
+                        judge(ev["object"])
+                        if len(results) != before:
+                            launch()
+                    if len(results) >= total or time.monotonic() >= deadline:
                         break
             except AicrError:
                 raise
             except Exception as e:
                 # An expired resourceVersion (410) or a dropped connection: list again and re-watch.
                 if getattr(e, "status", None) not in (410, None) and not _is_transient(e):
-                    raise_api_error(e, action="watching the agent pod", server=k.server)
+                    raise_api_error(e, action="watching the agent pods", server=k.server)
             finally:
                 w.stop()
+        return results
 
     # ------------------------------------------------------------ fetch + cleanup
 
-    def fetch(self, run: RunSpec) -> bytes:
-        return cmstore.read(self.kube, ConfigMapRef(run.namespace, run.staging_cm))
+    def fetch(self, run: RunSpec, target: spec.Target) -> bytes:
+        return cmstore.read(self.kube, ConfigMapRef(run.namespace, target.staging_cm))
 
     def cleanup(self, run: RunSpec, created: Created) -> list[str]:
         """Delete what was created (pods first, RBAC after they are gone). Returns what could not be deleted."""

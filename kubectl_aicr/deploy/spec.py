@@ -37,6 +37,15 @@ def new_run_id() -> str:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One agent Job: where it runs (None: wherever the scheduler puts it) and where it stores its snapshot."""
+
+    job_name: str
+    staging_cm: str
+    node: str | None = None
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything the manifests depend on; built from validated flags."""
 
@@ -48,12 +57,18 @@ class RunSpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
     timeout_seconds: float = 300.0
-    node_name: str | None = None  # --all-nodes pins one Job per node
+    nodes: tuple[str, ...] = ()  # --all-nodes: one Job pinned to each of these nodes
     image_pull_secrets: tuple[str, ...] = ()
 
     @property
     def job_name(self) -> str:
         return f"{self.job_prefix}-{self.run_id}"
+
+    @property
+    def targets(self) -> list[Target]:
+        if not self.nodes:
+            return [Target(self.job_name, self.staging_cm, None)]
+        return [Target(f"{self.job_name}-{i}", f"{self.staging_cm}-{i}", n) for i, n in enumerate(self.nodes)]
 
     @property
     def sa_name(self) -> str:
@@ -88,7 +103,8 @@ def _meta(name: str, run: RunSpec, namespaced: bool = True) -> dict[str, Any]:
 
 
 def owner_ref(job: dict[str, Any]) -> dict[str, Any]:
-    """An ownerReference to the created Job (``job`` as returned by the API, needing its uid)."""
+    """An ownerReference to a created Job (``job`` as returned by the API, with its uid). Objects shared by
+    several Jobs list them all, so the garbage collector removes them with the last one."""
     return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
 
 
@@ -103,7 +119,7 @@ def role(run: RunSpec) -> dict[str, Any]:
         "metadata": _meta(run.role_name, run),
         "rules": [
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update", "patch"],
-             "resourceNames": [run.staging_cm]},
+             "resourceNames": [t.staging_cm for t in run.targets]},
         ],
     }
 
@@ -146,17 +162,20 @@ def namespace(run: RunSpec) -> dict[str, Any]:
             "metadata": {"name": run.namespace, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, RUN_LABEL: run.run_id}}}
 
 
-def agent_args(run: RunSpec) -> list[str]:
-    return ["--output", f"cm://{run.namespace}/{run.staging_cm}", "--run-id", run.run_id]
+def agent_args(run: RunSpec, target: Target) -> list[str]:
+    return ["--output", f"cm://{run.namespace}/{target.staging_cm}", "--run-id", run.run_id]
 
 
-def job(run: RunSpec, *, suspend: bool = True) -> dict[str, Any]:
-    """The agent Job. Created suspended, so the RBAC it owns exists before its pod starts."""
+def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> dict[str, Any]:
+    """An agent Job. Created suspended, so the RBAC it owns exists before its pod starts."""
+    target = target or run.targets[0]
     pod_labels = dict(run.labels)
     affinity: dict[str, Any] | None = None
     node_selector = dict(run.node_selector)
-    if run.node_name:
-        node_selector["kubernetes.io/hostname"] = run.node_name
+    if target.node:
+        # Pinned by node name through the scheduler (taints and resources still apply), as DaemonSets do.
+        affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
+            "matchFields": [{"key": "metadata.name", "operator": "In", "values": [target.node]}]}]}}}
     elif not node_selector:
         # No selector: prefer GPU nodes instead of landing on whatever node has room.
         affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -179,7 +198,7 @@ def job(run: RunSpec, *, suspend: bool = True) -> dict[str, Any]:
             "image": run.image,
             "imagePullPolicy": "IfNotPresent",
             "command": list(AGENT_COMMAND),
-            "args": agent_args(run),
+            "args": agent_args(run, target),
             "env": [
                 {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "AICR_AGENT_MODE", "value": "true"},
@@ -210,7 +229,7 @@ def job(run: RunSpec, *, suspend: bool = True) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(run.job_name, run),
+        "metadata": _meta(target.job_name, run),
         "spec": {
             "suspend": suspend,
             "backoffLimit": 0,

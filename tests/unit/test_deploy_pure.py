@@ -104,8 +104,18 @@ def test_job_manifest() -> None:
 def test_job_with_selector_and_node() -> None:
     pod = spec.job(run(node_selector={"a": "b"}))["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"a": "b"} and "affinity" not in pod
-    pod = spec.job(run(node_name="gpu-7"))["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "gpu-7"}
+    fleet = run(nodes=("gpu-7", "gpu-8"))
+    t = fleet.targets
+    assert [x.node for x in t] == ["gpu-7", "gpu-8"]
+    assert len({x.job_name for x in t}) == 2 and len({x.staging_cm for x in t}) == 2
+    job = spec.job(fleet, t[1])
+    assert job["metadata"]["name"] == t[1].job_name
+    pod = job["spec"]["template"]["spec"]
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchFields"] == [{"key": "metadata.name", "operator": "In", "values": ["gpu-8"]}]
+    assert pod["containers"][0]["args"][1] == f"cm://gpu-ops/{t[1].staging_cm}"
+    # One Role covers every node's staging ConfigMap, and nothing else.
+    assert spec.role(fleet)["rules"][0]["resourceNames"] == [x.staging_cm for x in t]
 
 
 def test_rbac_is_least_privilege() -> None:
