@@ -25,11 +25,8 @@ Fixtures (see tests/controlplane/*.py for the machinery):
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Optional
 
@@ -39,38 +36,9 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane.cluster import BinariesMissing, ControlPlane, ControlPlaneError, locate_binaries
 from tests.controlplane.handle import DEFAULT_IMAGE_ALLOWLIST, KubeletError, ProcessKubelet
-from tests.controlplane.nodes import B200_XML, GPU_TAINT, H100_XML, NodeSpec, cpu_node, gpu_node
+from tests.controlplane.nodes import NodeSpec
+from tests.controlplane.testkit import LOCAL_AGENT_IMAGE, TestCluster, default_nodes, label_nodes, unique
 from tests.controlplane.waits import wait_for
-
-KUBELET_LABEL = "aicr.test/kubelet"
-LOCAL_AGENT_IMAGE = os.environ.get("AICR_TEST_AGENT_IMAGE", "ghcr.io/nvidia/kubectl-aicr:test")
-"""Image an agent Job should use on the local plane (on the allow-list; default entrypoint `kubectl-aicr`)."""
-TEST_IMAGE = "localhost/test/python:3"
-"""Image for ad-hoc test pods on the local plane: on the allow-list, give it an explicit `command`."""
-
-
-def unique(prefix: str) -> str:
-    """``prefix`` plus a short random suffix, valid as a DNS-1123 label (for node/namespace names)."""
-    base = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-")[:50] or "x"
-    return f"{base}-{uuid.uuid4().hex[:6]}"
-
-
-def _labelled(nodes: list[NodeSpec], kubelet: str) -> list[NodeSpec]:
-    for n in nodes:
-        n.labels.setdefault(KUBELET_LABEL, kubelet)
-    return nodes
-
-
-def default_nodes() -> list[NodeSpec]:
-    """The session kubelet's nodes: 2x H100 (p5), 1x B200, 1 tainted H100, 1 CPU-only."""
-    return _labelled([
-        gpu_node("gpu-h100-1", H100_XML),
-        gpu_node("gpu-h100-2", H100_XML),
-        gpu_node("gpu-b200-1", B200_XML, instance_type="p6-b200.48xlarge"),
-        gpu_node("gpu-h100-tainted", H100_XML, taints=[dict(GPU_TAINT)]),
-        cpu_node("cpu-1"),
-    ], "default")
-
 
 def unavailable(reason: str) -> NoReturn:
     """Skip (developer machine) or fail (CI sets AICR_REQUIRE_CONTROLPLANE=1) when the plane cannot run."""
@@ -90,21 +58,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # ---------------------------------------------------------------------------------------- local plane
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
+    reason = ""
+    bin_dir: Optional[Path] = None
     try:
         bin_dir = locate_binaries(build=os.environ.get("AICR_BUILD_CONTROLPLANE") == "1")
     except BinariesMissing as exc:
-        unavailable(str(exc))
-    if shutil.which("openssl") is None or shutil.which("unshare") is None:
-        unavailable("openssl and unshare (util-linux) are needed for the local control plane")
-    plane = ControlPlane(bin_dir=bin_dir)
-    try:
-        plane.start()
-    except ControlPlaneError as exc:
-        unavailable(f"control plane failed to start: {exc}")
+        reason = str(exc)
+    if not reason and (shutil.which("openssl") is None or shutil.which("unshare") is None):
+        reason = "openssl and unshare (util-linux) are needed for the local control plane"
+    keep = os.environ.get("AICR_KEEP_CONTROLPLANE_DIR") == "1"  # debugging: keep logs, etcd data, pod dirs
+    plane = ControlPlane(bin_dir=bin_dir, keep_workdir=keep)
+    if not reason:
+        try:
+            plane.start()
+        except ControlPlaneError as exc:
+            reason = f"control plane failed to start: {exc}"
+    if reason:
+        unavailable(reason)  # outside the except blocks: no chained traceback in the report
     try:
         yield plane
     finally:
         plane.stop()
+        if keep:
+            print(f"\ncontrol plane files kept in {plane.workdir}")
 
 
 @pytest.fixture(scope="session")
@@ -121,10 +97,13 @@ def _api_client(kubeconfig: Path) -> client.ApiClient:
 @pytest.fixture(scope="session")
 def process_kubelet(control_plane: ControlPlane) -> Iterator[ProcessKubelet]:
     kubelet = ProcessKubelet(control_plane, default_nodes(), name="default")
+    reason = ""
     try:
         kubelet.start()
     except KubeletError as exc:
-        unavailable(f"process kubelet failed to start: {exc}")
+        reason = f"process kubelet failed to start: {exc}"
+    if reason:
+        unavailable(reason)
     try:
         yield kubelet
     finally:
@@ -137,7 +116,7 @@ def make_kubelet(control_plane: ControlPlane) -> Iterator[Callable[..., ProcessK
 
     def make(nodes: list[NodeSpec], **kwargs: Any) -> ProcessKubelet:
         name = kwargs.pop("name", unique("kubelet"))
-        kubelet = ProcessKubelet(control_plane, _labelled(list(nodes), name), name=name, **kwargs)
+        kubelet = ProcessKubelet(control_plane, label_nodes(list(nodes), name), name=name, **kwargs)
         made.append(kubelet)
         return kubelet.start()
 
@@ -163,24 +142,6 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
 
 
 # ---------------------------------------------------------------------------------------- local or kind
-@dataclass
-class TestCluster:
-    """What an e2e test needs to know about the cluster it runs against (local plane or kind)."""
-
-    __test__ = False  # not a test class
-
-    kind: str
-    kubeconfig: Path
-    agent_image: str
-    api_client: client.ApiClient
-    kubelet: Optional[ProcessKubelet] = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_local(self) -> bool:
-        return self.kind == "local"
-
-
 def _kind_available() -> Optional[str]:
     """None if a kind run is possible, else the reason it is not."""
     if os.environ.get("AICR_KIND") != "1":

@@ -17,6 +17,8 @@ when one fails to start, :class:`ControlPlaneError` carries the tail of its log.
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import os
 import re
 import shutil
@@ -41,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-binaries.sh"
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.0.0.0/24"
+WORKDIR_PREFIX = "aicr-controlplane-"
 
 # Controllers the tests rely on (canonical names; see `kube-controller-manager --help`).
 CONTROLLERS = (
@@ -97,6 +100,23 @@ def locate_binaries(build: bool = False) -> Path:
             f"control plane binaries not built ({', '.join(missing)} missing in {bin_dir}): run "
             f"tests/controlplane/build-binaries.sh (needs Go), or set AICR_BUILD_CONTROLPLANE=1")
     return bin_dir
+
+
+def sweep_stale_workdirs() -> None:
+    """Remove temp dirs of earlier runs whose owner process is gone (e.g. pytest was SIGKILLed)."""
+    for d in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            pid = int((d / "owner.pid").read_text())
+        except (OSError, ValueError):
+            if time.time() - d.stat().st_mtime > 300:  # half-created long ago
+                shutil.rmtree(d, ignore_errors=True)
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def free_ports(count: int) -> list[int]:
@@ -179,7 +199,9 @@ class ControlPlane:
             raise ControlPlaneError("openssl is not on PATH")
         self._own_workdir = self.workdir is None
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="aicr-controlplane-"))
+            sweep_stale_workdirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+            (self.workdir / "owner.pid").write_text(str(os.getpid()))
         self.workdir = self.workdir.resolve()
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)
@@ -242,7 +264,7 @@ class ControlPlane:
         with open(log, "ab") as out:
             proc = subprocess.Popen([str(self.bin_dir / name), *args], stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
-                                    env=_component_env())
+                                    env=_component_env(), preexec_fn=die_with_parent(signal.SIGKILL))
         comp = Component(name, proc, log)
         self.components.append(comp)
         return comp
@@ -356,6 +378,22 @@ def terminate_groups(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
             pass
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn`` making the child receive ``sig`` when the thread that started it dies.
+
+    Last line of defence when pytest itself is SIGKILLed (atexit handlers do not run then). Start such
+    children from a long-lived thread (pytest fixtures run in the main thread)."""
+
+    def preexec() -> None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+    return preexec
 
 
 def live_group_members(pgid: int) -> list[int]:

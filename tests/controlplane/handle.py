@@ -28,7 +28,7 @@ from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from . import fake_nvidia_smi
-from .cluster import ControlPlane, live_group_members, tail, terminate_groups
+from .cluster import ControlPlane, die_with_parent, live_group_members, tail, terminate_groups
 from .nodes import NodeSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,8 @@ class ProcessKubelet:
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "tests.controlplane.kubelet", "--config",
                                           str(cfg_file)], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=die_with_parent(signal.SIGTERM))
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + timeout

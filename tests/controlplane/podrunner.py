@@ -38,6 +38,7 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from . import podinit
+from .cluster import die_with_parent
 from .volumes import POD_IP, NotReady, ObjectReader, VolumeBuilder, VolumeError, container_env, expand, mount_source
 
 LOG = logging.getLogger("process-kubelet")
@@ -435,7 +436,8 @@ class PodWorker(threading.Thread):
             c.proc = subprocess.Popen(
                 [*UNSHARE, sys.executable, "-I", str(PODINIT), str(spec_file)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True)
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL))  # this worker thread outlives the container
         self.ctx.registry.add_pgid(c.proc.pid)
         c.state, c.reason, c.started_at, c.finished_at = "running", "", now(), ""
         self._event("Started", f"Started container {c.name}", "Normal")

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
 from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import KUBELET_LABEL, TEST_IMAGE, unique
 from tests.controlplane.cluster import ControlPlane, live_group_members
-from tests.controlplane.handle import ProcessKubelet
+from tests.controlplane.handle import DEFAULT_IMAGE_ALLOWLIST, ProcessKubelet
 from tests.controlplane.nodes import GPU_RESOURCE, GPU_TOLERATION, H100_XML, NVIDIA_SMI_FAIL, gpu_node, xml_facts
+from tests.controlplane.testkit import KUBELET_LABEL, TestCluster, pod_manifest, unique
 from tests.controlplane.waits import job_finished, wait_for, wait_gone
 
 pytestmark = pytest.mark.controlplane
@@ -48,14 +49,6 @@ AGENT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _pod(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
-    container = {"name": "main", "image": spec.pop("image", TEST_IMAGE), "command": command}
-    container.update(spec.pop("container", {}))
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [container],
-                     **spec}}
-
-
 def _waiting_reason(pod: client.V1Pod) -> str:
     statuses = pod.status.container_statuses or []
     return statuses[0].state.waiting.reason if statuses and statuses[0].state.waiting else ""
@@ -65,7 +58,8 @@ def test_job_uses_incluster_config_and_rbac_applies(api_client: client.ApiClient
                                                     namespace: str) -> None:
     """(a)+(b) A GPU Job pod authenticates with its own SA token via load_incluster_config(), writes a
     ConfigMap it was granted, is denied secrets (403), sees its node's nvidia-smi and none of our env."""
-    core, batch, rbac = client.CoreV1Api(api_client), client.BatchV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "agent"}})
     rbac.create_namespaced_role(namespace, {"metadata": {"name": "agent"}, "rules": [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"]}]})
@@ -75,10 +69,10 @@ def test_job_uses_incluster_config_and_rbac_applies(api_client: client.ApiClient
         "subjects": [{"kind": "ServiceAccount", "name": "agent", "namespace": namespace}]})
     env = [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
-    pod_spec = _pod("agent", ["python3", "-c", AGENT_SCRIPT], serviceAccountName="agent",
-                    nodeSelector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", KUBELET_LABEL: "default"},
-                    tolerations=[GPU_TOLERATION],
-                    container={"env": env, "resources": {"limits": {GPU_RESOURCE: "8"}}})["spec"]
+    pod_spec = pod_manifest(
+        "agent", ["python3", "-c", AGENT_SCRIPT], serviceAccountName="agent", tolerations=[GPU_TOLERATION],
+        nodeSelector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", KUBELET_LABEL: "default"},
+        container={"env": env, "resources": {"limits": {GPU_RESOURCE: "8"}}})["spec"]
     batch.create_namespaced_job(namespace, {"metadata": {"name": "agent"}, "spec": {
         "backoffLimit": 0, "ttlSecondsAfterFinished": 300, "template": {"spec": pod_spec}}})
 
@@ -120,7 +114,8 @@ def test_unschedulable_pod_stays_pending(api_client: client.ApiClient, process_k
                                          namespace: str) -> None:
     """(c) nodeSelector matching no node: the scheduler reports PodScheduled=False/Unschedulable."""
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_pod(namespace, _pod("nowhere", ["true"], nodeSelector={"aicr.test/no-such": "node"}))
+    core.create_namespaced_pod(namespace, pod_manifest("nowhere", ["true"],
+                                                       nodeSelector={"aicr.test/no-such": "node"}))
     pod = wait_for(core.list_namespaced_pod, namespace, "nowhere", lambda p: any(
         c.type == "PodScheduled" and c.status == "False" for c in p.status.conditions or []), timeout=20)
     cond = next(c for c in pod.status.conditions if c.type == "PodScheduled")
@@ -134,7 +129,7 @@ def test_image_outside_allowlist_fails_to_pull(api_client: client.ApiClient, pro
     """(d) An image the kubelet may not "pull": ErrImagePull then ImagePullBackOff naming it; pod Pending."""
     core = client.CoreV1Api(api_client)
     image = "docker.io/library/not-allowed:1.0"
-    core.create_namespaced_pod(namespace, _pod("badimage", ["true"], image=image))
+    core.create_namespaced_pod(namespace, pod_manifest("badimage", ["true"], image=image))
     pod = wait_for(core.list_namespaced_pod, namespace, "badimage",
                    lambda p: _waiting_reason(p) in ("ErrImagePull", "ImagePullBackOff"), timeout=20)
     assert image in pod.status.container_statuses[0].state.waiting.message
@@ -149,7 +144,7 @@ def test_failing_container_reports_exit_code_and_logs(api_client: client.ApiClie
     """(e) Exit 7: phase Failed, terminated Error/7, message = log tail (FallbackToLogsOnError), logs via API."""
     core = client.CoreV1Api(api_client)
     script = "import sys; print('line one', flush=True); print('boom: collector failed', file=sys.stderr); sys.exit(7)"
-    core.create_namespaced_pod(namespace, _pod("fails", ["python3", "-c", script],
+    core.create_namespaced_pod(namespace, pod_manifest("fails", ["python3", "-c", script],
                                                container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
     pod = wait_for(core.list_namespaced_pod, namespace, "fails", lambda p: p.status.phase in ("Succeeded", "Failed"),
                    timeout=20)
@@ -173,8 +168,9 @@ def test_deletion_and_teardown_leave_no_processes(api_client: client.ApiClient,
     node = unique("gpu-own")
     kubelet = make_kubelet([gpu_node(node, H100_XML)])
     selector = {"kubernetes.io/hostname": node}
-    core.create_namespaced_pod(namespace, _pod("sleeper-1", ["sleep", "300"], nodeSelector=selector))
-    core.create_namespaced_pod(namespace, _pod("sleeper-2", ["sh", "-c", "sleep 300 & wait"], nodeSelector=selector))
+    core.create_namespaced_pod(namespace, pod_manifest("sleeper-1", ["sleep", "300"], nodeSelector=selector))
+    core.create_namespaced_pod(namespace, pod_manifest("sleeper-2", ["sh", "-c", "sleep 300 & wait"],
+                                                       nodeSelector=selector))
     for name in ("sleeper-1", "sleeper-2"):
         wait_for(core.list_namespaced_pod, namespace, name, lambda p: p.status.phase == "Running", timeout=20)
     assert len(kubelet.pod_pgids()) == 2
@@ -186,7 +182,7 @@ def test_deletion_and_teardown_leave_no_processes(api_client: client.ApiClient,
     assert len(kubelet.pod_pgids()) == 1
 
     kubelet.set_nvidia_smi(node, NVIDIA_SMI_FAIL)
-    core.create_namespaced_pod(namespace, _pod("smi", ["nvidia-smi", "-q", "-x"], nodeSelector=selector))
+    core.create_namespaced_pod(namespace, pod_manifest("smi", ["nvidia-smi", "-q", "-x"], nodeSelector=selector))
     pod = wait_for(core.list_namespaced_pod, namespace, "smi", lambda p: p.status.phase == "Failed", timeout=20)
     assert pod.status.container_statuses[0].state.terminated.exit_code == 9
     assert "NVIDIA-SMI has failed" in core.read_namespaced_pod_log("smi", namespace)
@@ -196,3 +192,23 @@ def test_deletion_and_teardown_leave_no_processes(api_client: client.ApiClient,
     kubelet.stop()
     assert [pid for pgid in pgids for pid in live_group_members(pgid)] == []
     wait_gone(core.read_node, None, node, timeout=10)
+
+
+def test_active_deadline_fails_the_pod(api_client: client.ApiClient, process_kubelet: ProcessKubelet,
+                                       namespace: str) -> None:
+    """Pod-level activeDeadlineSeconds: the kubelet kills the pod and reports Failed/DeadlineExceeded."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_pod(namespace, pod_manifest("late", ["sleep", "300"], activeDeadlineSeconds=1))
+    pod = wait_for(core.list_namespaced_pod, namespace, "late", lambda p: p.status.phase == "Failed", timeout=15)
+    assert pod.status.reason == "DeadlineExceeded"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 143  # SIGTERM
+
+
+def test_cluster_fixture_common_interface(cluster: TestCluster) -> None:
+    """``cluster`` gives the same handles on the local plane and on kind (kind: skipped unless enabled)."""
+    nodes = client.CoreV1Api(cluster.api_client).list_node().items
+    assert nodes and cluster.kubeconfig.is_file()
+    if cluster.is_local:
+        assert cluster.kubelet is not None
+        assert set(cluster.kubelet.node_names) <= {n.metadata.name for n in nodes}
+        assert any(fnmatchcase(cluster.agent_image, pattern) for pattern in DEFAULT_IMAGE_ALLOWLIST)
