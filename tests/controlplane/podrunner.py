@@ -535,6 +535,7 @@ class PodWorker(threading.Thread):
         """Terminal phase reached without deletion: report it, then wait for the pod to be deleted."""
         self.phase = phase
         self._terminal_conditions()
+        self._release_mountpoints()  # no container will start again: host mount points can go now
         self._write_status()
         while True:
             self._changed.wait(5.0)

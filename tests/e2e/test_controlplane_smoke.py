@@ -8,6 +8,7 @@ logs through the apiserver, deletion and teardown leaving no process behind.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from fnmatch import fnmatchcase
@@ -212,3 +213,39 @@ def test_cluster_fixture_common_interface(cluster: TestCluster) -> None:
         assert cluster.kubelet is not None
         assert set(cluster.kubelet.node_names) <= {n.metadata.name for n in nodes}
         assert any(fnmatchcase(cluster.agent_image, pattern) for pattern in DEFAULT_IMAGE_ALLOWLIST)
+
+
+def test_pod_sandbox_volumes_and_env(api_client: client.ApiClient, process_kubelet: ProcessKubelet,
+                                     namespace: str) -> None:
+    """What a container sees: no SA token when automount is off, hostPath/configMap/emptyDir mounts in its own
+    mount namespace (invisible outside), downward API and ConfigMap env, the host's /run hidden."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}, "data": {"mode": "fast"}})
+    script = textwrap.dedent("""
+        set -e
+        test ! -e /var/run/secrets/kubernetes.io/serviceaccount/token
+        test -z "$(ls -A /run | grep -v '^secrets$' || true)"
+        grep -q '^ID=' /host-etc/os-release
+        ! touch /host-etc/aicr-probe 2>/dev/null
+        test "$(cat /config/mode)" = fast
+        echo scratch > /scratch/file
+        echo "ns=$MY_NS mode=$MODE node=$NODE ip=$POD_IP"
+    """)
+    container = {
+        "env": [{"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}],
+        "volumeMounts": [{"name": "host-etc", "mountPath": "/host-etc", "readOnly": True},
+                         {"name": "config", "mountPath": "/config"}, {"name": "scratch", "mountPath": "/scratch"}]}
+    core.create_namespaced_pod(namespace, pod_manifest(
+        "sandbox", ["sh", "-c", script], automountServiceAccountToken=False, container=container,
+        nodeSelector={"kubernetes.io/hostname": "cpu-1"}, volumes=[{"name": "host-etc", "hostPath": {"path": "/etc", "type": "Directory"}},
+                                      {"name": "config", "configMap": {"name": "settings"}},
+                                      {"name": "scratch", "emptyDir": {}}]))
+    pod = wait_for(core.list_namespaced_pod, namespace, "sandbox",
+                   lambda p: p.status.phase in ("Succeeded", "Failed"), timeout=20)
+    logs = core.read_namespaced_pod_log("sandbox", namespace)
+    assert pod.status.phase == "Succeeded", logs
+    assert logs == f"ns={namespace} mode=fast node=cpu-1 ip=127.0.0.1\n"
+    assert not os.path.exists("/host-etc"), "mount points created for the pod must be removed after it"
