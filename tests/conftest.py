@@ -10,15 +10,19 @@ Fixtures (see tests/controlplane/*.py for the machinery):
 ``api_client`` (session)
     ``kubernetes.client.ApiClient`` for the admin kubeconfig (the global kubernetes config is not touched).
 ``process_kubelet`` (session)
-    :class:`~tests.controlplane.handle.ProcessKubelet` with :data:`DEFAULT_NODES`: 3 GPU nodes, 1 tainted GPU
-    node, 1 CPU-only node, all labelled ``aicr.test/kubelet=default``.
+    :class:`~tests.controlplane.handle.ProcessKubelet` with :func:`~tests.controlplane.testkit.default_nodes`:
+    gpu-h100-1, gpu-h100-2 (8x H100), gpu-b200-1 (8x B200), gpu-h100-tainted (``nvidia.com/gpu=present:
+    NoSchedule``), cpu-1 (no GPU, no nvidia-smi); all labelled ``aicr.test/kubelet=default``.
 ``make_kubelet`` (function)
     factory ``make_kubelet(nodes, **kw) -> ProcessKubelet`` for a test's own nodes (stopped after the test;
-    node names must be unique in the cluster: use :func:`unique`). Its nodes carry ``aicr.test/kubelet=<name>``.
+    node names must be unique in the cluster: use ``testkit.unique``). Its nodes carry
+    ``aicr.test/kubelet=<kubelet name>``; keyword arguments go to ``ProcessKubelet`` (image_allowlist, ...).
+    The session kubelet's nodes are in the same cluster if a test started it: select nodes by that label.
 ``namespace`` (function)
     a fresh namespace name (its ``default`` SA and ``kube-root-ca.crt`` exist); deleted after the test.
 ``cluster`` (session, params ``local`` / ``kind``)
-    :class:`TestCluster`: the same e2e test against the local plane or a kind cluster (pytest-kind);
+    :class:`~tests.controlplane.testkit.TestCluster`: the same e2e test against the local plane or a kind
+    cluster (pytest-kind; needs ``AICR_KIND_AGENT_IMAGE``, loaded into the cluster);
     ``kind`` is skipped unless ``AICR_KIND=1`` and ``docker info`` works.
 """
 

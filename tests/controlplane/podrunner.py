@@ -266,7 +266,11 @@ class PodWorker(threading.Thread):
             pass
         except Exception:  # keep the kubelet alive; the pod shows the failure
             LOG.exception("pod worker %s/%s crashed", self.namespace, self.pod_name)
-            self.phase_message = "process kubelet internal error (see kubelet.log)"
+            if self.phase not in TERMINAL:
+                self.phase, self.phase_reason = "Failed", "ProcessKubeletError"
+                self.phase_message = "process kubelet internal error (see kubelet.log)"
+                self._kill_all(grace=0)
+                self._write_status()
         finally:
             self._kill_all(grace=0 if self._gone or self._stop_now else 2)
             self._release_mountpoints()
