@@ -301,7 +301,7 @@ def node_name(snapshot: Mapping[str, Any]) -> Optional[str]:
 @dataclass(frozen=True)
 class Change:
     """One difference. ``base``/``current`` are the readings as written (absent side: ``None``); for ``status``
-    changes they are the statuses. ``keys``: data keys held by an added/removed measurement or subtype, or folded
+    changes they are the two statuses, for an added/removed subtype the status of the side that has it. ``keys``: data keys held by an added/removed measurement or subtype, or folded
     into a status change. ``subtypes``: subtypes held by an added/removed measurement. ``reason``: the context reason
     of the side whose status is not ``ok``."""
 
@@ -549,7 +549,6 @@ class FleetResult:
     groups: list[NodeGroup]
     deviations: list[Deviation]
     failures: list[Failure]
-    sources: dict[str, str]
     options: DiffOptions = field(default_factory=DiffOptions)
 
     @property
@@ -592,6 +591,8 @@ def fingerprint(idx: Index, flt: KeyFilter) -> tuple[Any, ...]:
             if not flt.hides_volatile:
                 ctx = tuple(sorted((k, v) for k, v in s.context.items() if k != "status"))
             subs.append((name, s.status, ctx, data))
+        if idx[t] and not subs:  # everything it held is out of scope: as if absent (like diff_indexes)
+            continue
         parts.append((t, tuple(subs)))
     return tuple(parts)
 
@@ -628,4 +629,4 @@ def group_by_configuration(snapshots: Sequence[Mapping[str, Any]], options: Diff
             deviations.extend(Deviation(labels[i], g, tuple(changes)) for i in ix)
     deviations.sort(key=lambda d: d.node)
     fails = [Failure(str(f.get("node", "?")), str(f.get("reason", ""))) for f in failures]
-    return FleetResult(groups, deviations, fails, {}, options)
+    return FleetResult(groups, deviations, fails, options)
