@@ -388,26 +388,24 @@ def parse_nvlink_status(text: str) -> list[NvlinkState]:
     ``\\t Link 1: <inactive>``. A GPU with no link lines has 0/0. Unknown lines are ignored.
     """
     out: list[NvlinkState] = []
-    cur: dict[str, object] | None = None
-
-    def flush() -> None:
-        if cur is not None:
-            out.append(NvlinkState(int(cur["index"]), cur["uuid"], int(cur["active"]), int(cur["inactive"])))  # type: ignore[arg-type]
-
+    header: tuple[int, str | None] | None = None
+    active = inactive = 0
     for line in text.splitlines():
         m = _NVL_GPU.match(line.strip())
         if m:
-            flush()
-            cur = {"index": int(m.group(1)), "uuid": m.group(2), "active": 0, "inactive": 0}
+            if header is not None:
+                out.append(NvlinkState(header[0], header[1], active, inactive))
+            header, active, inactive = (int(m.group(1)), m.group(2)), 0, 0
             continue
         m = _NVL_LINK.match(line)
-        if m and cur is not None:
+        if m and header is not None:
             state = m.group(2).lower()
             if "inactive" in state or "disabled" in state or not re.search(r"\d", state):
-                cur["inactive"] = int(cur["inactive"]) + 1  # type: ignore[call-overload]
+                inactive += 1
             else:
-                cur["active"] = int(cur["active"]) + 1  # type: ignore[call-overload]
-    flush()
+                active += 1
+    if header is not None:
+        out.append(NvlinkState(header[0], header[1], active, inactive))
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 from collector.gpu_host import build_consistency, collect_gpu_host
@@ -57,16 +58,22 @@ def collect_host(
     units = list(units)
 
     # name -> (callable, fallback subtype names)
+    def smi_source() -> list[Subtype]:
+        return collect_gpu_smi(run, nvidia_smi=nvidia_smi, timeout=timeout, nvlink=nvlink)
+
+    def gpu_host_source() -> list[Subtype]:
+        return collect_gpu_host(proc_root=proc_root, sys_root=sys_root, node_labels=node_labels)
+
+    def systemd_source() -> list[Subtype]:
+        return collect_systemd(run, units, systemctl=systemctl, timeout=timeout).subtypes
+
     tasks: dict[str, tuple[Callable[[], Any], Sequence[str]]] = {
-        "gpu-smi": (lambda: collect_gpu_smi(run, nvidia_smi=nvidia_smi, timeout=timeout, nvlink=nvlink), ("smi",)),
-        "gpu-host": (
-            lambda: collect_gpu_host(proc_root=proc_root, sys_root=sys_root, node_labels=node_labels),
-            GPU_HOST_SUBTYPES,
-        ),
-        "systemd": (lambda: collect_systemd(run, units, systemctl=systemctl, timeout=timeout).subtypes, units),
+        "gpu-smi": (smi_source, ("smi",)),
+        "gpu-host": (gpu_host_source, GPU_HOST_SUBTYPES),
+        "systemd": (systemd_source, units),
     }
-    for name, fn in OS_SUBTYPES:
-        tasks[f"os-{name}"] = ((lambda fn=fn: fn(roots)), (name,))
+    for name, reader in OS_SUBTYPES:
+        tasks[f"os-{name}"] = (partial(reader, roots), (name,))
 
     results: dict[str, list[Subtype]] = {}
     durations: dict[str, float] = {}
@@ -107,8 +114,8 @@ def collect_host(
     consistency = build_consistency(smi_subs, host_subs, node_labels)
     gpu = Measurement("GPU", [*smi_subs, *host_subs, consistency])
     os_m = Measurement("OS", [s for name, _ in OS_SUBTYPES for s in results[f"os-{name}"]])
-    systemd = Measurement("SystemD", results["systemd"])
-    return [gpu, os_m, systemd]
+    systemd_m = Measurement("SystemD", results["systemd"])
+    return [gpu, os_m, systemd_m]
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
