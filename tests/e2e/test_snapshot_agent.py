@@ -1,0 +1,281 @@
+"""``kubectl aicr snapshot`` end to end on the real control plane: RBAC, Job, pod, ConfigMap, wait, cleanup.
+
+Every test also checks (fixture ``no_leftovers``) that nothing the run created is left in the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from kubernetes import client
+
+from kubectl_aicr.schema import problems
+from tests.controlplane.handle import ProcessKubelet
+from tests.controlplane.nodes import GPU_TAINT, H100_XML, gpu_node
+from tests.controlplane.testkit import TestCluster, unique
+from tests.e2e.conftest import measurement, popen_cli, run_cli
+
+pytestmark = pytest.mark.controlplane
+DEFAULT_GPU_NODES = {"gpu-h100-1", "gpu-h100-2", "gpu-b200-1", "gpu-h100-tainted"}
+
+
+def snap(cluster: TestCluster, namespace: str, *args: str, timeout: float = 180) -> Any:
+    return run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", "90s",
+                   *args, timeout=timeout)
+
+
+def test_snapshot_to_stdout_lands_on_a_gpu_node_and_is_valid(cluster: TestCluster, namespace: str,
+                                                             no_leftovers: Callable[[], list[str]]) -> None:
+    r = snap(cluster, namespace)
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    assert problems(doc) == []
+    node = doc["metadata"]["source-node"]
+    assert node in DEFAULT_GPU_NODES, "no selector: the agent must prefer GPU nodes"
+    assert doc["metadata"]["mode"] == "agent" and doc["metadata"]["version"]
+    smi = measurement(doc, "GPU", "smi")
+    assert smi["context"]["status"] == "ok"
+    assert smi["data"]["gpu-count"] == 8 and smi["data"]["driver"] in ("570.86.15", "560.35.03")
+    k8s_node = measurement(doc, "K8s", "node")["data"]
+    assert k8s_node["source-node"] == node and k8s_node["gpu-capacity"] == 8
+    labels = measurement(doc, "K8s", "labels")["data"]
+    assert labels["nvidia.com/gpu.present"] == "true"
+    server = measurement(doc, "K8s", "server")["data"]
+    assert server["version"].startswith("v1.")
+    assert "[aicr] cleaned up" in r.stderr
+
+
+def test_snapshot_to_file_json_with_selector(cluster: TestCluster, namespace: str, tmp_path: Path,
+                                             no_leftovers: Callable[[], list[str]]) -> None:
+    out = tmp_path / "snap.json"
+    r = snap(cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-b200-1", "--format", "json", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    doc = json.loads(out.read_text())
+    assert doc["metadata"]["source-node"] == "gpu-b200-1"
+    assert measurement(doc, "GPU", "smi")["data"]["gpu.model"] == "NVIDIA B200"
+    assert measurement(doc, "GPU", "smi")["data"]["driver"] == "560.35.03"
+
+
+def test_snapshot_to_configmap_in_another_namespace(cluster: TestCluster, namespace: str, api_client: client.ApiClient,
+                                                    no_leftovers: Callable[[], list[str]]) -> None:
+    core = client.CoreV1Api(api_client)
+    target_ns = unique("aicr-out")
+    core.create_namespace({"metadata": {"name": target_ns}})
+    try:
+        r = snap(cluster, namespace, "-o", f"cm://{target_ns}/baseline")
+        assert r.returncode == 0, r.stderr
+        cm = core.read_namespaced_config_map("baseline", target_ns)
+        assert cm.data["format"] == "yaml" and "timestamp" in cm.data
+        assert cm.metadata.labels["app.kubernetes.io/component"] == "Snapshot"
+        doc = yaml.safe_load(cm.data["snapshot.yaml"])
+        assert problems(doc) == []
+        # The output ConfigMap is the user's, not a leftover: remove it before the leftovers check.
+        v = run_cli(cluster.kubeconfig, "validate", f"cm://{target_ns}/baseline")
+        assert v.returncode == 0 and "valid Snapshot" in v.stdout
+    finally:
+        core.delete_namespace(target_ns)
+        for _ in range(50):
+            if not core.list_namespaced_config_map(target_ns, label_selector="app.kubernetes.io/name=aicr").items:
+                break
+            time.sleep(0.2)
+
+
+def test_selector_matching_nothing_fails_fast_creating_nothing(cluster: TestCluster, namespace: str,
+                                                              no_leftovers: Callable[[], list[str]]) -> None:
+    t0 = time.monotonic()
+    r = snap(cluster, namespace, "--node-selector", "nvidia.com/gpu.product=NVIDIA-Z999")
+    assert r.returncode == 3
+    assert "no node matches --node-selector nvidia.com/gpu.product=NVIDIA-Z999" in r.stderr
+    assert time.monotonic() - t0 < 15
+    assert "creating Job" not in r.stderr
+
+
+def test_restricted_tolerations_keep_the_pod_off_a_tainted_node(cluster: TestCluster, namespace: str,
+                                                                 no_leftovers: Callable[[], list[str]]) -> None:
+    # Only the tainted node selected, its taint not tolerated: refused before anything is created.
+    r = snap(cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-h100-tainted",
+             "--toleration", "dedicated=ml:NoSchedule")
+    assert r.returncode == 3, r.stderr
+    assert "carry taints the tolerations do not allow (gpu-h100-tainted: nvidia.com/gpu=present:NoSchedule)" in r.stderr
+    # H100 nodes selected, one tainted: with a restricted toleration the agent lands on an untainted one.
+    for _ in range(2):
+        r = snap(cluster, namespace, "--node-selector", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+                 "--toleration", "dedicated=ml:NoSchedule")
+        assert r.returncode == 0, r.stderr
+        assert yaml.safe_load(r.stdout)["metadata"]["source-node"] in ("gpu-h100-1", "gpu-h100-2")
+    # Tolerating the taint makes the tainted node usable.
+    r = snap(cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-h100-tainted",
+             "--toleration", "nvidia.com/gpu=present:NoSchedule")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout)["metadata"]["source-node"] == "gpu-h100-tainted"
+
+
+def test_bad_image_fails_fast_naming_the_image(cluster: TestCluster, namespace: str,
+                                              no_leftovers: Callable[[], list[str]]) -> None:
+    t0 = time.monotonic()
+    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", "registry.invalid/nope/agent:1", "--timeout", "2m")
+    assert r.returncode == 7, r.stderr
+    assert "cannot pull image 'registry.invalid/nope/agent:1'" in r.stderr
+    assert time.monotonic() - t0 < 30, "must not wait for the timeout"
+
+
+def test_bad_flags_are_refused_before_anything_is_created(cluster: TestCluster, namespace: str,
+                                                           no_leftovers: Callable[[], list[str]]) -> None:
+    for args, text in [(["--timeout", "5 minutes"], "--timeout"), (["--node-selector", "oops"], "must be key=value"),
+                       (["--toleration", "k=v:Sometimes"], "effect must be one of"), (["--job-name", "Bad_Name"], "--job-name"),
+                       (["-o", "cm://Bad/x"], "not a valid namespace"), (["-o", "/nonexistent-dir/x.yaml"], "does not exist"),
+                       (["--format", "xml"], "Invalid value for '--format'")]:
+        r = snap(cluster, namespace, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert text in r.stderr, (args, r.stderr)
+        assert "creating Job" not in r.stderr
+
+
+def _agent_override(kubelet: ProcessKubelet, node: str, script: str) -> None:
+    """Put a stand-in for the image's ``kubectl-aicr`` first on the node's PATH (simulates a broken agent)."""
+    path = kubelet.node_dir(node) / "bin" / "kubectl-aicr"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.fixture
+def own_node(make_kubelet: Callable[..., ProcessKubelet]) -> tuple[ProcessKubelet, str]:
+    name = unique("gpu-own")
+    kubelet = make_kubelet([gpu_node(name, H100_XML)])
+    return kubelet, name
+
+
+def test_collector_failure_reports_exit_code_and_log_lines(cluster: TestCluster, namespace: str, own_node: Any,
+                                                            no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs the process kubelet to break the agent")
+    kubelet, node = own_node
+    _agent_override(kubelet, node, 'echo "collecting on $NODE_NAME"\necho "fatal: /proc is not mounted" >&2\nexit 3\n')
+    r = snap(cluster, namespace, "--node-selector", f"kubernetes.io/hostname={node}")
+    assert r.returncode == 7, r.stderr
+    assert "exited with code 3" in r.stderr
+    assert "fatal: /proc is not mounted" in r.stderr and f"collecting on {node}" in r.stderr
+
+
+def test_timeout_reports_where_it_was_stuck(cluster: TestCluster, namespace: str, own_node: Any,
+                                           no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs the process kubelet to hang the agent")
+    kubelet, node = own_node
+    _agent_override(kubelet, node, "exec sleep 120\n")
+    t0 = time.monotonic()
+    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", "4s",
+                "--node-selector", f"kubernetes.io/hostname={node}")
+    assert r.returncode == 5, r.stderr
+    assert "did not finish within 4s; last state: " in r.stderr and f"Running on {node}" in r.stderr
+    assert time.monotonic() - t0 < 40
+
+
+def test_sigint_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_node: Any,
+                                   no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs the process kubelet to hang the agent")
+    kubelet, node = own_node
+    _agent_override(kubelet, node, "exec sleep 120\n")
+    p = popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", "2m",
+                  "--node-selector", f"kubernetes.io/hostname={node}")
+    assert p.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "Running on" not in seen and time.monotonic() < deadline:
+        line = p.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "Running on" in seen, seen
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, seen + err
+    assert "interrupted" in err
+
+
+def test_sigterm_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_node: Any,
+                                    no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs the process kubelet to hang the agent")
+    kubelet, node = own_node
+    _agent_override(kubelet, node, "exec sleep 120\n")
+    p = popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
+                  "--node-selector", f"kubernetes.io/hostname={node}")
+    assert p.stderr is not None
+    seen = ""
+    while "Running on" not in seen:
+        line = p.stderr.readline()
+        assert line, seen
+        seen += line
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, seen + err
+
+
+def test_two_concurrent_runs_in_one_namespace(cluster: TestCluster, namespace: str, tmp_path: Path,
+                                              no_leftovers: Callable[[], list[str]]) -> None:
+    procs = [popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
+                       "-o", str(tmp_path / f"s{i}.yaml")) for i in range(2)]
+    results = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    docs = [yaml.safe_load((tmp_path / f"s{i}.yaml").read_text()) for i in range(2)]
+    assert all(problems(d) == [] for d in docs)
+    runs = [d["metadata"]["run-id"] for d in docs]
+    assert runs[0] != runs[1]
+
+
+def test_user_without_rights_is_told_which_permission_is_missing(cluster: TestCluster, namespace: str,
+                                                                 api_client: client.ApiClient,
+                                                                 no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs a client certificate for a non-admin user")
+    plane = cluster.kubelet.plane  # type: ignore[union-attr]
+    user = unique("alice")
+    kubeconfig = plane.make_user_kubeconfig(user)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    # 'edit' in the namespace: can create Jobs and ConfigMaps, but no RBAC objects and nothing cluster-wide.
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "alice-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    r = run_cli(kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image)
+    assert r.returncode == 4, r.stderr
+    assert "permissions needed to run the snapshot agent" in r.stderr
+    assert "missing: create roles.rbac.authorization.k8s.io in namespace" in r.stderr
+    assert "missing: create clusterroles.rbac.authorization.k8s.io cluster-wide" in r.stderr
+    assert "nothing was created" in r.stderr
+    # No rights at all (not even to read the namespace).
+    r = run_cli(plane.make_user_kubeconfig(unique("nobody")), "snapshot", "-n", namespace, "--image", cluster.agent_image)
+    assert r.returncode == 4 and "create jobs.batch in namespace" in r.stderr
+
+
+def test_no_cleanup_keeps_objects_and_prints_how_to_delete(cluster: TestCluster, namespace: str,
+                                                          api_client: client.ApiClient) -> None:
+    import shlex
+    import subprocess
+
+    from tests.e2e.conftest import cli_env, leftovers
+
+    r = snap(cluster, namespace, "--no-cleanup")
+    assert r.returncode == 0, r.stderr
+    left = leftovers(api_client)
+    assert any(x.startswith("Job ") for x in left) and any(x.startswith("ClusterRole ") for x in left)
+    cmds = [line.split("[aicr]   ", 1)[1] for line in r.stderr.splitlines() if line.startswith("[aicr]   kubectl delete")]
+    assert len(cmds) == 2
+    for c in cmds:
+        d = subprocess.run(shlex.split(c), env=cli_env(cluster.kubeconfig), capture_output=True, text=True, timeout=60)
+        assert d.returncode == 0, d.stderr
+    deadline = time.monotonic() + 30
+    while leftovers(api_client) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert leftovers(api_client) == []
