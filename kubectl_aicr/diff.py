@@ -382,9 +382,9 @@ class _Differ:
 
     def metadata(self, base: Mapping[str, Any], current: Mapping[str, Any]) -> None:
         bm, cm = base.get("metadata") or {}, current.get("metadata") or {}
-        if bm == cm:
+        if bm == cm or self.f.options.only:  # --only: metadata is out of scope
             return
-        if self.f.hides_volatile or self.f.options.only:
+        if self.f.hides_volatile:
             self.ignored += sum(1 for k in set(bm) | set(cm) if bm.get(k) != cm.get(k))
             return
         for k in sorted(set(bm) | set(cm)):
@@ -394,6 +394,15 @@ class _Differ:
                 self.changes.append(Change(SCOPE_METADATA, ADDED, METADATA, None, k, None, cm[k]))
             elif bm[k] != cm[k]:
                 self.changes.append(Change(SCOPE_METADATA, CHANGED, METADATA, None, k, bm[k], cm[k]))
+
+    def one_measurement(self, type_: str, b: Optional[Mapping[str, Sub]], c: Optional[Mapping[str, Sub]]) -> None:
+        if c is None:
+            assert b is not None
+            self.whole_measurement(REMOVED, type_, b)
+        elif b is None:
+            self.whole_measurement(ADDED, type_, c)
+        else:
+            self.measurement(type_, b, c)
 
     def whole_measurement(self, change: str, type_: str, subs: Mapping[str, Sub]) -> None:
         scoped = {n: s for n, s in subs.items() if self.f.subtype_in_scope(type_, n) and not self.f.hides_subtype(type_, n)}
@@ -410,19 +419,32 @@ class _Differ:
             status if change == REMOVED else None, status if change == ADDED else None,
             keys=keys, reason=sub.reason if status != STATUS_OK else None))
 
+    def hidden(self, fn: Any, *args: Any) -> None:
+        """Run a comparison whose every change is hidden by ``--ignore``: only count them."""
+        shown = self.changes
+        self.changes = []
+        fn(*args)
+        self.ignored += len(self.changes)
+        self.changes = shown
+
     def measurement(self, type_: str, b: Mapping[str, Sub], c: Mapping[str, Sub]) -> None:
         names = list(b) + [n for n in c if n not in b]
         for name in names:
-            if not self.f.subtype_in_scope(type_, name) or self.f.hides_subtype(type_, name):
+            if not self.f.subtype_in_scope(type_, name):
                 continue
-            bs, cs = b.get(name), c.get(name)
-            if cs is None:
-                assert bs is not None
-                self.whole_subtype(REMOVED, type_, name, bs)
-            elif bs is None:
-                self.whole_subtype(ADDED, type_, name, cs)
+            if self.f.hides_subtype(type_, name):
+                self.hidden(self.one_subtype, type_, name, b.get(name), c.get(name))
             else:
-                self.subtype(type_, name, bs, cs)
+                self.one_subtype(type_, name, b.get(name), c.get(name))
+
+    def one_subtype(self, type_: str, name: str, bs: Optional[Sub], cs: Optional[Sub]) -> None:
+        if cs is None:
+            assert bs is not None
+            self.whole_subtype(REMOVED, type_, name, bs)
+        elif bs is None:
+            self.whole_subtype(ADDED, type_, name, cs)
+        else:
+            self.subtype(type_, name, bs, cs)
 
     def subtype(self, type_: str, name: str, b: Sub, c: Sub) -> None:
         bd, cd = b.data, c.data
@@ -495,14 +517,12 @@ def diff_indexes(bi: Index, ci: Index, options: DiffOptions = DiffOptions(), *,
     if base_doc is not None and current_doc is not None:
         d.metadata(base_doc, current_doc)
     for t in sorted(set(bi) | set(ci), key=type_sort_key):
-        if not d.f.type_in_scope(t) or d.f.hides_measurement(t):
+        if not d.f.type_in_scope(t):
             continue
-        if t not in ci:
-            d.whole_measurement(REMOVED, t, bi[t])
-        elif t not in bi:
-            d.whole_measurement(ADDED, t, ci[t])
+        if d.f.hides_measurement(t):
+            d.hidden(d.one_measurement, t, bi.get(t), ci.get(t))
         else:
-            d.measurement(t, bi[t], ci[t])
+            d.one_measurement(t, bi.get(t), ci.get(t))
     return d.changes, d.ignored
 
 
