@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Union
 
 import yaml
 
+from kubectl_aicr import fastyaml
 from kubectl_aicr.errors import InvalidInput
 from kubectl_aicr.schema import validate
 
@@ -121,7 +122,7 @@ def parse_document(raw: bytes, *, source: str) -> Any:
         except json.JSONDecodeError as e:
             raise InvalidInput(f"{source}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     try:
-        docs = list(yaml.load_all(text, Loader=_Loader))
+        docs = fastyaml.load_all(text)  # = list(yaml.load_all(text, Loader=CSafeLoader)), several times faster
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

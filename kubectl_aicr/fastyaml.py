@@ -1,0 +1,377 @@
+"""A faster drop-in for ``list(yaml.load_all(text, Loader=CSafeLoader))`` on snapshot-shaped documents.
+
+PyYAML with libyaml still spends most of its time in Python (node objects, marks, one resolver call per scalar):
+about 1.3 s for a 5 MB snapshot. Snapshots are large flat maps of scalars written in plain block style, so two
+faster paths are tried first, each giving up (``_Fallback``) at the first thing it does not handle exactly:
+
+1. :func:`_block_load`, a line parser for the block-style subset every snapshot writer emits (PyYAML's dumper and
+   Go's yaml.v3): ``key: value`` mappings, ``- item`` sequences (indented or not), ``{}``/``[]``, comments, and
+   single-line plain, single-quoted and double-quoted scalars. Plain scalars are typed by PyYAML's own resolver
+   regexes and ``SafeConstructor`` functions. It gives up on anchors, aliases, tags, block scalars (``|``, ``>``),
+   multi-line scalars, flow collections, complex keys, directives, several documents, tabs or odd line breaks
+   outside quotes, non-printable characters, and any line it cannot place.
+2. :func:`_build` over libyaml's composed node tree with a cheaper resolver (any document libyaml accepts), giving
+   up on merge keys (``<<``), ``!!set``/``!!omap``/explicit tags, containers reached twice through an alias.
+3. Otherwise PyYAML's standard ``CSafeLoader``, so results and error messages are always exactly PyYAML's.
+
+The equivalence is tested against PyYAML on the fixtures, on tricky scalars and on randomly generated documents
+(tests/unit/test_diff_fastyaml.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import re
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:  # libyaml when the platform has it; the pure loader otherwise (still correct, just slower)
+    _Base: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on the platform's PyYAML build
+    _Base = yaml.SafeLoader
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+#: Scalar tags whose SafeConstructor function we call directly (everything else falls back).
+_SCALAR_TAGS = frozenset("tag:yaml.org,2002:" + t for t in ("null", "bool", "int", "float", "timestamp", "binary"))
+
+_RESOLVERS: dict[Any, list[tuple[str, Any]]] = dict(_Base.yaml_implicit_resolvers)
+_FAST_RESOLVE = not _RESOLVERS.get(None) and not _Base.yaml_path_resolvers
+
+
+class _Fallback(Exception):
+    """The document uses a YAML feature the fast path leaves to the next one."""
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    if _FAST_RESOLVE:
+
+        def resolve(self, kind: Any, value: Any, implicit: Any, _get: Callable[..., Any] = _RESOLVERS.get) -> str:
+            if kind is ScalarNode:
+                if implicit[0]:
+                    for tag, regexp in _get(value[:1], ()):
+                        if regexp.match(value):
+                            return tag
+                return _STR
+            return super().resolve(kind, value, implicit)
+
+
+# ============================================================================ 2. composed nodes, cheaper resolver
+
+def _build(loader: Any, root: Node) -> Any:
+    """Python data for ``root``, as ``SafeConstructor`` would build it; raises :class:`_Fallback` when unsure."""
+    constructors = loader.yaml_constructors
+    seen: set[int] = set()
+
+    def scalar(node: Node) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag in _SCALAR_TAGS:
+            return constructors[tag](loader, node)
+        raise _Fallback
+
+    def container(node: Node) -> Any:
+        if id(node) in seen:
+            raise _Fallback  # an alias to a container: the standard path reports it
+        seen.add(id(node))
+        if isinstance(node, MappingNode) and node.tag == _MAP:
+            return {}
+        if isinstance(node, SequenceNode) and node.tag == _SEQ:
+            return []
+        raise _Fallback
+
+    if isinstance(root, ScalarNode):
+        return scalar(root)
+    top = container(root)
+    stack: list[tuple[Node, Any]] = [(root, top)]
+    while stack:
+        node, out = stack.pop()
+        if isinstance(out, dict):
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, ScalarNode):
+                    raise _Fallback
+                key = scalar(key_node)
+                if isinstance(value_node, ScalarNode):
+                    out[key] = scalar(value_node)
+                else:
+                    child = container(value_node)
+                    out[key] = child
+                    stack.append((value_node, child))
+        else:
+            for item in node.value:
+                if isinstance(item, ScalarNode):
+                    out.append(scalar(item))
+                else:
+                    child = container(item)
+                    out.append(child)
+                    stack.append((item, child))
+    return top
+
+
+# ============================================================================ 1. the block-style line parser
+
+#: Characters outside the plain printable set, or that YAML reads as line breaks (NEL, LS, PS) or a BOM.
+_NON_PRINTABLE = re.compile(
+    "[^\x09\x0A\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD\U00010000-\U0010FFFF]")
+_DOUBLE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_SINGLE = re.compile(r"'((?:[^']|'')*)'")
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
+_ESCAPES = {"0": "\x00", "a": "\x07", "b": "\x08", "t": "\t", "\t": "\t", "n": "\n", "v": "\x0b", "f": "\x0c",
+            "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0",
+            "L": "\u2028", "P": "\u2029"}
+_SIMPLE_INT = re.compile(r"-?[1-9][0-9]*\Z|0\Z")
+#: First characters a plain key or value may not start with here (YAML indicators, quotes, tab).
+_NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`\t ")
+#: The longest implicit (single-line) key YAML allows is 1024 characters; stay well below.
+_MAX_KEY = 1000
+_CONSTRUCTOR = SafeConstructor()
+#: First characters of a plain scalar that no implicit resolver handles and no indicator uses: always a string.
+_PLAIN_STR_START = frozenset(chr(c) for c in range(0x21, 0x7F)) - _NOT_PLAIN_START - {
+    k for k in _RESOLVERS if isinstance(k, str)}
+
+
+def _unescape(m: "re.Match[str]") -> str:
+    esc = m.group(1)
+    if len(esc) == 1:
+        if esc not in _ESCAPES:
+            raise _Fallback
+        return _ESCAPES[esc]
+    code = int(esc[1:], 16)
+    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        raise _Fallback
+    return chr(code)
+
+
+def _after_quoted(rest: str) -> None:
+    """What follows a quoted scalar on its line must be nothing or a comment."""
+    if rest and not (rest.strip(" ") == "" or rest.startswith(" #")):
+        raise _Fallback
+
+
+def _quoted(text: str) -> tuple[str, str]:
+    """(value, what follows) for a quoted scalar at the start of ``text``."""
+    if text[0] == '"':
+        m = _DOUBLE.match(text)
+        if m is None:
+            raise _Fallback  # unterminated on this line: a multi-line scalar
+        inner = m.group(1)
+        return (_ESCAPE.sub(_unescape, inner) if "\\" in inner else inner), text[m.end():]
+    m = _SINGLE.match(text)
+    if m is None:
+        raise _Fallback
+    return m.group(1).replace("''", "'"), text[m.end():]
+
+
+def _plain(text: str) -> Any:
+    """A plain scalar's value, typed as PyYAML's resolver and SafeConstructor type it."""
+    for tag, regexp in _RESOLVERS.get(text[:1], ()):
+        if regexp.match(text):
+            break
+    else:
+        return text
+    if tag == "tag:yaml.org,2002:int" and _SIMPLE_INT.match(text):
+        return int(text)
+    if tag == "tag:yaml.org,2002:null":
+        return None
+    if tag not in _SCALAR_TAGS:
+        raise _Fallback  # merge key, '=' value key...
+    return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, text))
+
+
+def _value(text: str) -> Any:
+    """The scalar (or empty flow collection) after ``key: `` or ``- ``; ``text`` has no leading space."""
+    first = text[0]
+    if first == '"' or first == "'":
+        value, rest = _quoted(text)
+        _after_quoted(rest)
+        return value
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    if first in _NOT_PLAIN_START and not (first == "-" and len(text) > 1 and text[1] not in " \t"):
+        raise _Fallback
+    hash_at = text.find(" #")
+    if hash_at >= 0:
+        text = text[:hash_at]
+    text = text.rstrip(" ")
+    if ": " in text or text.endswith(":") or "\t" in text:
+        raise _Fallback
+    return _plain(text)
+
+
+def _key(content: str) -> tuple[Any, str]:
+    """(key, the rest after ``:`` with leading spaces removed) for a ``key: value`` or ``key:`` line."""
+    first = content[0]
+    if first == '"' or first == "'":
+        key, rest = _quoted(content)
+        if not rest.startswith(":") or (len(rest) > 1 and rest[1] != " ") or len(content) - len(rest) > _MAX_KEY:
+            raise _Fallback
+        rest = rest[1:].lstrip(" ")
+    else:
+        if first in _NOT_PLAIN_START:
+            raise _Fallback
+        at = content.find(": ")
+        if at < 0:
+            if not content.endswith(":"):
+                raise _Fallback
+            at = len(content) - 1
+        text = content[:at]
+        if at > _MAX_KEY or " #" in text or "\t" in text or text != text.rstrip(" ") or text.endswith(":"):
+            raise _Fallback
+        key = _plain(text)
+        rest = content[at + 1:].lstrip(" ")
+    if rest.startswith("#"):
+        raise _Fallback
+    return key, rest
+
+
+def _is_item(content: str) -> bool:
+    return content == "-" or content.startswith("- ")
+
+
+def _starts_mapping(text: str) -> bool:
+    """Whether the text after ``- `` is the first ``key: value`` of a mapping rather than a scalar."""
+    if text[0] == '"' or text[0] == "'":
+        return _quoted(text)[1].startswith(":")
+    return ": " in text or text.endswith(":")
+
+
+class _Block:
+    """Recursive descent over (indent, content) lines."""
+
+    def __init__(self, lines: list[tuple[int, str]]) -> None:
+        self.lines = lines
+        self.i = 0
+        #: value text -> parsed scalar (all immutable); snapshots repeat values a lot ("0", "active", "true")
+        self.values: dict[str, Any] = {}
+
+    def node(self, indent: int) -> Any:
+        return self.sequence(indent) if _is_item(self.lines[self.i][1]) else self.mapping(indent)
+
+    def nested(self, indent: int, parent_is_key: bool) -> Any:
+        """The value of ``key:`` / ``-`` with nothing after it: a deeper block, an indentless sequence, or null."""
+        if self.i < len(self.lines):
+            n, content = self.lines[self.i]
+            if n > indent:
+                return self.node(n)
+            if n == indent and parent_is_key and _is_item(content):
+                return self.sequence(indent)
+        return None
+
+    def mapping(self, indent: int) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        lines = self.lines
+        cache = self.values
+        while self.i < len(lines):
+            n, content = lines[self.i]
+            if n != indent:
+                if n < indent:
+                    break
+                raise _Fallback
+            at = content.find(": ")
+            if 0 < at <= _MAX_KEY and content[0] in _PLAIN_STR_START and content[at - 1] not in " :":
+                # The common line: a plain key that can only be a string, then a value on the same line.
+                key: Any = content[:at]
+                if " #" in key or "\t" in key:
+                    raise _Fallback
+                rest = content[at + 2:]
+                if rest[0] == " ":
+                    rest = rest.lstrip(" ")
+            else:
+                if _is_item(content):
+                    raise _Fallback
+                key, rest = _key(content)
+            self.i += 1
+            if rest == "":
+                out[key] = self.nested(indent, True)
+            elif rest in cache:
+                out[key] = cache[rest]
+            else:
+                value = _value(rest)
+                if not isinstance(value, (dict, list)):
+                    cache[rest] = value
+                out[key] = value
+        return out
+
+    def sequence(self, indent: int) -> list[Any]:
+        out: list[Any] = []
+        lines = self.lines
+        while self.i < len(lines):
+            n, content = lines[self.i]
+            if n < indent or (n == indent and not _is_item(content)):
+                break
+            if n > indent:
+                raise _Fallback
+            rest = content[1:].lstrip(" ")
+            if rest == "":
+                self.i += 1
+                out.append(self.nested(indent, False))
+            elif _is_item(rest) or rest.startswith(("? ", "#")):
+                raise _Fallback
+            elif not _starts_mapping(rest):
+                self.i += 1
+                out.append(_value(rest))
+            else:  # "- key: value": a mapping whose keys sit at the column of this first key
+                column = n + len(content) - len(rest)
+                lines[self.i] = (column, rest)
+                out.append(self.mapping(column))
+        return out
+
+
+def _block_load(text: str) -> Any:
+    """The single document in ``text`` if it is in the block-style subset; raises :class:`_Fallback` otherwise."""
+    if "\r" in text or _NON_PRINTABLE.search(text):
+        raise _Fallback
+    lines: list[tuple[int, str]] = []
+    started = False  # a first "---" was seen
+    for raw in text.split("\n"):
+        content = raw.lstrip(" ")
+        if not content or content.startswith("#"):
+            continue
+        if content[0] == "\t":
+            raise _Fallback
+        n = len(raw) - len(content)
+        if n == 0 and (content.startswith(("---", "...", "%"))):
+            if content == "---" and not lines and not started:
+                started = True
+                continue
+            raise _Fallback
+        lines.append((n, content.rstrip(" ")))
+    if not lines or lines[0][0] != 0:
+        raise _Fallback
+    parser = _Block(lines)
+    doc = parser.node(0)
+    if parser.i != len(lines):
+        raise _Fallback
+    return doc
+
+
+# ============================================================================ entry point
+
+def load_all(text: str) -> list[Any]:
+    """Every document in ``text``, exactly as ``list(yaml.load_all(text, Loader=CSafeLoader))`` returns them."""
+    try:
+        return [_block_load(text)]
+    except Exception:  # noqa: BLE001 - _Fallback, or a constructor failing (a bad date...): PyYAML reports it its way
+        pass
+    loader = _Loader(text)
+    try:
+        docs = []
+        while loader.check_node():  # a syntax error here is libyaml's, the same the standard loader raises
+            node = loader.get_node()
+            try:  # build each document before parsing the next, as PyYAML does (same error order)
+                docs.append(_build(loader, node))
+            except Exception:  # noqa: BLE001 - _Fallback or a constructor error: PyYAML raises it in its own order
+                raise _Fallback from None
+        return docs
+    except _Fallback:
+        pass
+    finally:
+        loader.dispose()
+    return list(yaml.load_all(text, Loader=_Base))
