@@ -99,7 +99,7 @@ def _load_all_inner(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[
 @click.option("--across-nodes", is_flag=True,
               help="Compare the nodes of a SnapshotList (or several snapshots) with each other: group identical "
                    "configurations, take the largest as baseline and list every node that deviates from it.")
-@click.option("--exit-zero", is_flag=True, help="Exit 0 even when drift is found (errors still exit 2 or more).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when drift is found (errors still exit 2).")
 @kube_options
 @click.pass_context
 def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, include_volatile: bool,

@@ -27,6 +27,7 @@ from kubectl_aicr.diff import (
     node_name,
     same_value,
 )
+from kubectl_aicr.schema import validate
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots"
 
@@ -273,6 +274,23 @@ def test_rule_tables_are_documented_and_match_real_keys() -> None:
     assert flt.hides_key("GPU", "gpu-0", "pcie-link-gen-current")
     ident = KeyFilter(DiffOptions(ignore_identity=True))
     assert ident.hides_key("GPU", "gpu-3", "serial") and ident.hides_key("GPU", "smi", "gpu.uuid")
+
+
+def test_two_collections_of_this_host_do_not_drift() -> None:
+    """Real snapshots: the host collector run twice on this machine differs only in volatile fields."""
+    host = pytest.importorskip("collector.host")
+    a = build_snapshot({"timestamp": "2026-03-20T18:00:00Z", "source-node": "here"}, host.collect_host())
+    b = build_snapshot({"timestamp": "2026-03-20T18:00:05Z", "source-node": "here"}, host.collect_host())
+    assert validate(a, source="a") and validate(b, source="b")
+    result = diff_snapshots(a, b)
+    assert not result.drift, [(c.path, c.base, c.current) for c in result.changes]
+    assert diff_snapshots(a, b, DiffOptions(include_volatile=True)).drift  # at least the timestamp moved
+    # and a real change on top of a real snapshot is found
+    sysctl = sub(b, "OS", "sysctl")
+    if sysctl["data"]:
+        key = sorted(sysctl["data"])[0]
+        sysctl["data"][key] = f"{sysctl['data'][key]}-changed"
+        assert [c.path for c in diff_snapshots(a, b).changes] == [f"OS/sysctl/{key}"]
 
 
 def test_node_name() -> None:
