@@ -194,8 +194,15 @@ def main() -> int:
 
     base = make_snapshot(1, a.size_mb)
     cur = later_run(base)
-    out_dir = a.keep or tempfile.mkdtemp(prefix="aicr-bench-")
-    os.makedirs(out_dir, exist_ok=True)
+    if a.keep:
+        os.makedirs(a.keep, exist_ok=True)
+        return measure(a, base, cur, a.keep)
+    with tempfile.TemporaryDirectory(prefix="aicr-bench-") as tmp:
+        return measure(a, base, cur, tmp)
+
+
+def measure(a: argparse.Namespace, base: dict[str, Any], cur: dict[str, Any], out_dir: str) -> int:
+    """Write the pair into ``out_dir`` in both formats and print every figure; 1 when a target is missed."""
     paths: dict[str, tuple[str, str]] = {}
     for fmt in ("yaml", "json"):
         pb, pc = os.path.join(out_dir, f"base.{fmt}"), os.path.join(out_dir, f"current.{fmt}")
