@@ -17,6 +17,8 @@ from kubectl_aicr import __version__
 from kubectl_aicr.errors import EXIT_CODES_HELP, INTERNAL, INTERRUPTED, AicrError
 
 PROG = "kubectl aicr"
+#: click's shell-completion switch; explicit, since click would derive "_KUBECTL AICR_COMPLETE" from PROG.
+COMPLETE_VAR = "_KUBECTL_AICR_COMPLETE"
 
 #: name -> (module, short help). Modules are imported only when the command runs (or its --help is shown).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -89,8 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     debug = os.environ.get("AICR_DEBUG", "") not in ("", "0", "false") or "--debug" in (argv or sys.argv[1:])
     code = 0
+    if os.environ.get(COMPLETE_VAR):  # a completion request: also answer kubectl's plugin protocol (the shim)
+        import kubectl_aicr.completion  # noqa: F401 - registers the "kubectl" completion class
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False)
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False,
+                          complete_var=COMPLETE_VAR)
         code = result if isinstance(result, int) else 0
     except AicrError as err:
         _print_error(err)
