@@ -131,7 +131,8 @@ VOLATILE_RULES: tuple[Rule, ...] = (
          "last PID handed out, pseudo-terminals open now, hung tasks seen, live connections"),
     Rule("OS", "sysctl", ("/proc/sys/kernel/perf_event_max_sample_rate",),
          "lowered by the kernel itself when perf interrupts run long"),
-    Rule("OS", "sysctl", ("/proc/sys/fs/*-nr", "/proc/sys/fs/*-nr/*", "/proc/sys/fs/dentry-state",
+    Rule("OS", "sysctl", ("/proc/sys/fs/file-nr", "/proc/sys/fs/inode-nr", "/proc/sys/fs/aio-nr",
+                          "/proc/sys/fs/dquot-nr", "/proc/sys/fs/dentry-state",
                           "/proc/sys/fs/dentry-negative", "/proc/sys/fs/inode-state"),
          "allocation counters: file-nr, inode-nr, aio-nr, dquot-nr, dentry/inode cache state"),
     Rule("OS", "sysctl", tuple(f"/proc/sys/fs/quota/{c}" for c in (
@@ -148,6 +149,8 @@ VOLATILE_RULES: tuple[Rule, ...] = (
          "resource usage accounting"),
     Rule("GPU", "gpu-*", ("pcie-link-gen-current", "pcie-link-width-current"),
          "the GPU lowers its PCIe link when idle (the -max keys are kept)"),
+    Rule("GPU", "pci", ("*.link-speed-current-gts", "*.link-gen-current", "*.link-width-current"),
+         "the same PCIe power saving seen from sysfs (the -max keys are kept)"),
     Rule("K8s", "image", ("aicr",),
          "the original tool's own agent image (same as metadata.version)"),
 )

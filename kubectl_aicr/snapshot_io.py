@@ -26,11 +26,9 @@ from kubectl_aicr.schema import validate
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 FORMATS = ("yaml", "json")
 
-try:  # libyaml when the platform has it (about 10x faster); the pure loader otherwise
-    _Loader: Any = yaml.CSafeLoader
+try:  # libyaml when the platform has it (much faster); the pure dumper otherwise
     _Dumper: Any = yaml.CSafeDumper
 except AttributeError:  # pragma: no cover - depends on the platform's PyYAML build
-    _Loader = yaml.SafeLoader
     _Dumper = yaml.SafeDumper
 
 

@@ -395,3 +395,28 @@ def test_fleet_failures_ties_and_duplicate_names() -> None:
     assert not clean.drift and clean.groups[0].nodes == ("gpu-node-01", "gpu-node-01#2")
     with_failure = group_by_configuration([a], failures=[{"node": "gpu-9", "reason": "ImagePullBackOff"}])
     assert with_failure.drift and with_failure.deviations == []
+
+
+def test_sysctl_settings_named_like_counters_are_not_volatile() -> None:
+    """fs/aio-max-nr and fs/file-max are settings; only the live counters (aio-nr, file-nr, ...) are volatile."""
+    from kubectl_aicr.diff import DiffOptions, diff_snapshots
+
+    def snap(values: dict) -> dict:
+        return {"kind": "Snapshot", "measurements": [{"type": "OS", "subtypes": [
+            {"subtype": "sysctl", "data": values}]}]}
+
+    base = snap({"/proc/sys/fs/aio-max-nr": 65536, "/proc/sys/fs/aio-nr": 10, "/proc/sys/fs/file-nr": "1 0 9"})
+    cur = snap({"/proc/sys/fs/aio-max-nr": 1048576, "/proc/sys/fs/aio-nr": 99, "/proc/sys/fs/file-nr": "7 0 9"})
+    keys = [c.key for c in diff_snapshots(base, cur, DiffOptions()).changes]
+    assert keys == ["/proc/sys/fs/aio-max-nr"]
+
+
+def test_pci_link_current_is_volatile_but_max_is_not() -> None:
+    from kubectl_aicr.diff import DiffOptions, diff_snapshots
+
+    def snap(cur_w: int, max_w: int) -> dict:
+        return {"kind": "Snapshot", "measurements": [{"type": "GPU", "subtypes": [{"subtype": "pci", "data": {
+            "0000:04:00.0.link-width-current": cur_w, "0000:04:00.0.link-width-max": max_w}}]}]}
+
+    keys = [c.key for c in diff_snapshots(snap(16, 16), snap(8, 8), DiffOptions()).changes]
+    assert keys == ["0000:04:00.0.link-width-max"]
