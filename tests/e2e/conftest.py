@@ -12,7 +12,8 @@ import pytest
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
-MANAGED = "app.kubernetes.io/managed-by=kubectl-aicr"
+#: Every object a run creates carries its run id; a requested output ConfigMap (cm://) does not, it is the result.
+MANAGED = "aicr.nvidia.com/run-id"
 
 
 def cli_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
@@ -45,11 +46,8 @@ def leftovers(api: client.ApiClient) -> list[str]:
                      ("ClusterRole", rbac.list_cluster_role), ("ClusterRoleBinding", rbac.list_cluster_role_binding)]:
         for o in fn(label_selector=MANAGED).items:
             found.append(f"{kind} {o.metadata.namespace or ''}/{o.metadata.name}")
-    # Pods carry the run label too (the Job template's labels).
-    for o in core.list_pod_for_all_namespaces(label_selector="aicr.nvidia.com/run-id").items:
-        name = f"Pod {o.metadata.namespace}/{o.metadata.name}"
-        if name not in found:
-            found.append(name)
+    for o in core.list_namespace(label_selector=MANAGED).items:
+        found.append(f"Namespace {o.metadata.name}")
     return sorted(found)
 
 

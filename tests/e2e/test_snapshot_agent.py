@@ -279,3 +279,18 @@ def test_no_cleanup_keeps_objects_and_prints_how_to_delete(cluster: TestCluster,
     while leftovers(api_client) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert leftovers(api_client) == []
+
+
+def test_missing_namespace_is_created_and_removed_again(cluster: TestCluster, api_client: client.ApiClient) -> None:
+    from tests.e2e.conftest import leftovers
+
+    ns = unique("aicr-new")
+    r = run_cli(cluster.kubeconfig, "snapshot", "-n", ns, "--image", cluster.agent_image, "--timeout", "90s")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout)["kind"] == "Snapshot"
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + 60
+    while any(n.metadata.name == ns for n in core.list_namespace().items):
+        assert time.monotonic() < deadline, f"namespace {ns} was not removed"
+        time.sleep(0.5)
+    assert leftovers(api_client) == []
