@@ -43,7 +43,7 @@ def collect_snapshot(*, version: str, node: str, api_client: Any | None = None, 
     with ThreadPoolExecutor(max_workers=2) as pool:
         host_f = pool.submit(collect_host, node_labels=labels, **dict(host_options or {}))
         if api_client is not None:
-            k8s_f = pool.submit(k8s.collect, api_client, node if node_obj is None else node, node_obj)
+            k8s_f = pool.submit(k8s.collect, api_client, node, node_obj)
         measurements: list[Measurement] = list(host_f.result())
         measurements.append(k8s_f.result() if api_client is not None else k8s.not_in_cluster())
     meta = {"timestamp": ts, "version": version, "source-node": node, "collector": "kubectl-aicr"}

@@ -9,6 +9,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 from typing import Any, Sequence
 
 import click
@@ -87,7 +88,8 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the documented exit code."""
-    if threading_main():
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (e.g. a CI job cancelled) cleans up like Ctrl-C.
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     debug = os.environ.get("AICR_DEBUG", "") not in ("", "0", "false") or "--debug" in (argv or sys.argv[1:])
     code = 0
@@ -122,12 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback; please report it)", err=True)
         code = INTERNAL
     sys.exit(code)
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

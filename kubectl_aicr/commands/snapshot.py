@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
@@ -124,7 +125,7 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
         raise InvalidInput("--parallelism: must be at least 1")
 
     from kubectl_aicr.deploy import access
-    from kubectl_aicr.deploy.deployer import Created, Deployer
+    from kubectl_aicr.deploy.deployer import Deployer
     from kubectl_aicr.kube import connect
 
     kube = connect(opts)
@@ -143,9 +144,8 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
                                     for n in nodes):
                 selector = {GPU_PRESENT_LABEL: "true"}
                 _progress(f"--all-nodes without --node-selector: targeting nodes labelled {GPU_PRESENT_LABEL}=true")
-            run = RunSpec(**{**run.__dict__, "node_selector": selector})
-            targets = d.check_placement(run, nodes)
-            run = RunSpec(**{**run.__dict__, "nodes": tuple(targets)})
+            run = dataclasses.replace(run, node_selector=selector)
+            run = dataclasses.replace(run, nodes=tuple(d.check_placement(run, nodes)))
         else:
             d.check_placement(run, nodes)
         _execute(d, run, dest, fmt, create_ns=create_ns, timeout=timeout, parallelism=parallelism,
