@@ -117,3 +117,18 @@ def normalize_bus_id(bus_id: str) -> str:
         return b
     dom, bus, dev, fn = m.groups()
     return f"{int(dom, 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{fn}"
+
+
+def paragraphs(text: str) -> list[list[str]]:
+    """Blank-line separated blocks of non-blank lines (``/proc/cpuinfo``, ``systemctl show`` of several units)."""
+    blocks: list[list[str]] = []
+    cur: list[str] = []
+    for line in text.splitlines():
+        if line.strip():
+            cur.append(line)
+        elif cur:
+            blocks.append(cur)
+            cur = []
+    if cur:
+        blocks.append(cur)
+    return blocks

@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from collector._util import Scalar, as_int, collapse_ws, join, read_text, short_error, try_read, try_read_line, typed
+from collector._util import (Scalar, as_int, collapse_ws, join, paragraphs, read_text, short_error, try_read,
+                             try_read_line, typed)
 from collector.model import STATUS_ERROR, STATUS_PARTIAL, Measurement, Subtype, missing, reading
 
 __all__ = [
@@ -192,18 +193,14 @@ def parse_modules(text: str) -> dict[str, bool]:
 def parse_cpuinfo(text: str) -> list[dict[str, str]]:
     """``/proc/cpuinfo`` -> one dict per block (``processor`` entries on x86/ARM; ARM adds a trailing summary block)."""
     blocks: list[dict[str, str]] = []
-    cur: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if cur:
-                blocks.append(cur)
-                cur = {}
-            continue
-        if ":" in line:
-            k, v = line.split(":", 1)
-            cur[k.strip()] = v.strip()
-    if cur:
-        blocks.append(cur)
+    for lines in paragraphs(text):
+        cur: dict[str, str] = {}
+        for line in lines:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                cur[k.strip()] = v.strip()
+        if cur:
+            blocks.append(cur)
     return blocks
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from collector._util import Scalar, typed
+from collector._util import Scalar, paragraphs, typed
 from collector.model import STATUS_ERROR, STATUS_UNAVAILABLE, Measurement, Subtype, missing, reading
 from collector.runner import CommandError, CommandNotFound, CommandResult, CommandRunner, CommandTimeout, describe_failure
 
@@ -108,19 +108,15 @@ def parse_systemctl_show(text: str) -> list[dict[str, list[str]]]:
     A property may repeat (``ExecStart`` once per command), hence the lists.
     """
     blocks: list[dict[str, list[str]]] = []
-    cur: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if cur:
-                blocks.append(cur)
-                cur = {}
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key or " " in key:
-            continue
-        cur.setdefault(key, []).append(value)
-    if cur:
-        blocks.append(cur)
+    for lines in paragraphs(text):
+        cur: dict[str, list[str]] = {}
+        for line in lines:
+            key, sep, value = line.partition("=")
+            if not sep or not key or " " in key:
+                continue
+            cur.setdefault(key, []).append(value)
+        if cur:
+            blocks.append(cur)
     return blocks
 
 

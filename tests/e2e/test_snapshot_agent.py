@@ -179,7 +179,8 @@ def test_timeout_reports_where_it_was_stuck(cluster: TestCluster, namespace: str
     assert time.monotonic() - t0 < 40
 
 
-def test_sigint_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_node: Any,
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_node: Any, sig: signal.Signals,
                                    no_leftovers: Callable[[], list[str]]) -> None:
     if not cluster.is_local:
         pytest.skip("needs the process kubelet to hang the agent")
@@ -196,29 +197,10 @@ def test_sigint_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_nod
             break
         seen += line
     assert "Running on" in seen, seen
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, seen + err
-    assert "interrupted" in err
-
-
-def test_sigterm_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_node: Any,
-                                    no_leftovers: Callable[[], list[str]]) -> None:
-    if not cluster.is_local:
-        pytest.skip("needs the process kubelet to hang the agent")
-    kubelet, node = own_node
-    _agent_override(kubelet, node, "exec sleep 120\n")
-    p = popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
-                  "--node-selector", f"kubernetes.io/hostname={node}")
-    assert p.stderr is not None
-    seen = ""
-    while "Running on" not in seen:
-        line = p.stderr.readline()
-        assert line, seen
-        seen += line
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, seen + err
+    assert "interrupted" in err
 
 
 def test_two_concurrent_runs_in_one_namespace(cluster: TestCluster, namespace: str, tmp_path: Path,
