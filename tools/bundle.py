@@ -117,12 +117,16 @@ def check_compiled(paths: Iterable[Path]) -> None:
 # ---------------------------------------------------------------- site-packages
 
 def prepare(site: Path) -> None:
-    """Remove what pip writes that depends on the build machine, normalise modes, refuse compiled code."""
+    """Remove what pip writes that depends on the build machine (and the dependencies' test suites), normalise
+    modes, refuse compiled code."""
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts with the build venv's interpreter in #!
     for cache in sorted(site.rglob("__pycache__"), reverse=True):
         shutil.rmtree(cache)
     for pyc in site.rglob("*.pyc"):
         pyc.unlink()
+    for tests in sorted([*site.glob("*/tests"), *site.glob("*/test")]):  # dependencies' own test suites
+        if tests.is_dir() and (tests.parent / "__init__.py").exists():
+            shutil.rmtree(tests)
     for dist_info in site.glob("*.dist-info"):
         (dist_info / "direct_url.json").unlink(missing_ok=True)  # file:///absolute/build/path
         record = dist_info / "RECORD"
