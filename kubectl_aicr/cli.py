@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("kubectl_aicr.commands.validate", "Check a snapshot against the JSON Schema."),
     "schema": ("kubectl_aicr.commands.schema", "Print the Snapshot JSON Schema."),
     "version": ("kubectl_aicr.commands.version", "Print the plugin version."),
-    "completion": ("kubectl_aicr.commands.completion", "Print a shell completion script."),
+    "completion": ("kubectl_aicr.commands.completion", "Shell completion: bash, zsh, fish scripts; kubectl plugin completion."),
     "agent": ("kubectl_aicr.commands.agent", "Collect inside the agent pod and store the snapshot (used by the Job)."),
 }
 HIDDEN = {"agent"}
