@@ -276,3 +276,29 @@ def test_missing_namespace_is_created_and_removed_again(cluster: TestCluster, ap
         assert time.monotonic() < deadline, f"namespace {ns} was not removed"
         time.sleep(0.5)
     assert leftovers(api_client) == []
+
+
+def test_context_selection_follows_kubectl(cluster: TestCluster, namespace: str, tmp_path: Path,
+                                           no_leftovers: Callable[[], list[str]]) -> None:
+    """KUBECONFIG=a:b -> a's current-context (kubectl's rule); --context picks another; the files are not written."""
+    real = yaml.safe_load(cluster.kubeconfig.read_text())
+    real_ctx = real["current-context"]
+    dead = {"apiVersion": "v1", "kind": "Config", "current-context": "dead",
+            "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
+            "users": [{"name": "dead", "user": {"token": "x"}}],
+            "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead", "namespace": namespace}}]}
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump(dead))
+    b.write_text(cluster.kubeconfig.read_text())
+    before = (a.read_bytes(), b.read_bytes())
+    import os
+
+    both = f"{a}{os.pathsep}{b}"
+    r = run_cli(Path(both), "snapshot", "--image", cluster.agent_image, timeout=120)
+    assert r.returncode == 6, r.stderr  # a's current-context 'dead' wins, as in kubectl: unreachable
+    assert "cannot reach the cluster at https://127.0.0.1:9" in r.stderr
+    r = run_cli(Path(both), "snapshot", "--context", real_ctx, "-n", namespace, "--image", cluster.agent_image)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(Path(both), "snapshot", "--context", "nope", "--image", cluster.agent_image)
+    assert r.returncode == 3 and "context 'nope' not found" in r.stderr
+    assert (a.read_bytes(), b.read_bytes()) == before
