@@ -302,3 +302,41 @@ def test_context_selection_follows_kubectl(cluster: TestCluster, namespace: str,
     r = run_cli(Path(both), "snapshot", "--context", "nope", "--image", cluster.agent_image)
     assert r.returncode == 3 and "context 'nope' not found" in r.stderr
     assert (a.read_bytes(), b.read_bytes()) == before
+
+
+def test_unschedulable_pod_fails_fast_with_the_schedulers_reason(cluster: TestCluster, namespace: str,
+                                                                 make_kubelet: Callable[..., ProcessKubelet],
+                                                                 no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs a node too small for the agent")
+    node = unique("gpu-tiny")
+    make_kubelet([gpu_node(node, H100_XML, cpu="50m")])  # labels and taints match; 100m CPU requested does not fit
+    t0 = time.monotonic()
+    r = snap(cluster, namespace, "--node-selector", f"kubernetes.io/hostname={node}")
+    assert r.returncode == 7, r.stderr
+    assert "the agent pod cannot be scheduled: 0/" in r.stderr and "Insufficient cpu" in r.stderr
+    assert time.monotonic() - t0 < 30, "must not wait for the timeout"
+
+
+def test_configmap_too_small_for_a_snapshot_is_compressed_or_refused(api_client: client.ApiClient, namespace: str,
+                                                                      control_plane: Any) -> None:
+    """Against the real API server's 1 MiB object limit: compressed when it fits, a clear error when it cannot."""
+    import os as _os
+
+    from kubectl_aicr import cmstore
+    from kubectl_aicr.errors import InvalidInput
+    from kubectl_aicr.kube import KubeOptions, connect
+    from kubectl_aicr.snapshot_io import ConfigMapRef
+
+    kube = connect(KubeOptions(kubeconfig=str(control_plane.kubeconfig)))
+    big = "".join(f"/proc/sys/key/{i}: value-{i % 101}\n" for i in range(150_000))  # ~4 MB, compressible
+    ref = ConfigMapRef(namespace, "big")
+    cmstore.write(kube, ref, big, "yaml")
+    assert cmstore.read(kube, ref).decode() == big
+    cm = client.CoreV1Api(api_client).read_namespaced_config_map("big", namespace)
+    assert cm.data["encoding"] == "gzip" and "snapshot.yaml.gz" in cm.binary_data
+    noise = _os.urandom(3 * 1024 * 1024).hex()
+    with pytest.raises(InvalidInput, match="a ConfigMap holds at most"):
+        cmstore.write(kube, ConfigMapRef(namespace, "huge"), noise, "yaml")
+    names = [c.metadata.name for c in client.CoreV1Api(api_client).list_namespaced_config_map(namespace).items]
+    assert "huge" not in names
