@@ -132,3 +132,13 @@ def paragraphs(text: str) -> list[list[str]]:
     if cur:
         blocks.append(cur)
     return blocks
+
+
+def colon_pairs(lines: str | list[str]) -> list[tuple[str, str]]:
+    """``Name: value`` lines -> ``[(name, value)]`` stripped, split at the first colon; other lines are skipped."""
+    out: list[tuple[str, str]] = []
+    for line in lines.splitlines() if isinstance(lines, str) else lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            out.append((name.strip(), value.strip()))
+    return out

@@ -43,7 +43,8 @@ import os
 import re
 from typing import Iterable, Mapping, Sequence
 
-from collector._util import Scalar, as_int, collapse_ws, join, normalize_bus_id, try_read, try_read_line, typed
+from collector._util import (Scalar, as_int, collapse_ws, colon_pairs, join, normalize_bus_id, try_read, try_read_line,
+                             typed)
 from collector.model import STATUS_PARTIAL, STATUS_UNAVAILABLE, Subtype, missing, reading
 
 __all__ = [
@@ -121,10 +122,7 @@ def parse_driver_version(text: str) -> dict[str, Scalar]:
 def parse_gpu_information(text: str) -> dict[str, Scalar]:
     """One ``/proc/driver/nvidia/gpus/<bus>/information`` file -> kebab-case keys (see the module docstring)."""
     out: dict[str, Scalar] = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        label, value = line.split(":", 1)
+    for label, value in colon_pairs(text):
         label = collapse_ws(label).lower()
         value = collapse_ws(value)
         if label in _INFO_SKIP:
@@ -144,11 +142,7 @@ def parse_gpu_information(text: str) -> dict[str, Scalar]:
 def parse_driver_params(text: str) -> dict[str, Scalar]:
     """``/proc/driver/nvidia/params`` (``Name: value`` lines) -> ``{Name: int | str}``; quotes around strings removed."""
     out: dict[str, Scalar] = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        name, value = line.split(":", 1)
-        name, value = name.strip(), value.strip()
+    for name, value in colon_pairs(text):
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from collector._util import (Scalar, as_int, collapse_ws, join, paragraphs, read_text, short_error, try_read,
+from collector._util import (Scalar, as_int, collapse_ws, colon_pairs, join, paragraphs, read_text, short_error, try_read,
                              try_read_line, typed)
 from collector.model import STATUS_ERROR, STATUS_PARTIAL, Measurement, Subtype, missing, reading
 
@@ -194,11 +194,7 @@ def parse_cpuinfo(text: str) -> list[dict[str, str]]:
     """``/proc/cpuinfo`` -> one dict per block (``processor`` entries on x86/ARM; ARM adds a trailing summary block)."""
     blocks: list[dict[str, str]] = []
     for lines in paragraphs(text):
-        cur: dict[str, str] = {}
-        for line in lines:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                cur[k.strip()] = v.strip()
+        cur = dict(colon_pairs(lines))
         if cur:
             blocks.append(cur)
     return blocks
@@ -207,13 +203,10 @@ def parse_cpuinfo(text: str) -> list[dict[str, str]]:
 def parse_meminfo(text: str) -> dict[str, int]:
     """``/proc/meminfo`` -> ``{"MemTotal": 24684084, ...}`` (numbers in the file's unit, kB or pages/counts)."""
     out: dict[str, int] = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        k, v = line.split(":", 1)
+    for k, v in colon_pairs(text):
         parts = v.split()
         if parts and re.fullmatch(r"\d+", parts[0]):
-            out[k.strip()] = int(parts[0])
+            out[k] = int(parts[0])
     return out
 
 
