@@ -47,7 +47,7 @@ class _Fallback(Exception):
     """The document uses a YAML feature the fast path leaves to the next one."""
 
 
-class _Loader(_Base):  # type: ignore[misc, valid-type]
+class _Loader(_Base):  # type: ignore[misc]
     if _FAST_RESOLVE:
 
         def resolve(self, kind: Any, value: Any, implicit: Any, _get: Callable[..., Any] = _RESOLVERS.get) -> str:
@@ -55,9 +55,9 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
                 if implicit[0]:
                     for tag, regexp in _get(value[:1], ()):
                         if regexp.match(value):
-                            return tag
+                            return str(tag)
                 return _STR
-            return super().resolve(kind, value, implicit)
+            return str(super().resolve(kind, value, implicit))
 
 
 # ============================================================================ 2. composed nodes, cheaper resolver

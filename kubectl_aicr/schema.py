@@ -26,7 +26,8 @@ def schema_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    return json.loads(schema_text())
+    doc: dict[str, Any] = json.loads(schema_text())
+    return doc
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,4 +155,5 @@ def validate(doc: Any, *, source: str) -> dict[str, Any]:
         first = found[0]
         msg = f"{source}: not a valid snapshot: {first}" + (f" (and {n - 1} more)" if n > 1 else "")
         raise SnapshotInvalid(msg, details=found, hint=f"run 'kubectl aicr validate {source}' to see every error")
-    return doc
+    valid: dict[str, Any] = doc
+    return valid
