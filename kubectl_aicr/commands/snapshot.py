@@ -17,18 +17,31 @@ def _progress(msg: str) -> None:
     click.echo(f"[aicr] {msg}", err=True)
 
 
-def gpu_warning(doc: dict[str, Any]) -> str | None:
-    """A warning when the snapshot shows no GPU on the node it describes."""
-    node = doc.get("metadata", {}).get("source-node", "?")
+def _subtype(doc: dict[str, Any], mtype: str, name: str) -> dict[str, Any]:
     for m in doc.get("measurements") or []:
-        if m.get("type") != "GPU":
-            continue
-        for s in m.get("subtypes") or []:
-            if s.get("subtype") == "smi" and isinstance(s.get("data", {}).get("gpu-count"), int):
-                if s["data"]["gpu-count"] > 0:
-                    return None
-    return (f"node {node} shows no GPU in this snapshot (nvidia-smi found none or is not available there); "
-            "use --node-selector to target a GPU node")
+        if m.get("type") == mtype:
+            for s in m.get("subtypes") or []:
+                if s.get("subtype") == name:
+                    found: dict[str, Any] = s
+                    return found
+    return {}
+
+
+def gpu_warning(doc: dict[str, Any]) -> str | None:
+    """A warning when the snapshot shows no GPU through nvidia-smi on the node it describes. Pure."""
+    node = doc.get("metadata", {}).get("source-node", "?")
+    smi = _subtype(doc, "GPU", "smi")
+    count = smi.get("data", {}).get("gpu-count")
+    if smi.get("context", {}).get("status", "ok") == "ok":
+        if isinstance(count, int) and count == 0:
+            return f"nvidia-smi on node {node} sees no GPU; use --node-selector to target a GPU node"
+        return None
+    reason = smi.get("context", {}).get("reason", "unavailable")
+    capacity = _subtype(doc, "K8s", "node").get("data", {}).get("gpu-capacity") or 0
+    if capacity:
+        return (f"nvidia-smi did not run in the agent pod on node {node} ({reason}); the GPU facts come from the "
+                f"driver files, the PCI bus and the node's labels")
+    return f"node {node} shows no GPU (nvidia-smi: {reason}); use --node-selector to target a GPU node"
 
 
 @click.command("snapshot", epilog=EXIT_CODES_HELP)

@@ -340,3 +340,23 @@ def test_configmap_too_small_for_a_snapshot_is_compressed_or_refused(api_client:
         cmstore.write(kube, ConfigMapRef(namespace, "huge"), noise, "yaml")
     names = [c.metadata.name for c in client.CoreV1Api(api_client).list_namespaced_config_map(namespace).items]
     assert "huge" not in names
+
+
+def test_node_without_nvidia_smi_still_reports_gpu_facts_from_labels(cluster: TestCluster, namespace: str,
+                                                                     make_kubelet: Callable[..., ProcessKubelet],
+                                                                     no_leftovers: Callable[[], list[str]]) -> None:
+    if not cluster.is_local:
+        pytest.skip("needs a process-kubelet node without nvidia-smi")
+    node = unique("gpu-nosmi")
+    make_kubelet([gpu_node(node, H100_XML, nvidia_smi=None)])
+    r = snap(cluster, namespace, "--node-selector", f"kubernetes.io/hostname={node}")
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    smi = measurement(doc, "GPU", "smi")
+    assert smi["context"]["status"] == "unavailable" and "nvidia-smi" in smi["context"]["reason"]
+    labels = measurement(doc, "GPU", "labels")["data"]
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3" and labels["nvidia.com/gpu.count"] == "8"
+    cons = measurement(doc, "GPU", "consistency")["data"]
+    # Feature discovery says 8 GPUs, this host's PCI bus shows none: exactly the disagreement users hunt.
+    assert cons["gpu-count.label"] == 8 and cons["gpu-count.pci"] == 0 and cons["gpu-count.mismatch"] is True
+    assert f"warning: nvidia-smi did not run in the agent pod on node {node}" in r.stderr

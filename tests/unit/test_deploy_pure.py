@@ -204,3 +204,19 @@ def test_match_nodes() -> None:
     assert wait.match_nodes(nodes, {"gpu": "no"}, [TOLERATE_ALL]).selected == 0
     m = wait.match_nodes(nodes, {}, [Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule")])
     assert m.matching == ["cpu", "gpu-a", "gpu-b"]
+
+
+def test_gpu_warning() -> None:
+    from kubectl_aicr.commands.snapshot import gpu_warning
+
+    def doc(smi: dict, capacity: int | None = None) -> dict:
+        ms = [{"type": "GPU", "subtypes": [{"subtype": "smi", **smi}]}]
+        if capacity is not None:
+            ms.append({"type": "K8s", "subtypes": [{"subtype": "node", "data": {"gpu-capacity": capacity}}]})
+        return {"metadata": {"source-node": "n1"}, "measurements": ms}
+
+    assert gpu_warning(doc({"data": {"gpu-count": 8}, "context": {"status": "ok"}})) is None
+    assert "sees no GPU" in gpu_warning(doc({"data": {"gpu-count": 0}, "context": {"status": "ok"}}))
+    missing = {"data": {}, "context": {"status": "unavailable", "reason": "nvidia-smi not found"}}
+    assert "come from the driver files" in gpu_warning(doc(missing, capacity=8))
+    assert "node n1 shows no GPU (nvidia-smi: nvidia-smi not found)" in gpu_warning(doc(missing))
