@@ -203,14 +203,20 @@ def collect_driver_params(proc_root: str = "/proc") -> Subtype:
     return reading("driver-params", parse_driver_params(text), source="/proc/driver/nvidia/params")
 
 
+def _listdir(path: str) -> tuple[list[str] | None, str]:
+    """Sorted entries of ``path``, or (None, why it could not be listed)."""
+    try:
+        return sorted(os.listdir(path)), ""
+    except OSError as e:
+        return None, "not found" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
+
+
 def collect_driver_gpus(proc_root: str = "/proc") -> Subtype:
     base = join(proc_root, "driver/nvidia/gpus")
     source = "/proc/driver/nvidia/gpus/*/information"
-    try:
-        entries = sorted(os.listdir(base))
-    except OSError as e:
-        what = "not found" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
-        return missing("driver-gpus", source=source, reason=f"/proc/driver/nvidia/gpus: {what} (NVIDIA driver not loaded?)")
+    entries, why = _listdir(base)
+    if entries is None:
+        return missing("driver-gpus", source=source, reason=f"/proc/driver/nvidia/gpus: {why} (NVIDIA driver not loaded?)")
     data: dict[str, Scalar] = {}
     unreadable: list[str] = []
     count = 0
@@ -241,11 +247,9 @@ def _pci_kind(cls: str) -> str | None:
 def collect_pci(sys_root: str = "/sys") -> Subtype:
     base = join(sys_root, "bus/pci/devices")
     source = "/sys/bus/pci/devices"
-    try:
-        entries = sorted(os.listdir(base))
-    except OSError as e:
-        what = "not found" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
-        return missing("pci", source=source, reason=f"PCI bus not visible: /sys/bus/pci/devices: {what}")
+    entries, why = _listdir(base)
+    if entries is None:
+        return missing("pci", source=source, reason=f"PCI bus not visible: /sys/bus/pci/devices: {why}")
     data: dict[str, Scalar] = {}
     gpus = nvswitches = 0
     device_ids: set[str] = set()
