@@ -83,7 +83,7 @@ def _load_all_inner(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[
 
 
 @click.command("diff", epilog=EPILOG)
-@click.argument("inputs", nargs=-1, metavar="BASE CURRENT | --across-nodes FILE...")
+@click.argument("inputs", nargs=-1, type=click.Path(), metavar="BASE CURRENT | --across-nodes FILE...")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "yaml", "markdown"]), default="text",
               show_default=True, help="Report format: text for people, json/yaml for machines, markdown for a PR comment.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,

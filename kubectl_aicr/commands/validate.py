@@ -9,7 +9,7 @@ from kubectl_aicr.schema import problems
 
 
 @click.command("validate")
-@click.argument("source", metavar="FILE|-|cm://NS/NAME")
+@click.argument("source", type=click.Path(), metavar="FILE|-|cm://NS/NAME")
 @kube_options
 def command(source: str, kubeconfig: str | None, context: str | None, namespace: str | None,
             request_timeout: float) -> None:

@@ -51,6 +51,7 @@ def test_file_arguments_leave_completion_to_the_shell(capsys: pytest.CaptureFixt
     assert complete(capsys, "snapshot", "--kubeconfig", "") == [":0"]  # click.Path
     assert complete(capsys, "validate", "") == [":0"]  # metavar FILE|-|cm://NS/NAME
     assert complete(capsys, "snapshot", "-o", "") == [":0"]
+    assert complete(capsys, "diff", "base.yaml", "") == [":0"]  # click.Path
 
 
 def test_free_text_values_offer_nothing(capsys: pytest.CaptureFixture[str]) -> None:
