@@ -593,9 +593,15 @@ class FleetResult:
         return bool(self.deviations or self.failures)
 
 
+#: Cluster-wide facts that every node's snapshot repeats (API server version, node counts, images in use,
+#: ClusterPolicy): between nodes they differ only by when each agent ran, so grouping nodes leaves them out.
+CLUSTER_WIDE = ("K8s/server/*", "K8s/cluster/*", "K8s/image/*", "K8s/policy/*", "NodeTopology/*/*")
+
+
 def fleet_options(options: DiffOptions) -> DiffOptions:
-    """Grouping always ignores per-node identity (node name, hostname label, GPU uuid/serial...)."""
-    return DiffOptions(options.include_volatile, True, options.ignore, options.only)
+    """Grouping always ignores per-node identity (node name, hostname label, GPU uuid/serial...) and the
+    cluster-wide facts (:data:`CLUSTER_WIDE`)."""
+    return DiffOptions(options.include_volatile, True, tuple(options.ignore) + CLUSTER_WIDE, options.only)
 
 
 def fingerprint(idx: Index, flt: KeyFilter) -> tuple[Any, ...]:

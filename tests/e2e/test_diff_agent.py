@@ -43,14 +43,16 @@ def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCl
         assert r.returncode == 0, r.stderr
 
     base, again, after = (str(tmp_path / n) for n in ("base.yaml", "again.yaml", "after.yaml"))
+    # Images in use and node counts are cluster-wide: other tests' pods and nodes come and go in this shared cluster.
+    shared = ("--ignore", "K8s/image/*", "--ignore", "K8s/cluster/*")
     capture(base)
     capture(f"cm://{namespace}/baseline")
     capture(again)
     # Two captures of an unchanged node: no drift (timestamps, counters and run ids are volatile).
-    same = run_cli(cluster.kubeconfig, "diff", base, again)
+    same = run_cli(cluster.kubeconfig, "diff", base, again, *shared)
     assert same.returncode == 0, same.stdout + same.stderr
     assert "no drift" in same.stdout.lower()
-    same_cm = run_cli(cluster.kubeconfig, "diff", f"cm://{namespace}/baseline", again)
+    same_cm = run_cli(cluster.kubeconfig, "diff", f"cm://{namespace}/baseline", again, *shared)
     assert same_cm.returncode == 0, same_cm.stdout + same_cm.stderr
 
     # Change the node: the driver that the node's nvidia-smi reports, and a label (as an admin would).
@@ -68,7 +70,7 @@ def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCl
         time.sleep(0.2)
     capture(after)
 
-    d = run_cli(cluster.kubeconfig, "diff", f"cm://{namespace}/baseline", after, "-o", "json")
+    d = run_cli(cluster.kubeconfig, "diff", f"cm://{namespace}/baseline", after, "-o", "json", *shared)
     assert d.returncode == 1, d.stderr
     report = json.loads(d.stdout)
     got = {(c["type"], c["subtype"], c.get("key"), c["change"]): (c.get("base"), c.get("current"))
@@ -76,8 +78,8 @@ def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCl
     assert got == EXPECTED_DRIFT
     assert report["summary"]["changed"] == len(got) and report["drift"] is True
 
-    md = run_cli(cluster.kubeconfig, "diff", base, after, "-o", "markdown")
+    md = run_cli(cluster.kubeconfig, "diff", base, after, "-o", "markdown", *shared)
     assert md.returncode == 1 and "| `driver` |" in md.stdout.replace("`driver`|", "`driver` |")
-    only = run_cli(cluster.kubeconfig, "diff", base, after, "--only", "K8s", "-o", "json")
+    only = run_cli(cluster.kubeconfig, "diff", base, after, "--only", "K8s", "-o", "json", *shared)
     assert only.returncode == 1
     assert [c["key"] for c in json.loads(only.stdout)["changes"]] == ["example.com/pool"]

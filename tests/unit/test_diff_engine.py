@@ -420,3 +420,23 @@ def test_pci_link_current_is_volatile_but_max_is_not() -> None:
 
     keys = [c.key for c in diff_snapshots(snap(16, 16), snap(8, 8), DiffOptions()).changes]
     assert keys == ["0000:04:00.0.link-width-max"]
+
+
+def test_fleet_ignores_cluster_wide_facts_taken_at_different_times() -> None:
+    """Images in use, node counts, server version and ClusterPolicy are the cluster's, not the node's: a pod that
+    came or went between two agents' runs must not split the fleet. Per-node K8s facts still do."""
+    a = load("node-a.yaml")
+    b = copy.deepcopy(a)
+    b["metadata"]["source-node"] = "gpu-node-02"
+    touched = []
+    for m in b["measurements"]:
+        if m["type"] == "K8s":
+            for s in m["subtypes"]:
+                if s["subtype"] in ("image", "cluster", "server", "policy"):
+                    s["data"]["added-later"] = "x"
+                    touched.append(s["subtype"])
+    assert {"image", "server", "policy"} <= set(touched)
+    assert not group_by_configuration([a, b]).drift
+    assert diff_snapshots(a, b).drift  # a two-snapshot diff still reports them
+    sub(b, "K8s", "labels")["data"]["pool"] = "other"
+    assert [d.node for d in group_by_configuration([a, b]).deviations] == ["gpu-node-02"]
