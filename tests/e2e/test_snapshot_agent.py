@@ -360,3 +360,19 @@ def test_node_without_nvidia_smi_still_reports_gpu_facts_from_labels(cluster: Te
     # Feature discovery says 8 GPUs, this host's PCI bus shows none: exactly the disagreement users hunt.
     assert cons["gpu-count.label"] == 8 and cons["gpu-count.pci"] == 0 and cons["gpu-count.mismatch"] is True
     assert f"warning: nvidia-smi did not run in the agent pod on node {node}" in r.stderr
+
+
+def test_existing_service_account_is_used_and_kept(cluster: TestCluster, namespace: str, api_client: client.ApiClient,
+                                                   no_leftovers: Callable[[], list[str]]) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "gpu-reader"}})
+    r = snap(cluster, namespace, "--service-account-name", "gpu-reader")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout)["kind"] == "Snapshot"
+    assert core.read_namespaced_service_account("gpu-reader", namespace).metadata.name == "gpu-reader"
+    # A ServiceAccount that does not exist: the Job cannot create its pod; said at once, not at the timeout.
+    t0 = time.monotonic()
+    r = snap(cluster, namespace, "--service-account-name", "no-such-sa")
+    assert r.returncode == 7, r.stderr
+    assert "the Job could not create its pod" in r.stderr and "no-such-sa" in r.stderr
+    assert time.monotonic() - t0 < 60
