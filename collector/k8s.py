@@ -214,22 +214,24 @@ def _policy(api_client: Any) -> Subtype:
     return reading("policy", data, source=source)
 
 
-def collect(api_client: Any, node_name: str | None, node: Any = None) -> Measurement:
-    """The whole ``K8s`` measurement; ``node`` may be pre-fetched (the GPU collector also needs its labels)."""
+def lookup_node(api_client: Any, node_name: str | None) -> tuple[Any, str]:
+    """(this node's V1Node, "") or (None, why it could not be read)."""
+    if not node_name:
+        return None, "NODE_NAME is not set (the Job passes it from spec.nodeName)"
+    try:
+        return fetch_node(api_client, node_name), ""
+    except Exception as e:
+        return None, _err_reason(e)
+
+
+def collect(api_client: Any, node_name: str | None, looked_up: tuple[Any, str] | None = None) -> Measurement:
+    """The whole ``K8s`` measurement. ``looked_up`` is :func:`lookup_node`'s result when the caller already has it
+    (the GPU collector needs the node's labels too), so the node is read once."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
     subs = [_guard("server", "GET /version", lambda: _server(api_client))]
-    if node is None and node_name:
-        try:
-            node = fetch_node(api_client, node_name)
-        except Exception as e:
-            node_err = _err_reason(e)
-            node = None
-        else:
-            node_err = ""
-    else:
-        node_err = "" if node is not None else "NODE_NAME is not set (the Job passes it from spec.nodeName)"
+    node, node_err = looked_up if looked_up is not None else lookup_node(api_client, node_name)
     src = f"GET /api/v1/nodes/{node_name}"
     if node is not None:
         subs.append(reading("node", node_data(node), source=src))

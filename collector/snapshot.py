@@ -32,22 +32,16 @@ def collect_snapshot(*, version: str, node: str, api_client: Any | None = None, 
     from collector.host import collect_host
 
     ts = timestamp or now_rfc3339()
-    node_obj = None
-    node_err: str | None = None
-    if api_client is not None:
-        try:
-            node_obj = k8s.fetch_node(api_client, node)
-        except Exception as e:  # reported in the K8s measurement's node subtypes
-            node_err = str(e)
+    # Read this node once: the GPU collector wants its labels, the K8s measurement its facts (or why it failed).
+    looked_up = k8s.lookup_node(api_client, node) if api_client is not None else (None, "")
+    node_obj = looked_up[0]
     labels = dict(node_obj.metadata.labels or {}) if node_obj is not None else None
     with ThreadPoolExecutor(max_workers=2) as pool:
         host_f = pool.submit(collect_host, node_labels=labels, **dict(host_options or {}))
         if api_client is not None:
-            k8s_f = pool.submit(k8s.collect, api_client, node, node_obj)
+            k8s_f = pool.submit(k8s.collect, api_client, node, looked_up)
         measurements: list[Measurement] = list(host_f.result())
         measurements.append(k8s_f.result() if api_client is not None else k8s.not_in_cluster())
     meta = {"timestamp": ts, "version": version, "source-node": node, "collector": "kubectl-aicr"}
     meta.update(extra_metadata or {})
-    if node_err:
-        meta["node-lookup-error"] = node_err[:200]
     return build_snapshot(meta, measurements)

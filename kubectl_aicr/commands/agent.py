@@ -3,7 +3,6 @@ from __future__ import annotations
 import click
 
 from kubectl_aicr import __version__, snapshot_io
-from kubectl_aicr.errors import InvalidInput
 from kubectl_aicr.options import format_option
 
 
@@ -28,15 +27,14 @@ def command(output: str, fmt: str, run_id: str) -> None:
         extra["run-id"] = run_id
     doc = validate(collect_snapshot(version=__version__, node=node_name(), api_client=kube.api_client,
                                     extra_metadata=extra), source="collected snapshot")
-    text = snapshot_io.dumps(doc, fmt)
     if isinstance(dest, snapshot_io.ConfigMapRef):
+        # The run's staging ConfigMap exists already; the agent may only patch that one object.
         from kubectl_aicr import cmstore
 
+        text = snapshot_io.dumps(doc, fmt)
         cmstore.patch_into(kube, dest, text, fmt)
         click.echo(f"[agent] snapshot of {doc['metadata']['source-node']} stored in {dest} ({len(text):,} bytes)", err=True)
-    elif isinstance(dest, snapshot_io.FilePath):
-        snapshot_io.write_file_atomic(dest.path, text)
-    elif isinstance(dest, snapshot_io.Stdio):
-        click.echo(text, nl=False)
-    else:  # pragma: no cover
-        raise InvalidInput(f"unsupported output {output!r}")
+    else:
+        from kubectl_aicr.output import deliver
+
+        deliver(doc, dest, fmt)
