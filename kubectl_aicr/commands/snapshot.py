@@ -122,7 +122,7 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: Any) -> None:
 def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | None, job_name: str, sa: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], pull_secrets: tuple[str, ...],
             timeout_text: str, no_cleanup: bool, all_nodes: bool = False, parallelism: int = 4) -> None:
-    from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, cleanup_commands, new_run_id
+    from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, new_run_id
 
     # Every flag is checked before the first API call.
     selector = flags.parse_node_selectors(node_selector)
@@ -162,14 +162,15 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
         else:
             d.check_placement(run, nodes)
         _execute(d, run, dest, fmt, create_ns=create_ns, timeout=timeout, parallelism=parallelism,
-                 no_cleanup=no_cleanup, kube=kube, cleanup_commands=cleanup_commands)
+                 no_cleanup=no_cleanup, kube=kube)
     finally:
         kube.close()
 
 
 def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_ns: bool, timeout: float,
-             parallelism: int, no_cleanup: bool, kube: Any, cleanup_commands: Any) -> None:
+             parallelism: int, no_cleanup: bool, kube: Any) -> None:
     from kubectl_aicr.deploy.deployer import Created
+    from kubectl_aicr.deploy.spec import cleanup_commands
     from kubectl_aicr.errors import AgentFailed
     from kubectl_aicr.output import deliver
     from kubectl_aicr.schema import validate
