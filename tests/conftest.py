@@ -41,6 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.controlplane.cluster import BinariesMissing, ControlPlane, ControlPlaneError, locate_binaries
 from tests.controlplane.handle import DEFAULT_IMAGE_ALLOWLIST, KubeletError, ProcessKubelet
 from tests.controlplane.nodes import NodeSpec
+from tests.controlplane.patience import patience
 from tests.controlplane.testkit import LOCAL_AGENT_IMAGE, TestCluster, default_nodes, label_nodes, unique
 from tests.controlplane.waits import wait_for
 
@@ -135,8 +136,8 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
     name = unique(f"t-{request.node.name}"[:40])
     core.create_namespace({"metadata": {"name": name, "labels": {"aicr.test/namespace": "true"}}})
     # Pods are admitted only once the SA exists; the projected token volume needs the root CA ConfigMap.
-    wait_for(core.list_namespaced_service_account, name, "default", lambda _: True, timeout=30)
-    wait_for(core.list_namespaced_config_map, name, "kube-root-ca.crt", lambda _: True, timeout=30)
+    wait_for(core.list_namespaced_service_account, name, "default", lambda _: True, timeout=patience(8))
+    wait_for(core.list_namespaced_config_map, name, "kube-root-ca.crt", lambda _: True, timeout=patience(8))
     yield name
     try:
         core.delete_namespace(name, propagation_policy="Background")

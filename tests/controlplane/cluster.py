@@ -37,6 +37,8 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
+from .files import write_atomic
+from .patience import patience
 from .pki import PKI, create_pki
 
 HERE = Path(__file__).resolve().parent
@@ -147,9 +149,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, crt: Path, key: Path, us
         "contexts": [{"name": "aicr-test", "context": {"cluster": "aicr-test", "user": user}}],
         "current-context": "aicr-test",
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
-    return path
+    return write_atomic(path, yaml.safe_dump(config, sort_keys=False), mode=0o600)
 
 
 @dataclass
@@ -173,7 +173,7 @@ class ControlPlane:
     bin_dir: Optional[Path] = None
     workdir: Optional[Path] = None
     keep_workdir: bool = False
-    start_timeout: float = 90.0
+    start_timeout: float = patience(25)
     components: list[Component] = field(default_factory=list)
     start_seconds: float = 0.0
 
@@ -201,7 +201,7 @@ class ControlPlane:
         if self.workdir is None:
             sweep_stale_workdirs()
             self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-            (self.workdir / "owner.pid").write_text(str(os.getpid()))
+            write_atomic(self.workdir / "owner.pid", str(os.getpid()))
         self.workdir = self.workdir.resolve()
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)

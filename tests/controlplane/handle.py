@@ -29,7 +29,9 @@ from kubernetes.client.exceptions import ApiException
 
 from . import fake_nvidia_smi
 from .cluster import ControlPlane, die_with_parent, live_group_members, tail, terminate_groups
+from .files import NotReady, read_json, write_atomic
 from .nodes import NodeSpec
+from .patience import patience
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE_ALLOWLIST: tuple[str, ...] = (
@@ -77,7 +79,7 @@ class ProcessKubelet:
         return list(self.nodes)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 60.0) -> "ProcessKubelet":
+    def start(self, timeout: float = patience(15)) -> "ProcessKubelet":
         """Start the subprocess; return once every node is Ready and schedulable (no not-ready taint)."""
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
@@ -91,7 +93,7 @@ class ProcessKubelet:
             "nodes": [n.to_json() for n in self.nodes.values()],
         }
         cfg_file = self.workdir / "config.json"
-        cfg_file.write_text(json.dumps(cfg, indent=1))
+        write_atomic(cfg_file, json.dumps(cfg, indent=1))
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PYTHONPATH")}
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "tests.controlplane.kubelet", "--config",
@@ -101,13 +103,10 @@ class ProcessKubelet:
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + timeout
-            ready = self.workdir / "ready"
-            while not ready.exists():
-                self._check_alive()
-                if time.monotonic() > deadline:
-                    raise KubeletError(f"process kubelet not ready after {timeout}s:\n{tail(self.log_file)}")
-                time.sleep(0.1)
-            self.port = json.loads(ready.read_text())["port"]
+            try:
+                self.port = read_json(self.workdir / "ready", timeout, alive=self._check_alive)["port"]
+            except NotReady as exc:
+                raise KubeletError(f"process kubelet not ready: {exc}:\n{tail(self.log_file)}") from None
             for name in self.nodes:
                 self.wait_node_ready(name, max(1.0, deadline - time.monotonic()))
         except BaseException:
@@ -115,7 +114,7 @@ class ProcessKubelet:
             raise
         return self
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = patience(5)) -> None:
         """SIGTERM the kubelet (it kills pods and deletes its Nodes), SIGKILL if needed, then kill any pod
         process group it left behind. Idempotent."""
         if self.proc is not None:
@@ -127,7 +126,7 @@ class ProcessKubelet:
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + patience(2)
         while leftovers and self.pod_pgids() and time.monotonic() < deadline:
             time.sleep(0.05)
         try:
@@ -150,19 +149,17 @@ class ProcessKubelet:
     def node_dir(self, name: str) -> Path:
         return self.workdir / "nodes" / name
 
-    def add_node(self, spec: NodeSpec, wait: bool = True, timeout: float = 30.0) -> None:
+    def add_node(self, spec: NodeSpec, wait: bool = True, timeout: float = patience(8)) -> None:
         """Register (or re-register with changed labels/taints/capacity) a node; waits until it is Ready."""
         self._check_alive()
         self.nodes[spec.name] = spec
         d = self.node_dir(spec.name)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "spec.json.tmp"
-        tmp.write_text(json.dumps(spec.to_json()))
-        tmp.replace(d / "spec.json")
+        write_atomic(d / "spec.json", json.dumps(spec.to_json()))
         if wait:
             self.wait_node_ready(spec.name, timeout)
 
-    def remove_node(self, name: str, wait: bool = True, timeout: float = 30.0) -> None:
+    def remove_node(self, name: str, wait: bool = True, timeout: float = patience(8)) -> None:
         """Unregister a node: the kubelet kills its pods and deletes the Node object."""
         self.nodes.pop(name, None)
         (self.node_dir(name) / "spec.json").unlink(missing_ok=True)
@@ -190,7 +187,7 @@ class ProcessKubelet:
         """The per-node XML file the fake nvidia-smi prints; tests may also overwrite it directly."""
         return self.node_dir(node) / "nvidia-smi.xml"
 
-    def wait_node_ready(self, name: str, timeout: float = 30.0) -> None:
+    def wait_node_ready(self, name: str, timeout: float = patience(8)) -> None:
         """Wait until the Node exists, is Ready=True and has no ``node.kubernetes.io/not-ready`` taint."""
         deadline = time.monotonic() + timeout
         last = "not found"

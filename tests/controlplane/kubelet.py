@@ -43,6 +43,7 @@ from kubernetes import client, config as kube_config, watch
 from kubernetes.client.exceptions import ApiException
 
 from . import fake_nvidia_smi
+from .files import write_atomic
 from .logserver import LogServer
 from .nodes import NodeSpec, lease_object, node_object, node_status, now_micro
 from .podrunner import TERMINAL, KubeletContext, PodWorker, Registry, remove_created
@@ -89,11 +90,11 @@ class KubeletDaemon:
         for data in self.cfg.get("nodes") or []:
             spec = NodeSpec.from_json(data)
             (self.nodes_dir / spec.name).mkdir(parents=True, exist_ok=True)
-            (self.nodes_dir / spec.name / "spec.json").write_text(json.dumps(data))
+            write_atomic(self.nodes_dir / spec.name / "spec.json", json.dumps(data))
         self._scan_nodes()
         threading.Thread(target=self._watch_pods, name="pod-watch", daemon=True).start()
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
-        (self.workdir / "ready").write_text(json.dumps({"port": self.server.port, "pid": os.getpid()}))
+        write_atomic(self.workdir / "ready", json.dumps({"port": self.server.port, "pid": os.getpid()}))
         LOG.info("process kubelet %s ready on port %d with %d nodes", self.id, self.server.port, len(self.nodes))
         while not self.stopping.wait(0.5):
             self._scan_nodes()

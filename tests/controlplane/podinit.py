@@ -66,8 +66,11 @@ def main(spec_path: str) -> int:
     argv, env = spec["argv"], spec["env"]
 
     def fail(reason: str) -> int:
-        with open(spec["start_error_file"], "w") as out:
+        # Atomic (temp + rename): the pod runner reads this file as soon as this process has exited.
+        target = spec["start_error_file"]
+        with open(target + ".tmp", "w") as out:
             out.write(reason)
+        os.replace(target + ".tmp", target)
         return START_ERROR_EXIT
 
     try:

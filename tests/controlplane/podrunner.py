@@ -39,6 +39,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import podinit
 from .cluster import die_with_parent
+from .files import write_atomic
 from .volumes import POD_IP, NotReady, ObjectReader, VolumeBuilder, VolumeError, container_env, expand, mount_source
 
 LOG = logging.getLogger("process-kubelet")
@@ -94,7 +95,7 @@ class Registry:
                 open(target, "a").close()
             created.append(target)
             self._created[target] = created
-            (self.dir / "mountpoints" / str(abs(hash(target)))).write_text(json.dumps(created))
+            write_atomic(self.dir / "mountpoints" / str(abs(hash(target))), json.dumps(created))
 
     def release_mountpoint(self, target: str) -> None:
         with self._lock:
@@ -434,8 +435,8 @@ class PodWorker(threading.Thread):
         err_file.unlink(missing_ok=True)
         spec_file = self.dir / "run" / f"{c.name}-{c.restart_count}.json"
         workdir = c.spec.get("workingDir") or str(self.dir)
-        spec_file.write_text(json.dumps({"argv": argv, "env": env, "cwd": workdir, "mounts": mounts,
-                                         "start_error_file": str(err_file)}))
+        write_atomic(spec_file, json.dumps({"argv": argv, "env": env, "cwd": workdir, "mounts": mounts,
+                                           "start_error_file": str(err_file)}))
         with open(log, "ab") as out:
             c.proc = subprocess.Popen(
                 [*UNSHARE, sys.executable, "-I", str(PODINIT), str(spec_file)],

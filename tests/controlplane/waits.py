@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional
 
 from kubernetes import watch
 
+from .patience import patience
+
 Predicate = Callable[[Any], bool]
 
 
@@ -25,7 +27,7 @@ class WaitTimeout(AssertionError):
 
 
 def wait_for(list_fn: Callable[..., Any], namespace: Optional[str], name: str, predicate: Predicate,
-             timeout: float = 30.0, what: str = "") -> Any:
+             timeout: float = patience(8), what: str = "") -> Any:
     """Return the object named ``name`` once ``predicate(obj)`` is true.
 
     ``list_fn`` is a namespaced list call such as ``CoreV1Api.list_namespaced_pod`` (or a cluster-scoped one
@@ -63,7 +65,8 @@ def wait_for(list_fn: Callable[..., Any], namespace: Optional[str], name: str, p
     raise WaitTimeout(f"{what or name}: condition not met within {timeout:.0f}s; last seen: {_brief(last)}", last)
 
 
-def wait_gone(read_fn: Callable[..., Any], namespace: Optional[str], name: str, timeout: float = 30.0) -> None:
+def wait_gone(read_fn: Callable[..., Any], namespace: Optional[str], name: str,
+              timeout: float = patience(8)) -> None:
     """Poll (0.1 s) until ``read_fn(name[, namespace])`` answers 404."""
     from kubernetes.client.exceptions import ApiException
 

@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from kubernetes import client
 
+from tests.controlplane.patience import patience
+
 REPO = Path(__file__).resolve().parents[2]
 #: Every object a run creates carries its run id; a requested output ConfigMap (cm://) does not, it is the result.
 MANAGED = "aicr.nvidia.com/run-id"
@@ -22,7 +24,7 @@ def cli_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(kubeconfig: Path, *args: str, timeout: float = 180, stdin: bytes | None = None,
+def run_cli(kubeconfig: Path, *args: str, timeout: float = patience(60), stdin: bytes | None = None,
             **env: str) -> subprocess.CompletedProcess[str]:
     """``kubectl aicr ARGS`` as a subprocess (the real entry point, exit code and stderr)."""
     return subprocess.run([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO, env=cli_env(kubeconfig, **env),

@@ -12,6 +12,7 @@ from kubernetes import client
 
 from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.nodes import H100_XML, gpu_node
+from tests.controlplane.patience import patience
 from tests.controlplane.testkit import TestCluster, unique
 from tests.e2e.conftest import run_cli
 
@@ -64,7 +65,7 @@ def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCl
     spec.labels["example.com/pool"] = "inference"
     kubelet.add_node(spec)  # the process kubelet owns its nodes' labels, as node-labelling tools do
     core = client.CoreV1Api(api_client)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + patience(5)
     while core.read_node(node).metadata.labels.get("example.com/pool") != "inference":
         assert time.monotonic() < deadline, "label change not applied"
         time.sleep(0.2)

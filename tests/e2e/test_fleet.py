@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from kubectl_aicr.schema import problems
+from tests.controlplane.files import write_atomic
 from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.nodes import H100_XML, gpu_node
+from tests.controlplane.patience import LONG_CLI_TIMEOUT, patience
 from tests.controlplane.testkit import TestCluster, unique
 from tests.e2e.conftest import measurement, run_cli
 
@@ -50,8 +52,8 @@ def test_fleet_of_20_nodes_finds_exactly_the_two_odd_ones(cluster: TestCluster, 
     out = tmp_path / "fleet.yaml"
     t0 = time.monotonic()
     r = run_cli(cluster.kubeconfig, "snapshot", "--all-nodes", "--node-selector", f"aicr.test/kubelet={kubelet.name}",
-                "--parallelism", "6", "-n", namespace, "--image", cluster.agent_image, "--timeout", "5m", "-o", str(out),
-                timeout=400)
+                "--parallelism", "6", "-n", namespace, "--image", cluster.agent_image, "--timeout", LONG_CLI_TIMEOUT,
+                "-o", str(out), timeout=patience(100))
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     fleet = yaml.safe_load(out.read_text())
@@ -86,8 +88,7 @@ def test_fleet_failure_of_one_node_is_recorded_others_still_written(cluster: Tes
     names = [f"{prefix}-{i}" for i in range(3)]
     kubelet = make_kubelet([gpu_node(n, H100_XML) for n in names])
     broken = kubelet.node_dir(names[1]) / "bin" / "kubectl-aicr"
-    broken.write_text("#!/bin/sh\necho 'segfault in collector' >&2\nexit 139\n")
-    broken.chmod(0o755)
+    write_atomic(broken, "#!/bin/sh\necho 'segfault in collector' >&2\nexit 139\n", mode=0o755)
     out = tmp_path / "fleet.json"
     r = run_cli(cluster.kubeconfig, "snapshot", "--all-nodes", "--node-selector", f"aicr.test/kubelet={kubelet.name}",
                 "-n", namespace, "--image", cluster.agent_image, "--format", "json", "-o", str(out))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import stat
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +17,9 @@ from kubernetes import client
 
 from kubectl_aicr.schema import problems
 from tests.controlplane.handle import ProcessKubelet
+from tests.controlplane.files import write_atomic
 from tests.controlplane.nodes import GPU_TAINT, H100_XML, gpu_node
+from tests.controlplane.patience import LONG_CLI_TIMEOUT, patience
 from tests.controlplane.testkit import TestCluster, unique
 from tests.e2e.conftest import measurement, popen_cli, run_cli
 
@@ -26,9 +27,11 @@ pytestmark = pytest.mark.controlplane
 DEFAULT_GPU_NODES = {"gpu-h100-1", "gpu-h100-2", "gpu-b200-1", "gpu-h100-tainted"}
 
 
-def snap(cluster: TestCluster, namespace: str, *args: str, timeout: float = 180) -> Any:
-    return run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", "90s",
-                   *args, timeout=timeout)
+def snap(cluster: TestCluster, namespace: str, *args: str, timeout: float = patience(60)) -> Any:
+    """A snapshot run whose own --timeout is far above any wait here: a run that ends did so by itself, so
+    fail-fast tests assert on the reason (a timeout would say "did not finish"), never on the clock."""
+    return run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
+                   LONG_CLI_TIMEOUT, *args, timeout=timeout)
 
 
 def test_snapshot_to_stdout_lands_on_a_gpu_node_and_is_valid(cluster: TestCluster, namespace: str,
@@ -90,11 +93,9 @@ def test_snapshot_to_configmap_in_another_namespace(cluster: TestCluster, namesp
 
 def test_selector_matching_nothing_fails_fast_creating_nothing(cluster: TestCluster, namespace: str,
                                                               no_leftovers: Callable[[], list[str]]) -> None:
-    t0 = time.monotonic()
     r = snap(cluster, namespace, "--node-selector", "nvidia.com/gpu.product=NVIDIA-Z999")
     assert r.returncode == 3
     assert "no node matches --node-selector nvidia.com/gpu.product=NVIDIA-Z999" in r.stderr
-    assert time.monotonic() - t0 < 15
     assert "creating Job" not in r.stderr
 
 
@@ -120,11 +121,10 @@ def test_restricted_tolerations_keep_the_pod_off_a_tainted_node(cluster: TestClu
 
 def test_bad_image_fails_fast_naming_the_image(cluster: TestCluster, namespace: str,
                                               no_leftovers: Callable[[], list[str]]) -> None:
-    t0 = time.monotonic()
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", "registry.invalid/nope/agent:1", "--timeout", "2m")
-    assert r.returncode == 7, r.stderr
+    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", "registry.invalid/nope/agent:1",
+                "--timeout", LONG_CLI_TIMEOUT)
+    assert r.returncode == 7, r.stderr  # not 5: it did not wait for the timeout
     assert "cannot pull image 'registry.invalid/nope/agent:1'" in r.stderr
-    assert time.monotonic() - t0 < 30, "must not wait for the timeout"
 
 
 def test_bad_flags_are_refused_before_anything_is_created(cluster: TestCluster, namespace: str,
@@ -141,9 +141,7 @@ def test_bad_flags_are_refused_before_anything_is_created(cluster: TestCluster, 
 
 def _agent_override(kubelet: ProcessKubelet, node: str, script: str) -> None:
     """Put a stand-in for the image's ``kubectl-aicr`` first on the node's PATH (simulates a broken agent)."""
-    path = kubelet.node_dir(node) / "bin" / "kubectl-aicr"
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    write_atomic(kubelet.node_dir(node) / "bin" / "kubectl-aicr", "#!/bin/sh\n" + script, mode=0o755)
 
 
 @pytest.fixture
@@ -171,12 +169,11 @@ def test_timeout_reports_where_it_was_stuck(cluster: TestCluster, namespace: str
         pytest.skip("needs the process kubelet to hang the agent")
     kubelet, node = own_node
     _agent_override(kubelet, node, "exec sleep 120\n")
-    t0 = time.monotonic()
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", "4s",
+    limit = f"{min(round(patience(5)), 110)}s"  # long enough for the pod to be Running even on a busy machine
+    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", limit,
                 "--node-selector", f"kubernetes.io/hostname={node}")
     assert r.returncode == 5, r.stderr
-    assert "did not finish within 4s; last state: " in r.stderr and f"Running on {node}" in r.stderr
-    assert time.monotonic() - t0 < 40
+    assert f"did not finish within {limit}; last state: " in r.stderr and f"Running on {node}" in r.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -186,11 +183,11 @@ def test_signal_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_nod
         pytest.skip("needs the process kubelet to hang the agent")
     kubelet, node = own_node
     _agent_override(kubelet, node, "exec sleep 120\n")
-    p = popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", "2m",
-                  "--node-selector", f"kubernetes.io/hostname={node}")
+    p = popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
+                  LONG_CLI_TIMEOUT, "--node-selector", f"kubernetes.io/hostname={node}")
     assert p.stderr is not None
     seen = ""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience(15)
     while "Running on" not in seen and time.monotonic() < deadline:
         line = p.stderr.readline()
         if not line:
@@ -198,7 +195,7 @@ def test_signal_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_nod
         seen += line
     assert "Running on" in seen, seen
     p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=patience(15))
     assert p.returncode == 130, seen + err
     assert "interrupted" in err
 
@@ -207,7 +204,7 @@ def test_two_concurrent_runs_in_one_namespace(cluster: TestCluster, namespace: s
                                               no_leftovers: Callable[[], list[str]]) -> None:
     procs = [popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
                        "-o", str(tmp_path / f"s{i}.yaml")) for i in range(2)]
-    results = [p.communicate(timeout=180) for p in procs]
+    results = [p.communicate(timeout=patience(60)) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err
     docs = [yaml.safe_load((tmp_path / f"s{i}.yaml").read_text()) for i in range(2)]
@@ -255,9 +252,9 @@ def test_no_cleanup_keeps_objects_and_prints_how_to_delete(cluster: TestCluster,
     cmds = [line.split("[aicr]   ", 1)[1] for line in r.stderr.splitlines() if line.startswith("[aicr]   kubectl delete")]
     assert len(cmds) == 2
     for c in cmds:
-        d = subprocess.run(shlex.split(c), env=cli_env(cluster.kubeconfig), capture_output=True, text=True, timeout=60)
+        d = subprocess.run(shlex.split(c), env=cli_env(cluster.kubeconfig), capture_output=True, text=True, timeout=patience(15))
         assert d.returncode == 0, d.stderr
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(10)
     while leftovers(api_client) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert leftovers(api_client) == []
@@ -267,11 +264,11 @@ def test_missing_namespace_is_created_and_removed_again(cluster: TestCluster, ap
     from tests.e2e.conftest import leftovers
 
     ns = unique("aicr-new")
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", ns, "--image", cluster.agent_image, "--timeout", "90s")
+    r = run_cli(cluster.kubeconfig, "snapshot", "-n", ns, "--image", cluster.agent_image, "--timeout", LONG_CLI_TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(r.stdout)["kind"] == "Snapshot"
     core = client.CoreV1Api(api_client)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience(15)
     while any(n.metadata.name == ns for n in core.list_namespace().items):
         assert time.monotonic() < deadline, f"namespace {ns} was not removed"
         time.sleep(0.5)
@@ -294,7 +291,7 @@ def test_context_selection_follows_kubectl(cluster: TestCluster, namespace: str,
     import os
 
     both = f"{a}{os.pathsep}{b}"
-    r = run_cli(Path(both), "snapshot", "--image", cluster.agent_image, timeout=120)
+    r = run_cli(Path(both), "snapshot", "--image", cluster.agent_image)
     assert r.returncode == 6, r.stderr  # a's current-context 'dead' wins, as in kubectl: unreachable
     assert "cannot reach the cluster at https://127.0.0.1:9" in r.stderr
     r = run_cli(Path(both), "snapshot", "--context", real_ctx, "-n", namespace, "--image", cluster.agent_image)
@@ -311,11 +308,9 @@ def test_unschedulable_pod_fails_fast_with_the_schedulers_reason(cluster: TestCl
         pytest.skip("needs a node too small for the agent")
     node = unique("gpu-tiny")
     make_kubelet([gpu_node(node, H100_XML, cpu="50m")])  # labels and taints match; 100m CPU requested does not fit
-    t0 = time.monotonic()
     r = snap(cluster, namespace, "--node-selector", f"kubernetes.io/hostname={node}")
-    assert r.returncode == 7, r.stderr
+    assert r.returncode == 7, r.stderr  # not 5: said as soon as the scheduler said it
     assert "the agent pod cannot be scheduled: 0/" in r.stderr and "Insufficient cpu" in r.stderr
-    assert time.monotonic() - t0 < 30, "must not wait for the timeout"
 
 
 def test_configmap_too_small_for_a_snapshot_is_compressed_or_refused(api_client: client.ApiClient, namespace: str,
@@ -371,8 +366,6 @@ def test_existing_service_account_is_used_and_kept(cluster: TestCluster, namespa
     assert yaml.safe_load(r.stdout)["kind"] == "Snapshot"
     assert core.read_namespaced_service_account("gpu-reader", namespace).metadata.name == "gpu-reader"
     # A ServiceAccount that does not exist: the Job cannot create its pod; said at once, not at the timeout.
-    t0 = time.monotonic()
     r = snap(cluster, namespace, "--service-account-name", "no-such-sa")
     assert r.returncode == 7, r.stderr
     assert "the Job could not create its pod" in r.stderr and "no-such-sa" in r.stderr
-    assert time.monotonic() - t0 < 60

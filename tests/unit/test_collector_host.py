@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -27,14 +27,20 @@ SYSTEMD = (FIX / "systemd" / "show-debian12-systemd252.txt").read_text()
 
 
 class FakeRunner:
-    def __init__(self, sleep_smi: float = 0.0) -> None:
-        self.sleep_smi = sleep_smi
+    """``hang_smi``: ``nvidia-smi -q -x`` blocks until ``release`` is set (a stuck driver), then answers."""
+
+    def __init__(self, hang_smi: bool = False) -> None:
+        self.hang_smi = hang_smi
+        self.release = threading.Event()
+        self.smi_answered = threading.Event()
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: Sequence[str], timeout: float) -> CommandResult:
         self.calls.append(list(argv))
         if argv[0] == "nvidia-smi" and argv[1:] == ["-q", "-x"]:
-            time.sleep(self.sleep_smi)
+            if self.hang_smi:
+                self.release.wait(600)
+            self.smi_answered.set()
             return CommandResult(0, GPU_XML, "", 0.3)
         if argv[0] == "systemctl":
             return CommandResult(0, SYSTEMD, "", 0.05)
@@ -94,9 +100,13 @@ def test_a_crashing_source_is_contained(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_a_hanging_source_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host_mod, "GRACE_S", 0.1)
-    start = time.monotonic()
-    gpu, os_m, _ = collect_host(runner=FakeRunner(sleep_smi=0.6), timeout=0.2, **h100_roots())
-    assert time.monotonic() - start < 0.55
+    runner = FakeRunner(hang_smi=True)
+    try:
+        gpu, os_m, _ = collect_host(runner=runner, timeout=0.2, **h100_roots())
+        # collect_host returned while nvidia-smi was still stuck: it did not wait for the source.
+        assert not runner.smi_answered.is_set()
+    finally:
+        runner.release.set()
     smi = gpu.subtypes[0]
     assert smi.name == "smi" and smi.context["status"] == "error"
     assert smi.context["source"] == "nvidia-smi -q -x"
@@ -105,12 +115,9 @@ def test_a_hanging_source_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
-def test_this_machine_fast_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_this_machine_never_raises_and_leaks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AICR_TEST_SECRET_TOKEN", "do-not-leak-4711")
-    start = time.monotonic()
     ms = collect_host(timeout=10.0)
-    elapsed = time.monotonic() - start
-    assert elapsed < 2.0, elapsed
     assert [m.type for m in ms] == ["GPU", "OS", "SystemD"]
     assert [s.name for s in ms[2].subtypes] == list(DEFAULT_UNITS)
     doc = build_snapshot({"source-node": os.uname().nodename}, ms)
