@@ -70,22 +70,65 @@ def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source
     raise NotFound(f"{source}: the ConfigMap holds no snapshot (keys: {keys}; expected snapshot.yaml or snapshot.json)")
 
 
-def read(kube: Kube, ref: ConfigMapRef) -> bytes:
+def read_object(kube: Kube, ref: ConfigMapRef) -> Any:
+    """The ConfigMap itself (a ``V1ConfigMap``); :class:`NotFound` when it does not exist."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        cm = kube.core.read_namespaced_config_map(ref.name, ref.namespace, _request_timeout=kube.request_timeout)
+        return kube.request(kube.core.read_namespaced_config_map, ref.name, ref.namespace, action=f"reading {ref}")
     except ApiException as e:
         if e.status == 404:
             raise NotFound(f"{ref}: ConfigMap {ref.name!r} not found in namespace {ref.namespace!r}") from None
         raise_api_error(e, action=f"reading {ref}", server=kube.server)
     except Exception as e:  # network errors
         raise_api_error(e, action=f"reading {ref}", server=kube.server)
+
+
+def read(kube: Kube, ref: ConfigMapRef) -> bytes:
+    cm = read_object(kube, ref)
     return decode(cm.data, cm.binary_data, source=str(ref))
 
 
-def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[str, str] | None = None) -> None:
-    """Create the ConfigMap, or replace it whole when it exists (no stale keys survive)."""
+#: Every key a ConfigMap written by :func:`write` (or an agent's staging ConfigMap) can hold.
+OUR_DATA_KEYS = frozenset(SNAPSHOT_KEYS) | {"format", "timestamp", "encoding", "node-facts.json"}
+OUR_BINARY_KEYS = frozenset(k + ".gz" for k in SNAPSHOT_KEYS)
+
+
+def is_our_snapshot(labels: dict[str, str] | None, data_keys: Any, binary_keys: Any) -> bool:
+    """Whether an existing ConfigMap is one of our snapshots, which ``-o cm://`` may replace: our
+    name/component labels and no key we would not write. Pure."""
+    labels = labels or {}
+    if labels.get("app.kubernetes.io/name") != "aicr" or labels.get("app.kubernetes.io/component") != "Snapshot":
+        return False
+    return set(data_keys or ()) <= OUR_DATA_KEYS and set(binary_keys or ()) <= OUR_BINARY_KEYS
+
+
+def refuse_foreign(ref: ConfigMapRef, cm: Any) -> None:
+    """Raise when ``cm`` (an existing V1ConfigMap at ``ref``) is not one of our snapshots."""
+    if is_our_snapshot(cm.metadata.labels, cm.data, cm.binary_data):
+        return
+    keys = sorted(list(cm.data or {}) + list(cm.binary_data or {}))
+    shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "") if keys else "none"
+    raise InvalidInput(f"{ref} exists and is not a kubectl-aicr snapshot (keys: {shown}); refusing to replace it",
+                       hint="choose another name, or pass --overwrite to replace it")
+
+
+def check_replaceable(kube: Kube, ref: ConfigMapRef) -> None:
+    """Before a run: fail early when ``-o cm://`` names a ConfigMap that is not ours (nothing created yet)."""
+    try:
+        cm = read_object(kube, ref)
+    except NotFound:
+        return
+    except Exception:
+        return  # no permission to read it (or the like): the write itself will say
+    refuse_foreign(ref, cm)
+
+
+def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[str, str] | None = None,
+          overwrite: bool = False) -> None:
+    """Create the ConfigMap, or replace it whole when it exists (no stale keys survive) - but only when it is
+    one of our snapshots, unless ``overwrite``. The replacement is conditional on the resourceVersion read,
+    so a ConfigMap changed in between is not clobbered."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -97,15 +140,25 @@ def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[st
     )
     action = f"writing {ref}"
     try:
-        kube.core.create_namespaced_config_map(ref.namespace, body, _request_timeout=kube.request_timeout)
+        kube.request(kube.core.create_namespaced_config_map, ref.namespace, body, action=action, idempotent=False)
         return
     except ApiException as e:
         if e.status != 409:
             raise_api_error(e, action=action, server=kube.server)
     except Exception as e:
         raise_api_error(e, action=action, server=kube.server)
+    existing = read_object(kube, ref)
+    if not overwrite:
+        refuse_foreign(ref, existing)
+    body.metadata.resource_version = existing.metadata.resource_version
     try:
-        kube.core.replace_namespaced_config_map(ref.name, ref.namespace, body, _request_timeout=kube.request_timeout)
+        kube.request(kube.core.replace_namespaced_config_map, ref.name, ref.namespace, body, action=action,
+                     idempotent=False)
+    except ApiException as e:
+        if e.status == 409:
+            raise InvalidInput(f"{ref} was changed by someone else while it was being replaced; nothing written",
+                               hint="run again") from None
+        raise_api_error(e, action=action, server=kube.server)
     except Exception as e:
         raise_api_error(e, action=action, server=kube.server)
 
@@ -122,16 +175,32 @@ def cm_reader(kube_factory: Any) -> Any:
     return _read
 
 
-def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str) -> None:
-    """Fill a ConfigMap that already exists (the agent's pre-created staging ConfigMap).
+def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> tuple[str, str]:
+    """Fill a ConfigMap that already exists (the agent's pre-created staging ConfigMap); ``drop``: data keys
+    to remove in the same write. Returns the (uid, resourceVersion) the write produced.
 
     A merge patch keeps its labels and ownerReference, and needs only ``patch`` on that one object.
     """
     data, binary = encode(text, fmt)
-    body: dict[str, Any] = {"data": data}
+    body: dict[str, Any] = {"data": {**{k: None for k in drop}, **data}}
     if binary:
         body["binaryData"] = binary
-    try:
-        kube.core.patch_namespaced_config_map(ref.name, ref.namespace, body, _request_timeout=kube.request_timeout)
-    except Exception as e:
-        raise_api_error(e, action=f"writing the snapshot into {ref}", server=kube.server)
+    cm = kube.call(kube.core.patch_namespaced_config_map, ref.name, ref.namespace, body,
+                   action=f"writing the snapshot into {ref}")
+    return str(cm.metadata.uid), str(cm.metadata.resource_version)
+
+
+def wait_for_key(kube: Kube, ref: ConfigMapRef, key: str, *, timeout: float, poll: float = 0.25) -> tuple[str, str] | None:
+    """Poll a ConfigMap until ``data[key]`` exists: (its value, the resourceVersion it was read at), or None
+    after ``timeout`` seconds."""
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        cm = read_object(kube, ref)
+        value = (cm.data or {}).get(key)
+        if value is not None:
+            return value, str(cm.metadata.resource_version)
+        if time.monotonic() >= end:
+            return None
+        time.sleep(poll)

@@ -89,3 +89,8 @@ class Interrupted(AicrError):
 
 class InternalError(AicrError):
     exit_code = INTERNAL
+
+
+class SnapshotMismatch(AgentFailed):
+    """The snapshot read back is not the one this run's agent wrote (changed, re-created, wrong run or node);
+    exit code 7, like any other agent failure."""

@@ -8,20 +8,35 @@ Differences from the Python client's defaults that we correct (they matter to ku
 * ``KUBECONFIG=a:b`` - the *first* file that sets ``current-context`` wins (the client would take the last).
 * The user's kubeconfig is never written back (the client persists refreshed tokens by default).
 * ``KUBECONFIG`` is read when the command runs, not when the client module was imported.
+* ``_request_timeout``: the client honours only an int or a ``(connect, read)`` tuple (a float means *no*
+  timeout), so every request goes through :meth:`Kube.request`, which passes a tuple: the smaller of
+  ``--request-timeout`` and the time left before the run's deadline (``snapshot --timeout`` covers the whole
+  run, cleanup included). It also retries transient failures (connection refused/reset, 429, 5xx) with
+  backoff while time is left; a request that may have reached the server is retried only when it is
+  idempotent.
+* kubectl's ``--cluster``, ``--user``, ``--token``, ``--as`` and ``--as-group`` are honoured.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any, NoReturn
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NoReturn, TypeVar
 
 import yaml
 
 from kubectl_aicr.errors import AicrError, Forbidden, InvalidInput, NotFound, Timeout, Unavailable
 
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+#: HTTP statuses worth retrying: the server (or a proxy in front of it) is overloaded or restarting.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Without a run deadline (diff/validate of a cm://), transient failures are retried this many times.
+DEFAULT_ATTEMPTS = 4
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 2.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,17 +45,78 @@ class KubeOptions:
     context: str | None = None
     namespace: str | None = None
     request_timeout: float = 30.0
+    cluster: str | None = None
+    user: str | None = None
+    token: str | None = None
+    as_user: str | None = None
+    as_groups: tuple[str, ...] = ()
 
 
 @dataclass
 class Kube:
-    """A connected API client plus where it points."""
+    """A connected API client plus where it points.
+
+    ``deadline`` (a :func:`time.monotonic` instant, or None) bounds every request made through
+    :meth:`request`; ``snapshot`` sets it from ``--timeout``."""
 
     api_client: Any
     namespace: str
     context: str | None
     server: str
     request_timeout: float = 30.0
+    deadline: float | None = None
+    retries_done: int = field(default=0, compare=False)  # transient failures retried (for tests and messages)
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def timeout_for(self, action: str, cap: float | None = None) -> tuple[float, float]:
+        """The ``_request_timeout`` tuple for one request: min(--request-timeout, cap, time left).
+
+        Raises :class:`Timeout` when the deadline has passed."""
+        t = self.request_timeout if cap is None else min(cap, self.request_timeout)
+        left = self.time_left()
+        if left is not None:
+            if left <= 0:
+                raise Timeout(f"{action}: the run's deadline (--timeout) passed",
+                              hint="raise --timeout; the API server may be slow or unreachable")
+            t = min(t, left)
+        t = max(t, 0.05)
+        return (t, t)
+
+    def request(self, fn: Callable[..., T], *args: Any, action: str, idempotent: bool = True,
+                cap: float | None = None, **kw: Any) -> T:
+        """Call one client method with a real timeout, retrying transient failures with backoff.
+
+        Non-transient errors (and the last transient one) are raised unchanged, so callers can look at the
+        status (404, 409, ...); use :meth:`call` to get our error types instead."""
+        attempt = 0
+        delay = BACKOFF_FIRST
+        while True:
+            kw["_request_timeout"] = self.timeout_for(action, cap)
+            try:
+                return fn(*args, **kw)
+            except Exception as e:
+                attempt += 1
+                if not retryable(e, idempotent=idempotent):
+                    raise
+                left = self.time_left()
+                if left is None and attempt >= DEFAULT_ATTEMPTS:
+                    raise
+                pause = min(delay * (0.5 + random.random()), BACKOFF_MAX)
+                if left is not None and left <= pause + 0.05:
+                    raise
+                self.retries_done += 1
+                time.sleep(pause)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    def call(self, fn: Callable[..., T], *args: Any, action: str, idempotent: bool = True,
+             cap: float | None = None, **kw: Any) -> T:
+        """:meth:`request`, with every failure turned into one of our errors (one clear line)."""
+        try:
+            return self.request(fn, *args, action=action, idempotent=idempotent, cap=cap, **kw)
+        except Exception as e:
+            raise_api_error(e, action=action, server=self.server)
 
     @property
     def core(self) -> Any:
@@ -100,8 +176,11 @@ def _load_yaml(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise InvalidInput(f"kubeconfig {path}: cannot be read: {e}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"kubeconfig {path}: not a text file (binary content)",
+                           hint="point --kubeconfig or KUBECONFIG at a kubeconfig YAML file") from None
+    except (OSError, yaml.YAMLError, ValueError, RecursionError) as e:
+        raise InvalidInput(f"kubeconfig {path}: cannot be read: {_one_line(e)}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"kubeconfig {path}: not a kubeconfig mapping")
     return data
@@ -130,8 +209,115 @@ def resolve_context(paths: list[str], requested: str | None) -> tuple[str, str |
     return name, (contexts[name].get("namespace") or None)
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+def _entries(merged: Any, section: str) -> list[tuple[Any, dict[str, Any]]]:
+    """(node, its dict) for each entry of a merged kubeconfig section (entries are ConfigNodes)."""
+    out = []
+    for n in merged.value.get(section) or []:
+        v = getattr(n, "value", n)
+        if isinstance(v, dict):
+            out.append((n, v))
+    return out
+
+
+def _named(merged: Any, section: str, name: str) -> bool:
+    return any(v.get("name") == name for _, v in _entries(merged, section))
+
+
+def _override_context(merged: Any, ctx: str, cluster: str | None, user: str | None) -> str:
+    """kubectl's ``--cluster``/``--user``: a synthetic context that is ``ctx`` with those replaced (relative
+    certificate paths keep resolving against the file that defined them)."""
+    import copy
+
+    from kubernetes.config.kube_config import ConfigNode
+
+    for section, name, flag in (("clusters", cluster, "--cluster"), ("users", user, "--user")):
+        if name is not None and not _named(merged, section, name):
+            raise NotFound(f"{flag} {name!r}: no such {section[:-1]} in the kubeconfig")
+    node, value = next((n, v) for n, v in _entries(merged, "contexts") if v.get("name") == ctx)
+    syn = copy.deepcopy(value)
+    syn["name"] = "__aicr_override__"
+    syn["context"] = dict(syn.get("context") or {})
+    if cluster is not None:
+        syn["context"]["cluster"] = cluster
+    if user is not None:
+        syn["context"]["user"] = user
+    merged.value["contexts"].append(ConfigNode("__aicr_override__", syn, getattr(node, "path", None)))
+    return "__aicr_override__"
+
+
+def _check_ca(ca_file: str | None, ctx: str) -> None:
+    """A certificate-authority that is not PEM would otherwise fail at the first request as 'unreachable'."""
+    if not ca_file:
+        return
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        raise InvalidInput(f"kubeconfig context {ctx!r}: the cluster's certificate-authority is not a usable PEM "
+                           f"certificate ({_one_line(e)})",
+                           hint="certificate-authority-data must be base64 of a PEM certificate") from None
+
+
+def _check_ca_data(merged: Any, ctx: str) -> None:
+    import base64
+    import binascii
+
+    ctx_value = next((v for _, v in _entries(merged, "contexts") if v.get("name") == ctx), {})
+    cluster_name = (ctx_value.get("context") or {}).get("cluster")
+    for _, c in _entries(merged, "clusters"):
+        if c.get("name") != cluster_name:
+            continue
+        data = (c.get("cluster") or {}).get("certificate-authority-data")
+        if data is None:
+            return
+        try:
+            base64.b64decode(str(data), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"kubeconfig context {ctx!r}: certificate-authority-data of cluster "
+                               f"{cluster_name!r} is not valid base64",
+                               hint="it must be the base64 encoding of a PEM certificate") from None
+
+
+def _install_impersonation(api: Any, as_user: str | None, as_groups: tuple[str, ...]) -> None:
+    """``--as``/``--as-group``: Impersonate-User and one Impersonate-Group header per group.
+
+    The client keeps default headers in a plain dict (one value per name), so the groups travel joined by a
+    NUL byte (never valid in a header) and the pool manager's ``request`` splits them into repeated headers."""
+    if as_user is not None:
+        api.set_default_header("Impersonate-User", as_user)
+    if not as_groups:
+        return
+    import urllib3
+
+    api.set_default_header("Impersonate-Group", "\0".join(as_groups))
+    pool = api.rest_client.pool_manager
+    original = pool.request
+
+    def request(method: str, url: str, *args: Any, **kw: Any) -> Any:
+        headers = kw.get("headers")
+        if headers and "Impersonate-Group" in headers:
+            multi = urllib3.HTTPHeaderDict()
+            for k, v in headers.items():
+                if k == "Impersonate-Group":
+                    for g in str(v).split("\0"):
+                        multi.add(k, g)
+                else:
+                    multi.add(k, v)
+            kw["headers"] = multi
+        return original(method, url, *args, **kw)
+
+    pool.request = request
+
+
 def connect(opts: KubeOptions) -> Kube:
     """An API client for the selected kubeconfig context (never writes the kubeconfig)."""
+    if opts.as_groups and opts.as_user is None:
+        raise InvalidInput("--as-group needs --as (Kubernetes impersonates groups only together with a user)")
     paths = kubeconfig_paths(opts.kubeconfig)
     ctx, ctx_ns = resolve_context(paths, opts.context)
     from kubernetes import client
@@ -141,14 +327,28 @@ def connect(opts: KubeOptions) -> Kube:
     cfg = client.Configuration()
     try:
         merger = KubeConfigMerger(os.pathsep.join(paths))
+        active = ctx
+        if opts.cluster is not None or opts.user is not None:
+            active = _override_context(merger.config, ctx, opts.cluster, opts.user)
+        _check_ca_data(merger.config, active)
         loader = KubeConfigLoader(
-            config_dict=merger.config, active_context=ctx, config_base_path=None, config_persister=None
+            config_dict=merger.config, active_context=active, config_base_path=None, config_persister=None
         )
         loader.load_and_set(cfg)
     except ConfigException as e:
-        raise InvalidInput(f"kubeconfig context {ctx!r}: {e}") from None
-    cfg.retries = 1
+        raise InvalidInput(f"kubeconfig context {ctx!r}: {_one_line(e)}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"kubeconfig {os.pathsep.join(paths)}: not a text file (binary content)") from None
+    except (ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError, RecursionError) as e:
+        # The client's loader fails on malformed entries with raw Python errors.
+        raise InvalidInput(f"kubeconfig context {ctx!r}: malformed entry: {_one_line(e)}") from None
+    _check_ca(cfg.ssl_ca_cert, ctx)
+    if opts.token is not None:
+        cfg.api_key = {"authorization": f"Bearer {opts.token}"}
+        cfg.refresh_api_key_hook = None
+    cfg.retries = False  # Kube.request retries, within the deadline; urllib3 would retry a read timeout blindly
     api = client.ApiClient(configuration=cfg)
+    _install_impersonation(api, opts.as_user, tuple(opts.as_groups))
     return Kube(api, opts.namespace or ctx_ns or "default", ctx, cfg.host, opts.request_timeout)
 
 
@@ -167,8 +367,36 @@ def connect_in_cluster(request_timeout: float = 30.0) -> Kube:
             ns = f.read().strip() or "default"
     except OSError:
         ns = "default"
-    cfg.retries = 2
+    cfg.retries = False  # Kube.request retries transient failures itself
     return Kube(client.ApiClient(configuration=cfg), ns, None, cfg.host, request_timeout)
+
+
+def retryable(e: BaseException, *, idempotent: bool) -> bool:
+    """Whether a failed request may succeed when sent again: the server restarting, overloaded or rate
+    limiting. A request that may have been processed (the connection broke after it was sent, a 5xx) is
+    retried only when sending it twice is harmless."""
+    status = getattr(e, "status", None)
+    if isinstance(status, int) and status in TRANSIENT_STATUSES:
+        return idempotent or status == 429
+    import urllib3
+
+    if isinstance(e, urllib3.exceptions.MaxRetryError):
+        e = e.reason or e
+    if isinstance(e, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError,
+                      urllib3.exceptions.ConnectTimeoutError)):
+        return True  # never reached the server
+    if isinstance(e, (urllib3.exceptions.ProtocolError, ConnectionResetError, BrokenPipeError,
+                      urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+        return idempotent
+    if isinstance(e, urllib3.exceptions.SSLError):
+        import ssl
+
+        # A connection cut during the TLS handshake (EOF, reset) is transient; a certificate that does not
+        # verify is not.
+        inner = e.args[0] if e.args else None
+        return idempotent and not isinstance(inner, ssl.SSLCertVerificationError) and \
+            "CERTIFICATE_VERIFY_FAILED" not in str(e)
+    return False
 
 
 def _status_message(exc: Any) -> str:
@@ -207,6 +435,13 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
         return AicrError(f"{action}: {msg}")
     import urllib3
 
+    inner = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
+    if isinstance(inner, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError,
+                          TimeoutError)):
+        where = f" at {server}" if server else ""
+        return Unavailable(f"{action}: the API server{where} did not answer in time ({_one_line(inner)})",
+                           hint="check that the context points at a running cluster; raise --request-timeout "
+                                "for a slow one")
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         where = f" at {server}" if server else ""
         reason = getattr(exc, "reason", None) or exc

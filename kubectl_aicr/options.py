@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import click
@@ -9,10 +10,29 @@ import click
 from kubectl_aicr.kube import KubeOptions
 
 F = Callable[..., Any]
+#: Where the connection flags that commands do not take as parameters are kept (``click.Context.meta``).
+META_KEY = "kubectl_aicr.kube_flags"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if param.name:
+        ctx.meta.setdefault(META_KEY, {})[param.name] = value
+    return value
 
 
 def kube_options(f: F) -> F:
-    """``--kubeconfig``, ``--context``, ``-n/--namespace``, ``--request-timeout`` - the kubectl flags a plugin must parse itself."""
+    """kubectl's connection flags, which a plugin must parse itself: ``--kubeconfig``, ``--context``,
+    ``-n/--namespace`` and ``--request-timeout`` (passed to the command), and ``--cluster``, ``--user``,
+    ``--token``, ``--as``, ``--as-group`` (kept in the click context; :func:`kube_opts` picks them up)."""
+    f = click.option("--as-group", multiple=True, metavar="GROUP", expose_value=False, callback=_remember,
+                     help="Group to impersonate (repeatable; needs --as).")(f)
+    for decl, metavar, text in [
+        (("--as", "as_user"), "USER", "Username to impersonate for the operation."),
+        (("--token",), "TOKEN", "Bearer token for authentication to the API server."),
+        (("--user",), "NAME", "kubeconfig user to use (default: the context's)."),
+        (("--cluster",), "NAME", "kubeconfig cluster to use (default: the context's)."),
+    ]:
+        f = click.option(*decl, metavar=metavar, expose_value=False, callback=_remember, help=text)(f)
     f = click.option("--request-timeout", type=float, default=30.0, show_default=True, metavar="SECONDS",
                      help="Timeout of each API request.")(f)
     f = click.option("-n", "--namespace", metavar="NS", help="Namespace (default: the context's, else 'default').")(f)
@@ -23,9 +43,16 @@ def kube_options(f: F) -> F:
 
 
 def kube_opts(kubeconfig: str | None, context: str | None, namespace: str | None, request_timeout: float) -> KubeOptions:
-    if request_timeout <= 0:
-        raise click.BadParameter("must be greater than 0", param_hint="--request-timeout")
-    return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace, request_timeout=request_timeout)
+    if not math.isfinite(request_timeout) or request_timeout <= 0:
+        raise click.BadParameter("must be a finite number of seconds greater than 0", param_hint="--request-timeout")
+    ctx = click.get_current_context(silent=True)
+    extra: dict[str, Any] = dict(ctx.meta.get(META_KEY) or {}) if ctx is not None else {}
+    for flag in ("cluster", "user", "token", "as_user"):
+        if extra.get(flag) == "":
+            raise click.BadParameter("must not be empty", param_hint=f"--{flag.replace('_user', '')}")
+    return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace, request_timeout=request_timeout,
+                       cluster=extra.get("cluster"), user=extra.get("user"), token=extra.get("token"),
+                       as_user=extra.get("as_user"), as_groups=tuple(extra.get("as_group") or ()))
 
 
 format_option = click.option(

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from kubectl_aicr import __version__, snapshot_io
 from kubectl_aicr.options import format_option
+
+#: How long the agent waits for the CLI to hand over the node facts (it does so once the pod is bound).
+FACTS_WAIT_SECONDS = 60.0
 
 
 @click.command("agent")
@@ -14,8 +19,11 @@ from kubectl_aicr.options import format_option
 def command(output: str, fmt: str, run_id: str) -> None:
     """Collect on this node inside the agent pod and store the snapshot (run by the Job, not by people).
 
-    Uses the pod's ServiceAccount through the standard in-cluster configuration.
+    Uses the pod's ServiceAccount through the standard in-cluster configuration. Writing into the run's
+    staging ConfigMap, it first waits for the node facts the CLI hands over there (the ServiceAccount may
+    read nothing cluster-wide), and ends by logging a write receipt the CLI checks the ConfigMap against.
     """
+    from collector import k8s
     from collector.snapshot import collect_snapshot, node_name
     from kubectl_aicr.kube import connect_in_cluster
     from kubectl_aicr.schema import validate
@@ -25,15 +33,35 @@ def command(output: str, fmt: str, run_id: str) -> None:
     extra = {"mode": "agent"}
     if run_id:
         extra["run-id"] = run_id
-    doc = validate(collect_snapshot(version=__version__, node=node_name(), api_client=kube.api_client,
-                                    extra_metadata=extra), source="collected snapshot")
+    node = node_name()
+    facts: Any = None
+    facts_rv = ""
     if isinstance(dest, snapshot_io.ConfigMapRef):
-        # The run's staging ConfigMap exists already; the agent may only patch that one object.
         from kubectl_aicr import cmstore
 
+        got = cmstore.wait_for_key(kube, dest, k8s.FACTS_KEY, timeout=FACTS_WAIT_SECONDS)
+        if got is None:
+            click.echo(f"[agent] no node facts in {dest} after {FACTS_WAIT_SECONDS:g}s; reading the API directly",
+                       err=True)
+        else:
+            text, facts_rv = got
+            try:
+                facts = k8s.parse_facts(text, kube.api_client)
+            except ValueError as e:
+                click.echo(f"[agent] node facts in {dest} unreadable ({e}); reading the API directly", err=True)
+    doc = validate(collect_snapshot(version=__version__, node=node, api_client=kube.api_client,
+                                    extra_metadata=extra, node_facts=facts), source="collected snapshot")
+    if isinstance(dest, snapshot_io.ConfigMapRef):
+        # The run's staging ConfigMap exists already; the agent may only read and patch that one object.
+        from kubectl_aicr import cmstore
+        from kubectl_aicr.deploy import verify
+
         text = snapshot_io.dumps(doc, fmt)
-        cmstore.patch_into(kube, dest, text, fmt)
+        uid, rv = cmstore.patch_into(kube, dest, text, fmt, drop=(k8s.FACTS_KEY,))
         click.echo(f"[agent] snapshot of {doc['metadata']['source-node']} stored in {dest} ({len(text):,} bytes)", err=True)
+        receipt = verify.Receipt(uid=uid, resource_version=rv, sha256=verify.digest(text.encode("utf-8")),
+                                 facts_resource_version=facts_rv, node=node, run_id=run_id)
+        click.echo(verify.receipt_line(receipt), err=True)
     else:
         from kubectl_aicr.output import deliver
 

@@ -65,10 +65,16 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
 @click.option("--all-nodes", is_flag=True, help="One agent per matching node (default: nodes labelled "
               "nvidia.com/gpu.present=true); writes a SnapshotList. Compare nodes with 'diff --across-nodes'.")
 @click.option("--parallelism", type=int, default=4, show_default=True, help="With --all-nodes: agents running at once.")
+@click.option("--overwrite", is_flag=True, help="With -o cm://NS/NAME: replace that ConfigMap even if it is not a "
+              "kubectl-aicr snapshot (by default only our own snapshots are replaced).")
+@click.option("--dry-run", "dry_run", type=click.Choice(["none", "client", "server"]), default="none", show_default=True,
+              help="client: print every manifest the run would create (a YAML stream) and create nothing; server: "
+                   "submit them with dryRun=All so admission answers, nothing persists.")
 def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context: str | None, namespace: str | None,
             request_timeout: float, image: str | None, job_name: str, service_account_name: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], image_pull_secret: tuple[str, ...],
-            timeout_text: str, no_cleanup: bool, all_nodes: bool, parallelism: int) -> None:
+            timeout_text: str, no_cleanup: bool, all_nodes: bool, parallelism: int, overwrite: bool,
+            dry_run: str) -> None:
     """Capture the configuration of a GPU node as a Snapshot.
 
     With the current kubectl context, creates least-privilege RBAC and a Job on a GPU node whose pod collects
@@ -80,27 +86,43 @@ def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context:
     kubectl aicr snapshot --node-selector nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3 --format json
     kubectl aicr snapshot -n gpu-ops -o cm://gpu-ops/baseline
     kubectl aicr snapshot --local
+    kubectl aicr snapshot --dry-run=client > manifests.yaml
     """
+    t0 = time.monotonic()
     dest = snapshot_io.parse_location(output)
     snapshot_io.check_writable(dest)
     opts = kube_opts(kubeconfig, context, namespace, request_timeout)
+    if dry_run != "none" and isinstance(dest, snapshot_io.ConfigMapRef):
+        raise InvalidInput(f"--dry-run={dry_run} prints manifests: -o must be '-' or a file, not {output}")
     if local or os.environ.get("AICR_AGENT_MODE") == "true":
         cluster_flags = {"--image": image, "--service-account-name": service_account_name,
                          "--node-selector": node_selector, "--toleration": toleration,
-                         "--image-pull-secret": image_pull_secret, "--no-cleanup": no_cleanup, "--all-nodes": all_nodes}
+                         "--image-pull-secret": image_pull_secret, "--no-cleanup": no_cleanup, "--all-nodes": all_nodes,
+                         "--dry-run": dry_run != "none"}
         given = [name for name, v in cluster_flags.items() if v]
         if local and given:
             raise InvalidInput(f"{', '.join(given)} only apply when deploying the agent; drop them or drop --local")
-        _local(dest, fmt, opts)
+        _local(dest, fmt, opts, overwrite=overwrite)
         return
     _deploy(dest, fmt, opts, image=image, job_name=job_name, sa=service_account_name, node_selector=node_selector,
             toleration=toleration, pull_secrets=image_pull_secret, timeout_text=timeout_text, no_cleanup=no_cleanup,
-            all_nodes=all_nodes, parallelism=parallelism)
+            all_nodes=all_nodes, parallelism=parallelism, overwrite=overwrite, dry_run=dry_run, t0=t0)
 
 
-def _local(dest: snapshot_io.Location, fmt: str, opts: Any) -> None:
-    from collector.snapshot import collect_snapshot, node_name
+def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_factory: Any, overwrite: bool) -> str:
+    """``output.deliver``, except that a ConfigMap is replaced only when it is ours (or ``--overwrite``)."""
     from kubectl_aicr.output import deliver
+
+    if isinstance(dest, snapshot_io.ConfigMapRef):
+        from kubectl_aicr import cmstore
+
+        cmstore.write(kube_factory(), dest, snapshot_io.dumps(doc, fmt), fmt, overwrite=overwrite)
+        return str(dest)
+    return deliver(doc, dest, fmt, kube_factory=kube_factory)
+
+
+def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool = False) -> None:
+    from collector.snapshot import collect_snapshot, node_name
     from kubectl_aicr.schema import validate
 
     api = None
@@ -116,12 +138,13 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: Any) -> None:
 
         return connect(opts)
 
-    deliver(doc, dest, fmt, kube_factory=kube_factory)
+    _deliver(doc, dest, fmt, kube_factory=kube_factory, overwrite=overwrite)
 
 
 def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | None, job_name: str, sa: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], pull_secrets: tuple[str, ...],
-            timeout_text: str, no_cleanup: bool, all_nodes: bool = False, parallelism: int = 4) -> None:
+            timeout_text: str, no_cleanup: bool, all_nodes: bool = False, parallelism: int = 4,
+            overwrite: bool = False, dry_run: str = "none", t0: float | None = None) -> None:
     from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, new_run_id
 
     # Every flag is checked before the first API call.
@@ -142,13 +165,20 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
     from kubectl_aicr.kube import connect
 
     kube = connect(opts)
+    # --timeout is a hard deadline for the whole run, cleanup included: no request outlives it.
+    kube.deadline = (time.monotonic() if t0 is None else t0) + timeout
     d = Deployer(kube, _progress)
     try:
         run = RunSpec(namespace=kube.namespace, run_id=new_run_id(), image=img, job_prefix=job_name, service_account=sa,
                       node_selector=selector, tolerations=tuple(tolerations), timeout_seconds=timeout,
                       image_pull_secrets=tuple(pull_secrets))
         create_ns = not d.namespace_exists(run.namespace)
-        access.check(kube, run, create_namespace=create_ns)
+        if dry_run != "client":
+            access.check(kube, run, create_namespace=create_ns)
+        if isinstance(dest, snapshot_io.ConfigMapRef) and not overwrite:
+            from kubectl_aicr import cmstore
+
+            cmstore.check_replaceable(kube, dest)  # before anything is created
         nodes = d.list_nodes()
         if all_nodes:
             if nodes is None:
@@ -161,18 +191,64 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
             run = dataclasses.replace(run, nodes=tuple(d.check_placement(run, nodes)))
         else:
             d.check_placement(run, nodes)
+        if dry_run != "none":
+            _dry_run(d, run, dest, dry_run, create_ns=create_ns)
+            return
         _execute(d, run, dest, fmt, create_ns=create_ns, timeout=timeout, parallelism=parallelism,
-                 no_cleanup=no_cleanup, kube=kube)
+                 no_cleanup=no_cleanup, kube=kube, overwrite=overwrite)
     finally:
         kube.close()
 
 
+def manifest_stream(objects: list[dict[str, Any]]) -> str:
+    """A YAML stream (``---`` between documents), as ``kubectl apply -f`` reads it. Pure."""
+    import yaml
+
+    return "".join("---\n" + yaml.safe_dump(o, sort_keys=False, default_flow_style=False) for o in objects)
+
+
+def _strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    for k in ("managedFields", "resourceVersion", "creationTimestamp", "uid", "generation"):
+        meta.pop(k, None)
+    obj.pop("status", None)
+    return obj
+
+
+def _dry_run(d: Any, run: Any, dest: snapshot_io.Location, mode: str, *, create_ns: bool) -> None:
+    """--dry-run=client prints the manifests; =server has the API server (admission included) accept each one
+    with dryRun=All first. Nothing is created either way."""
+    from kubectl_aicr.deploy import spec
+    from kubectl_aicr.deploy.deployer import Created
+
+    objects = spec.manifests(run, create_namespace=create_ns)
+    if mode == "server":
+        accepted = d.create(run, Created(), create_namespace=create_ns, dry_run=True)
+        _progress(f"run {run.run_id}: the API server accepted {len(accepted)} objects with dryRun=All "
+                  f"({', '.join(accepted)}); nothing was created")
+    else:
+        _progress(f"run {run.run_id}: {len(objects)} objects would be created (Jobs suspended, then started; "
+                  "the namespaced objects get an ownerReference to their Job once it exists); nothing was created")
+    text = manifest_stream([_strip_server_fields(o) for o in objects])
+    if isinstance(dest, snapshot_io.FilePath):
+        snapshot_io.write_file_atomic(dest.path, text)
+    else:
+        click.echo(text, nl=False)
+
+
+def cleanup_reserve(timeout: float) -> float:
+    """Of the --timeout, the part kept for cleanup (the wait gets the rest). Pure."""
+    return min(CLEANUP_RESERVE, timeout / 4)
+
+
+CLEANUP_RESERVE = 15.0
+
+
 def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_ns: bool, timeout: float,
-             parallelism: int, no_cleanup: bool, kube: Any) -> None:
+             parallelism: int, no_cleanup: bool, kube: Any, overwrite: bool = False) -> None:
     from kubectl_aicr.deploy.deployer import Created
     from kubectl_aicr.deploy.spec import cleanup_commands
     from kubectl_aicr.errors import AgentFailed
-    from kubectl_aicr.output import deliver
     from kubectl_aicr.schema import validate
 
     created = Created()
@@ -182,7 +258,9 @@ def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_n
         what = f"{len(run.targets)} Jobs (one per node, {parallelism} at a time)" if fleet else f"Job {run.job_name}"
         _progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
         d.create(run, created, create_namespace=create_ns)
-        results = d.run_jobs(run, timeout=timeout, parallelism=parallelism if fleet else 1, fail_fast=not fleet)
+        wait_for = (kube.deadline - time.monotonic() - cleanup_reserve(timeout)) if kube.deadline else timeout
+        results = d.run_jobs(run, timeout=wait_for, parallelism=parallelism if fleet else 1, fail_fast=not fleet,
+                             reported_timeout=timeout, created=created)
         docs: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
         last_done = 0.0
@@ -193,8 +271,10 @@ def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_n
                 continue
             source = f"agent snapshot from {res.node}"
             try:
-                raw = d.fetch(run, res.target)
-                docs.append(validate(snapshot_io.parse_document(raw, source=source), source=source))
+                raw = d.fetch(run, res.target, res, created)
+                one = validate(snapshot_io.parse_document(raw, source=source), source=source)
+                d.check_document(run, res, one)
+                docs.append(one)
                 total_bytes += len(raw)
             except Exception as e:  # noqa: BLE001 - recorded per node in a fleet, raised for one node
                 if not fleet:
@@ -206,7 +286,7 @@ def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_n
             validate(doc, source="fleet snapshot")
         else:
             doc = docs[0]
-        where = deliver(doc, dest, fmt, kube_factory=lambda: kube)
+        where = _deliver(doc, dest, fmt, kube_factory=lambda: kube, overwrite=overwrite)
         overhead = time.monotonic() - last_done
         nodes_txt = f"{len(docs)} nodes" if fleet else f"node {doc['metadata'].get('source-node')}"
         _progress(f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "

@@ -29,26 +29,20 @@ class Need:
 
 
 def required(run: RunSpec, *, create_namespace: bool) -> list[Need]:
-    """What the person running ``snapshot`` needs. Creating the agent's ClusterRole also requires holding
-    the permissions it grants (Kubernetes refuses to let anyone grant what they do not have)."""
+    """What the person running ``snapshot`` needs: namespaced permissions only. The agent's Role grants
+    get/patch on its staging ConfigMaps, which the user must hold to grant (Kubernetes refuses to let anyone
+    grant what they do not have). Reading nodes and ClusterPolicies is optional: without it the snapshot's
+    K8s node/cluster/policy subtypes say why they are missing."""
     rbac = "rbac.authorization.k8s.io"
     needs = [
         Need("create", "jobs", "batch"), Need("patch", "jobs", "batch"), Need("delete", "jobs", "batch"),
         Need("get", "jobs", "batch"),
-        Need("list", "pods"), Need("watch", "pods"), Need("get", "pods", subresource="log", why="to show the agent's logs on failure"),
+        Need("list", "pods"), Need("watch", "pods"),
+        Need("get", "pods", subresource="log", why="the agent's write receipt and its logs on failure"),
         Need("create", "configmaps"), Need("get", "configmaps"), Need("delete", "configmaps"),
-        Need("patch", "configmaps", why="granted to the agent for its staging ConfigMap"),
-        Need("update", "configmaps", why="granted to the agent for its staging ConfigMap"),
+        Need("patch", "configmaps", why="node facts for the agent; also granted to the agent"),
         Need("create", "roles", rbac), Need("delete", "roles", rbac),
         Need("create", "rolebindings", rbac), Need("delete", "rolebindings", rbac),
-        Need("create", "clusterroles", rbac, namespaced=False), Need("delete", "clusterroles", rbac, namespaced=False),
-        Need("create", "clusterrolebindings", rbac, namespaced=False),
-        Need("delete", "clusterrolebindings", rbac, namespaced=False),
-        Need("get", "nodes", namespaced=False, why="granted to the agent"),
-        Need("list", "nodes", namespaced=False, why="granted to the agent"),
-        Need("list", "pods", namespaced=False, why="granted to the agent"),
-        Need("get", "clusterpolicies", "nvidia.com", namespaced=False, why="granted to the agent"),
-        Need("list", "clusterpolicies", "nvidia.com", namespaced=False, why="granted to the agent"),
     ]
     if run.creates_service_account:
         needs += [Need("create", "serviceaccounts"), Need("delete", "serviceaccounts")]
@@ -66,7 +60,7 @@ def _allowed(kube: Kube, need: Need, namespace: str) -> bool:
             "subresource": need.subresource or None, "namespace": namespace if need.namespaced else None,
         }},
     }
-    resp = kube.authz.create_self_subject_access_review(body, _request_timeout=kube.request_timeout)
+    resp = kube.request(kube.authz.create_self_subject_access_review, body, action="checking your permissions")
     return bool(resp.status.allowed)
 
 

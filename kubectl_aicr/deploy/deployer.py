@@ -1,5 +1,11 @@
-"""Run the snapshot agent: create its RBAC and Job, wait (watching, failing fast with the cause), fetch the
-snapshot, and always remove everything the run created - on success, failure, timeout and Ctrl-C/SIGTERM."""
+"""Run the snapshot agent: create its RBAC and Job, wait (watching, failing fast with the cause), hand the
+agent the node facts it may not read itself, fetch and verify the snapshot, and always remove everything the
+run created - on success, failure, timeout and Ctrl-C/SIGTERM.
+
+Every request goes through :meth:`Kube.request` (a real timeout, never past the run's deadline, transient
+failures retried with backoff). Every object is recorded with its uid when created and deleted only with
+that uid as precondition, so an object someone else put under the same name is never touched.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,47 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from kubectl_aicr import cmstore
-from kubectl_aicr.deploy import access, spec, wait
+from kubectl_aicr.deploy import access, spec, verify, wait
 from kubectl_aicr.deploy.spec import RunSpec
-from kubectl_aicr.errors import AgentFailed, AicrError, NotFound, Timeout
-from kubectl_aicr.kube import Kube, raise_api_error
+from kubectl_aicr.errors import AgentFailed, AicrError, NotFound, SnapshotMismatch, Timeout
+from kubectl_aicr.kube import Kube, raise_api_error, retryable
 from kubectl_aicr.snapshot_io import ConfigMapRef
 
 Progress = Callable[[str], None]
-CLEANUP_TIMEOUT = 45.0
+#: Cleanup always gets at least this long, even when the deadline has passed (else a slow request at the
+#: deadline would leave everything behind).
+CLEANUP_MIN = 3.0
+#: After deleting the Jobs, how long the pods get to terminate gracefully before they are force-deleted
+#: (their terminationGracePeriodSeconds is 10).
+POD_GRACE = 20.0
 LOG_TAIL_LINES = 20
-WATCH_CHUNK = 10
+RECEIPT_LOG_LINES = 50
+#: Longest quiet watch before the CLI looks again (Job conditions, whether the pod's node still exists).
+WATCH_CHUNK = 3
+#: What cleanup and the watch retry, besides the kube client's transient set.
+_GONE = 404
+_PRECONDITION_FAILED = 409
+
+
+@dataclass(frozen=True)
+class CreatedObject:
+    kind: str
+    name: str
+    namespace: str | None
+    uid: str
 
 
 @dataclass
 class Created:
-    """What this run created, in creation order (deleted in reverse, pods first)."""
+    """What this run created, in creation order (deleted in reverse, pods first), each with its uid."""
 
-    objects: list[tuple[str, str, str | None]] = field(default_factory=list)  # (kind, name, namespace)
+    objects: list[CreatedObject] = field(default_factory=list)
 
-    def add(self, kind: str, name: str, namespace: str | None) -> None:
-        self.objects.append((kind, name, namespace))
+    def add(self, kind: str, name: str, namespace: str | None, uid: str = "") -> None:
+        self.objects.append(CreatedObject(kind, name, namespace, uid))
+
+    def uid_of(self, kind: str, name: str) -> str:
+        return next((o.uid for o in self.objects if o.kind == kind and o.name == name), "")
 
 
 @dataclass
@@ -67,23 +94,28 @@ class Deployer:
     def __init__(self, kube: Kube, progress: Progress) -> None:
         self.kube = kube
         self.progress = progress
+        self.nodes: list[dict[str, Any]] | None = None  # the preflight node list (cluster counts for the facts)
+        self.facts_rv: dict[str, str] = {}  # job name -> resourceVersion of the staging CM after the facts
+        self._policy: Any = None
+        self._can_read_nodes = True
 
     # ------------------------------------------------------------ preflight
 
     def namespace_exists(self, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException
 
+        action = f"reading namespace {name!r}"
         try:
-            self.kube.core.read_namespace(name, _request_timeout=self.kube.request_timeout)
+            self.kube.request(self.kube.core.read_namespace, name, action=action)
             return True
         except ApiException as e:
             if e.status == 404:
                 return False
             if e.status == 403:
                 return True  # cannot tell; creating objects in it will say if it is missing
-            raise_api_error(e, action=f"reading namespace {name!r}", server=self.kube.server)
+            raise_api_error(e, action=action, server=self.kube.server)
         except Exception as e:
-            raise_api_error(e, action=f"reading namespace {name!r}", server=self.kube.server)
+            raise_api_error(e, action=action, server=self.kube.server)
 
     def list_nodes(self) -> list[dict[str, Any]] | None:
         """All nodes as dicts, or None when the user may not list them."""
@@ -93,13 +125,14 @@ class Deployer:
         token = None
         try:
             while True:
-                kw: dict[str, Any] = {"limit": 500, "_request_timeout": self.kube.request_timeout}
+                kw: dict[str, Any] = {"limit": 500}
                 if token:
                     kw["_continue"] = token
-                resp = self.kube.core.list_node(**kw)
+                resp = self.kube.request(self.kube.core.list_node, action="listing nodes", **kw)
                 out.extend(_to_dict(self.kube, n) for n in resp.items)
                 token = resp.metadata._continue
                 if not token:
+                    self.nodes = out
                     return out
         except ApiException as e:
             if e.status == 403:
@@ -129,94 +162,179 @@ class Deployer:
 
     # ------------------------------------------------------------ create
 
-    def _create(self, created: Created, kind: str, fn: Callable[..., Any], *args: Any, name: str,
-                namespace: str | None) -> Any:
-        try:
-            obj = fn(*args, _request_timeout=self.kube.request_timeout)
-        except Exception as e:
-            where = f" in namespace {namespace!r}" if namespace else ""
-            raise_api_error(e, action=f"creating {kind} {name!r}{where}", server=self.kube.server)
-        created.add(kind, name, namespace)
+    def _create(self, created: Created | None, kind: str, fn: Callable[..., Any], *args: Any, name: str,
+                namespace: str | None, dry_run: bool = False) -> Any:
+        where = f" in namespace {namespace!r}" if namespace else ""
+        kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+        # Not idempotent: a create that may have reached the server is not sent twice.
+        obj = self.kube.call(fn, *args, action=f"creating {kind} {name!r}{where}", idempotent=False, **kw)
+        if created is not None and not dry_run:
+            created.add(kind, name, namespace, str(_to_dict(self.kube, obj)["metadata"].get("uid") or ""))
         return obj
 
-    def create(self, run: RunSpec, created: Created, *, create_namespace: bool) -> None:
-        """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet."""
-        k, ns = self.kube, run.namespace
-        if create_namespace:
-            self._create(created, "Namespace", k.core.create_namespace, spec.namespace(run), name=ns, namespace=None)
+    def _creators(self) -> dict[str, Callable[..., Any]]:
+        k = self.kube
+        return {"Namespace": k.core.create_namespace, "Job": k.batch.create_namespaced_job,
+                "ServiceAccount": k.core.create_namespaced_service_account, "Role": k.rbac.create_namespaced_role,
+                "RoleBinding": k.rbac.create_namespaced_role_binding,
+                "ConfigMap": k.core.create_namespaced_config_map}
+
+    def create(self, run: RunSpec, created: Created, *, create_namespace: bool, dry_run: bool = False) -> list[str]:
+        """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet.
+
+        ``dry_run``: send every create with ``dryRun=All`` (admission answers, nothing persists); returns what
+        the server accepted."""
+        creators = self._creators()
         owners: dict[str, dict[str, Any]] = {}
-        for t in run.targets:
-            job = _to_dict(k, self._create(created, "Job", k.batch.create_namespaced_job, ns, spec.job(run, t, suspend=True),
-                                           name=t.job_name, namespace=ns))
-            owners[t.job_name] = spec.owner_ref(job)
-        shared = list(owners.values())
-
-        def owned(m: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any]:
-            m["metadata"]["ownerReferences"] = refs
-            return m
-
-        if run.creates_service_account:
-            self._create(created, "ServiceAccount", k.core.create_namespaced_service_account, ns,
-                         owned(spec.service_account(run), shared), name=run.sa_name, namespace=ns)
-        self._create(created, "Role", k.rbac.create_namespaced_role, ns, owned(spec.role(run), shared),
-                     name=run.role_name, namespace=ns)
-        self._create(created, "RoleBinding", k.rbac.create_namespaced_role_binding, ns,
-                     owned(spec.role_binding(run), shared), name=run.role_name, namespace=ns)
-        for t in run.targets:
-            staging = owned({"apiVersion": "v1", "kind": "ConfigMap",
-                             "metadata": {"name": t.staging_cm, "namespace": ns,
-                                          "labels": {**cmstore.BASE_LABELS, **run.labels}},
-                             "data": {}}, [owners[t.job_name]])
-            self._create(created, "ConfigMap", k.core.create_namespaced_config_map, ns, staging, name=t.staging_cm,
-                         namespace=ns)
-        self._create(created, "ClusterRole", k.rbac.create_cluster_role, spec.cluster_role(run),
-                     name=run.cluster_role_name, namespace=None)
-        self._create(created, "ClusterRoleBinding", k.rbac.create_cluster_role_binding, spec.cluster_role_binding(run),
-                     name=run.cluster_role_name, namespace=None)
+        accepted: list[str] = []
+        for m in spec.manifests(run, create_namespace=create_namespace):
+            kind, meta = m["kind"], m["metadata"]
+            if kind == "Namespace" and dry_run:
+                self._create(None, kind, creators[kind], m, name=meta["name"], namespace=None, dry_run=True)
+                accepted.append(f"Namespace {meta['name']}")
+                self.progress(f"namespace {run.namespace!r} does not exist, so the namespaced objects cannot be "
+                              "checked by the server until it does")
+                return accepted
+            if kind != "Namespace" and kind != "Job":
+                refs = ([owners[t.job_name] for t in run.targets if t.staging_cm == meta["name"]]
+                        if kind == "ConfigMap" else list(owners.values()))
+                refs = [r for r in refs if r.get("uid")]
+                if refs:
+                    meta["ownerReferences"] = refs
+            args = (m,) if kind == "Namespace" else (run.namespace, m)
+            obj = self._create(created, kind, creators[kind], *args, name=meta["name"],
+                               namespace=None if kind == "Namespace" else run.namespace, dry_run=dry_run)
+            if kind == "Job":
+                owners[meta["name"]] = spec.owner_ref(_to_dict(self.kube, obj))
+            accepted.append(f"{kind} {meta['name']}")
+        return accepted
 
     def start(self, run: RunSpec, target: spec.Target) -> None:
-        k = self.kube
+        self.kube.call(self.kube.batch.patch_namespaced_job, target.job_name, run.namespace, {"spec": {"suspend": False}},
+                       action=f"starting Job {target.job_name!r}")
+
+    # ------------------------------------------------------------ node facts for the agent
+
+    def _node_facts(self, node_name: str) -> str:
+        """The facts the agent may not read itself, read with the user's credentials (pure data, no secrets)."""
+        from collector import k8s
+        from collector.model import STATUS_ERROR, missing
+        from kubernetes.client.exceptions import ApiException
+
+        node: dict[str, Any] | None = None
+        node_error = ""
         try:
-            k.batch.patch_namespaced_job(target.job_name, run.namespace, {"spec": {"suspend": False}},
-                                         _request_timeout=k.request_timeout)
-        except Exception as e:
-            raise_api_error(e, action=f"starting Job {target.job_name!r}", server=k.server)
+            node = _to_dict(self.kube, self.kube.request(self.kube.core.read_node, node_name,
+                                                         action=f"reading node {node_name!r}"))
+        except ApiException as e:
+            node_error = f"the CLI could not read node {node_name!r}: {e.status} {e.reason}"
+            if e.status == 403:
+                node_error = f"you may not get node {node_name!r} (403), so its facts are missing"
+        except AicrError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded in the snapshot
+            node_error = f"the CLI could not read node {node_name!r}: {e}"
+        subs = []
+        if self.nodes is not None:
+            nodes = [self.kube.api_client.deserialize(_Json(n), "V1Node") for n in self.nodes]
+            subs.append(k8s.cluster_subtype(nodes, source="GET /api/v1/nodes (by the CLI)"))
+        else:
+            subs.append(missing("cluster", source="GET /api/v1/nodes", reason="you may not list nodes (403)",
+                                status=STATUS_ERROR))
+        subs.append(self._policy_subtype())
+        return k8s.facts_document(node, node_error, subs)
+
+    def _policy_subtype(self) -> Any:
+        from collector import k8s
+        from collector.model import STATUS_ERROR, missing
+
+        if self._policy is None:
+            from kubernetes import client
+            from kubernetes.client.exceptions import ApiException
+
+            api = client.CustomObjectsApi(self.kube.api_client)
+            try:
+                got = self.kube.request(api.list_cluster_custom_object, "nvidia.com", "v1", "clusterpolicies",
+                                        action="listing ClusterPolicies")
+                self._policy = k8s.policy_subtype(got.get("items") or [])
+            except ApiException as e:
+                if e.status == 404:
+                    self._policy = missing("policy", source=k8s.POLICY_SOURCE,
+                                           reason="the ClusterPolicy CRD (nvidia.com) is not installed")
+                else:
+                    self._policy = missing("policy", source=k8s.POLICY_SOURCE, status=STATUS_ERROR,
+                                           reason=f"the CLI could not list ClusterPolicies: {e.status} {e.reason}")
+        return self._policy
+
+    def hand_over_facts(self, run: RunSpec, target: spec.Target, node_name: str) -> None:
+        """Write the node facts into the target's staging ConfigMap (the agent waits for them)."""
+        from collector import k8s
+
+        ref = ConfigMapRef(run.namespace, target.staging_cm)
+        body = {"data": {k8s.FACTS_KEY: self._node_facts(node_name)}}
+        cm = self.kube.call(self.kube.core.patch_namespaced_config_map, ref.name, ref.namespace, body,
+                            action=f"handing the node facts to the agent in {ref}")
+        self.facts_rv[target.job_name] = str(cm.metadata.resource_version)
 
     # ------------------------------------------------------------ wait
 
     def _job_problem(self, run: RunSpec, target: spec.Target, seen_pod: bool) -> str | None:
         k = self.kube
-        try:
-            job = _to_dict(k, k.batch.read_namespaced_job(target.job_name, run.namespace, _request_timeout=k.request_timeout))
-        except Exception as e:
-            raise_api_error(e, action=f"reading Job {target.job_name!r}", server=k.server)
+        job = _to_dict(k, k.call(k.batch.read_namespaced_job, target.job_name, run.namespace,
+                                 action=f"reading Job {target.job_name!r}"))
         failed = wait.job_failure(job)
         if failed or seen_pod:
             return failed
         try:
-            evs = k.core.list_namespaced_event(
-                run.namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={target.job_name}",
-                _request_timeout=k.request_timeout)
+            evs = k.request(k.core.list_namespaced_event, run.namespace,
+                            field_selector=f"involvedObject.kind=Job,involvedObject.name={target.job_name}",
+                            action="reading the Job's events")
+        except AicrError:
+            raise
         except Exception:
             return None  # events are a nicety; the timeout will still report the state
         return wait.creation_failure(_to_dict(k, e) for e in evs.items)
 
-    def _log_tail(self, run: RunSpec, pod: str | None) -> str:
+    def _node_gone(self, node: str) -> bool:
+        """Whether ``node`` no longer exists (False when we may not tell)."""
+        from kubernetes.client.exceptions import ApiException
+
+        if not self._can_read_nodes:
+            return False
+        try:
+            self.kube.request(self.kube.core.read_node, node, action=f"reading node {node!r}", cap=10)
+            return False
+        except ApiException as e:
+            if e.status == 404:
+                return True
+            if e.status == 403:
+                self._can_read_nodes = False
+            return False
+        except AicrError:
+            raise
+        except Exception:
+            return False
+
+    def _log_tail(self, run: RunSpec, pod: str | None, lines: int = LOG_TAIL_LINES) -> str:
         if not pod:
             return ""
         try:
-            text = self.kube.core.read_namespaced_pod_log(pod, run.namespace, container=spec.CONTAINER_NAME,
-                                                          tail_lines=LOG_TAIL_LINES, _request_timeout=10)
+            text = self.kube.request(self.kube.core.read_namespaced_pod_log, pod, run.namespace,
+                                     container=spec.CONTAINER_NAME, tail_lines=lines, action="reading the agent's log",
+                                     cap=10)
+        except AicrError:
+            raise
         except Exception as e:
             return f"(logs unavailable: {getattr(e, 'reason', None) or e})"
         return text.strip() if isinstance(text, str) else ""
 
-    def run_jobs(self, run: RunSpec, *, timeout: float, parallelism: int = 1,
-                 fail_fast: bool = True) -> dict[str, TargetResult]:
+    def run_jobs(self, run: RunSpec, *, timeout: float, parallelism: int = 1, fail_fast: bool = True,
+                 reported_timeout: float | None = None, created: Created | None = None) -> dict[str, TargetResult]:
         """Start the Jobs (at most ``parallelism`` at once) and watch their pods until each succeeds or fails.
 
         With ``fail_fast`` (one node) the first failure raises. Otherwise a node's failure is recorded and the
-        others go on - except an image that cannot be pulled, which would fail on every node.
+        others go on - except an image that cannot be pulled, which would fail on every node. Transient API
+        failures (a restarting API server) are retried until ``timeout``.
         """
         from kubernetes import watch
 
@@ -227,6 +345,8 @@ class Deployer:
         started: set[str] = set()
         results: dict[str, TargetResult] = {}
         states: dict[str, str] = {}
+        bound: dict[str, tuple[str, str]] = {}  # job name -> (pod, node) once scheduled
+        job_uids = {t.job_name: created.uid_of("Job", t.job_name) for t in run.targets} if created else {}
         selector = f"{spec.RUN_LABEL}={run.run_id}"
         total = len(targets)
 
@@ -242,14 +362,34 @@ class Deployer:
             if total > 1:
                 self.progress(f"{len(results)}/{total} nodes done ({job_name}: {'ok' if res.ok else 'failed'})")
 
-        def judge(pod_obj: Any) -> None:
+        def fail(job_name: str, text: str, kind: str, pod: str | None, node: str | None) -> None:
+            if fail_fast or kind == "image":
+                raise AgentFailed(text, hint=_hint_for(kind, run))
+            finish(job_name, TargetResult(targets[job_name], False, pod, node, time.monotonic(), failure=text))
+
+        def judge(pod_obj: Any, deleted: bool = False) -> None:
             pod = _to_dict(k, pod_obj)
-            labels = pod["metadata"].get("labels") or {}
+            meta = pod["metadata"]
+            labels = meta.get("labels") or {}
             job_name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
             if job_name not in targets or job_name in results:
                 return
-            name = pod["metadata"]["name"]
+            owner_uids = {r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")}
+            if job_uids.get(job_name) and job_uids[job_name] not in owner_uids:
+                return  # not our Job's pod (someone else's pod with our labels)
+            name = meta["name"]
             v = wait.pod_verdict(pod)
+            if v.node and job_name not in bound:
+                bound[job_name] = (name, v.node)
+                self.hand_over_facts(run, targets[job_name], v.node)
+            if deleted and not v.done and not v.failure:
+                node = v.node or ""
+                if node and self._node_gone(node):
+                    fail(job_name, f"node {node} went away (deleted from the cluster) while the agent pod ran on it",
+                         "node", name, node)
+                else:
+                    fail(job_name, f"the agent pod {name} was deleted before it finished", "pod", name, v.node)
+                return
             if v.state != states.get(job_name):
                 states[job_name] = v.state
                 self.progress(f"pod {name}: {v.state}")
@@ -261,22 +401,29 @@ class Deployer:
                     tail = self._log_tail(run, name)
                     if tail and tail not in text:
                         text += "\n--- last log lines ---\n" + tail
-                if fail_fast or v.kind == "image":
-                    raise AgentFailed(text, hint=_hint_for(v.kind, run))
-                finish(job_name, TargetResult(targets[job_name], False, name, v.node, time.monotonic(), failure=text))
+                fail(job_name, text, v.kind, name, v.node)
 
         launch()
+        resource_version: str | None = None
         while len(results) < total:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 stuck = {j: states.get(j, "not started") for j in targets if j not in results}
                 last = "; ".join(f"{targets[j].node or j}: {s}" for j, s in sorted(stuck.items())[:5])
-                raise Timeout(f"the agent did not finish within {_fmt_secs(timeout)}; last state: {last}",
+                shown = reported_timeout if reported_timeout is not None else timeout
+                raise Timeout(f"the agent did not finish within {_fmt_secs(shown)}; last state: {last}",
                               hint="raise --timeout, or look at 'kubectl describe pod' (rerun with --no-cleanup to keep it)")
             try:
-                pods = k.core.list_namespaced_pod(run.namespace, label_selector=selector, _request_timeout=k.request_timeout)
+                pods = k.request(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
+                                 action="listing the agent pods", cap=max(1.0, remaining))
+            except AicrError:
+                raise
             except Exception as e:
+                if retryable(e, idempotent=True) and deadline - time.monotonic() > 1:
+                    time.sleep(0.5)
+                    continue  # still restarting: the next list retries again, up to the deadline
                 raise_api_error(e, action="listing the agent pods", server=k.server)
+            resource_version = pods.metadata.resource_version
             seen_jobs = set()
             for p in pods.items:
                 seen_jobs.add((p.metadata.labels or {}).get("batch.kubernetes.io/job-name"))
@@ -284,21 +431,25 @@ class Deployer:
             for j in sorted(started - set(results)):
                 problem = self._job_problem(run, targets[j], j in seen_jobs)
                 if problem:
-                    if fail_fast:
-                        raise AgentFailed(problem, hint=_hint_for("job", run))
-                    finish(j, TargetResult(targets[j], False, None, targets[j].node, time.monotonic(), failure=problem))
+                    fail(j, problem, "job", None, targets[j].node)
+                    continue
+                if j in bound and j not in results and self._node_gone(bound[j][1]):
+                    fail(j, f"node {bound[j][1]} went away (deleted from the cluster) while the agent pod "
+                            f"{bound[j][0]} was on it", "node", bound[j][0], bound[j][1])
             launch()
             if len(results) >= total:
                 break
             w = watch.Watch()
             chunk = min(deadline - time.monotonic(), WATCH_CHUNK)
+            if chunk <= 0:
+                continue
             try:
                 for ev in w.stream(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
-                                   resource_version=pods.metadata.resource_version,
-                                   timeout_seconds=max(1, int(chunk)), _request_timeout=max(chunk, 1) + 10):
-                    if ev.get("type") in ("ADDED", "MODIFIED"):
+                                   resource_version=resource_version, timeout_seconds=max(1, int(chunk)),
+                                   _request_timeout=k.timeout_for("watching the agent pods", cap=chunk + 5)):
+                    if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                         before = len(results)
-                        judge(ev["object"])
+                        judge(ev["object"], deleted=ev.get("type") == "DELETED")
                         if len(results) != before:
                             launch()
                     if len(results) >= total or time.monotonic() >= deadline:
@@ -306,83 +457,145 @@ class Deployer:
             except AicrError:
                 raise
             except Exception as e:
-                # An expired resourceVersion (410) or a dropped connection: list again and re-watch.
-                if getattr(e, "status", None) not in (410, None) and not _is_transient(e):
+                # An expired resourceVersion (410), a dropped connection or a restarting API server: list
+                # again (with retries) and re-watch, until the deadline.
+                if getattr(e, "status", None) not in (410, None) and not retryable(e, idempotent=True):
                     raise_api_error(e, action="watching the agent pods", server=k.server)
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             finally:
                 w.stop()
         return results
 
-    # ------------------------------------------------------------ fetch + cleanup
+    # ------------------------------------------------------------ fetch + verify
 
-    def fetch(self, run: RunSpec, target: spec.Target) -> bytes:
-        return cmstore.read(self.kube, ConfigMapRef(run.namespace, target.staging_cm))
+    def fetch(self, run: RunSpec, target: spec.Target, result: TargetResult | None = None,
+              created: Created | None = None) -> bytes:
+        """The snapshot the agent wrote, after checking it is exactly that (see :mod:`verify`)."""
+        ref = ConfigMapRef(run.namespace, target.staging_cm)
+        cm = cmstore.read_object(self.kube, ref)
+        raw = cmstore.decode(cm.data, cm.binary_data, source=str(ref))
+        if result is None or created is None:
+            return raw
+        receipt = verify.parse_receipt(self._log_tail(run, result.pod, RECEIPT_LOG_LINES))
+        problems = verify.receipt_problems(
+            receipt=receipt, created_uid=created.uid_of("ConfigMap", target.staging_cm),
+            cm_uid=str(cm.metadata.uid), cm_resource_version=str(cm.metadata.resource_version), content=raw,
+            facts_resource_version=self.facts_rv.get(target.job_name, ""), pod_node=result.node, run_id=run.run_id)
+        if problems:
+            raise SnapshotMismatch(f"refusing the snapshot of node {result.node}: {problems[0]}",
+                                   details=problems[1:],
+                                   hint="someone who may edit ConfigMaps in this namespace changed it; run again, "
+                                        "or use a namespace only you can write to")
+        return raw
+
+    def check_document(self, run: RunSpec, result: TargetResult, doc: dict[str, Any]) -> None:
+        problems = verify.document_problems(doc, run_id=run.run_id, pod_node=result.node)
+        if problems:
+            raise SnapshotMismatch(f"refusing the snapshot of node {result.node}: {problems[0]}",
+                                   details=problems[1:])
+
+    # ------------------------------------------------------------ cleanup
 
     def cleanup(self, run: RunSpec, created: Created) -> list[str]:
-        """Delete what was created (pods first, RBAC after they are gone). Returns what could not be deleted."""
+        """Delete what was created (pods first, RBAC after they are gone), each only if it still has the uid we
+        recorded. Transient failures are retried until the deadline. Returns what could not be deleted."""
+        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
         k = self.kube
+        if k.deadline is None or k.deadline - time.monotonic() < CLEANUP_MIN:
+            k.deadline = time.monotonic() + CLEANUP_MIN if k.deadline is not None else time.monotonic() + 45.0
         failures: list[str] = []
-        deleters: dict[str, Callable[[str, str | None], Any]] = {
-            "Job": lambda n, ns: k.batch.delete_namespaced_job(n, ns, propagation_policy="Background", _request_timeout=15),
-            "ServiceAccount": lambda n, ns: k.core.delete_namespaced_service_account(n, ns, _request_timeout=15),
-            "Role": lambda n, ns: k.rbac.delete_namespaced_role(n, ns, _request_timeout=15),
-            "RoleBinding": lambda n, ns: k.rbac.delete_namespaced_role_binding(n, ns, _request_timeout=15),
-            "ConfigMap": lambda n, ns: k.core.delete_namespaced_config_map(n, ns, _request_timeout=15),
-            "ClusterRole": lambda n, ns: k.rbac.delete_cluster_role(n, _request_timeout=15),
-            "ClusterRoleBinding": lambda n, ns: k.rbac.delete_cluster_role_binding(n, _request_timeout=15),
-            "Namespace": lambda n, ns: k.core.delete_namespace(n, _request_timeout=15),
+        deleters: dict[str, Callable[..., Any]] = {
+            "Job": k.batch.delete_namespaced_job, "ServiceAccount": k.core.delete_namespaced_service_account,
+            "Role": k.rbac.delete_namespaced_role, "RoleBinding": k.rbac.delete_namespaced_role_binding,
+            "ConfigMap": k.core.delete_namespaced_config_map, "Namespace": k.core.delete_namespace,
         }
 
-        def delete(kind: str, name: str, ns: str | None) -> None:
+        def delete(o: CreatedObject) -> None:
+            body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=o.uid) if o.uid else None,
+                                          propagation_policy="Background")
+            args = (o.name,) if o.namespace is None else (o.name, o.namespace)
             try:
-                deleters[kind](name, ns)
+                k.request(deleters[o.kind], *args, body=body, action=f"deleting {o.kind} {o.name}")
             except ApiException as e:
-                if e.status != 404:
-                    failures.append(f"{kind} {name}: {e.status} {e.reason}")
+                if e.status == _PRECONDITION_FAILED:
+                    self.progress(f"warning: {o.kind} {o.name} was replaced by someone else; left it alone")
+                elif e.status != _GONE:
+                    failures.append(f"{o.kind} {o.name}: {e.status} {e.reason}")
             except Exception as e:
-                failures.append(f"{kind} {name}: {e}")
+                failures.append(f"{o.kind} {o.name}: {getattr(e, 'message', None) or e}")
 
         with _signals_deferred():
             order = list(reversed(created.objects))
-            jobs = [o for o in order if o[0] == "Job"]
+            jobs = [o for o in order if o.kind == "Job"]
             for o in jobs:
-                delete(*o)
+                delete(o)
             if jobs:
-                self._wait_pods_gone(run, deadline=time.monotonic() + CLEANUP_TIMEOUT, failures=failures)
+                self._wait_pods_gone(run, failures=failures)
             for o in order:
-                if o[0] not in ("Job", "Namespace"):
-                    delete(*o)
+                if o.kind not in ("Job", "Namespace"):
+                    delete(o)
             for o in order:
-                if o[0] == "Namespace":
-                    delete(*o)
+                if o.kind == "Namespace":
+                    delete(o)
         return failures
 
-    def _wait_pods_gone(self, run: RunSpec, *, deadline: float, failures: list[str]) -> None:
+    def _wait_pods_gone(self, run: RunSpec, *, failures: list[str]) -> None:
+        """Wait for the agent pods to go. Force-delete the ones whose node is gone (no kubelet will confirm),
+        those still there after :data:`POD_GRACE` seconds, and, with little time left, all of them (their
+        containers are ours and stop anyway)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
         k = self.kube
         selector = f"{spec.RUN_LABEL}={run.run_id}"
         delay = 0.1
+        forced: set[str] = set()
+        started = time.monotonic()
         while True:
             try:
-                left = k.core.list_namespaced_pod(run.namespace, label_selector=selector, _request_timeout=10).items
+                left = k.request(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
+                                 action="checking that the agent pods are gone", cap=10).items
             except Exception as e:
-                failures.append(f"could not check that the agent pods are gone: {e}")
+                failures.append(f"could not check that the agent pods are gone: {getattr(e, 'message', None) or e}")
                 return
             if not left:
                 return
-            if time.monotonic() > deadline:
+            time_left = k.time_left() or 0.0
+            overdue = time.monotonic() - started > POD_GRACE
+            if time_left <= 0.2 or (overdue and {p.metadata.name for p in left} <= forced
+                                    and time.monotonic() - started > POD_GRACE + 10):
                 failures.append("agent pod(s) still terminating: " + ", ".join(p.metadata.name for p in left))
                 return
-            time.sleep(delay)
+            for p in left:
+                name = p.metadata.name
+                if name in forced:
+                    continue
+                node = p.spec.node_name if p.spec else None
+                if time_left < 2.0 or overdue or not node or self._node_gone(node):
+                    forced.add(name)
+                    body = client.V1DeleteOptions(grace_period_seconds=0,
+                                                  preconditions=client.V1Preconditions(uid=p.metadata.uid))
+                    try:
+                        k.request(k.core.delete_namespaced_pod, name, run.namespace, body=body,
+                                  action=f"deleting pod {name}", cap=5)
+                    except ApiException as e:
+                        if e.status not in (_GONE, _PRECONDITION_FAILED):
+                            failures.append(f"pod {name}: {e.status} {e.reason}")
+                    except Exception as e:
+                        failures.append(f"pod {name}: {getattr(e, 'message', None) or e}")
+            time.sleep(min(delay, max(0.05, time_left - 0.1)))
             delay = min(delay * 2, 1.0)
 
 
-def _is_transient(e: BaseException) -> bool:
-    import urllib3
+class _Json:
+    """A response-like holder, so the client's deserializer turns a dict into a model object."""
 
-    return isinstance(e, (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError, TimeoutError,
-                          ConnectionResetError))
+    def __init__(self, obj: Any) -> None:
+        import json
+
+        self.data = json.dumps(obj)
 
 
 def _fmt_secs(s: float) -> str:
@@ -396,4 +609,7 @@ def _hint_for(kind: str, run: RunSpec) -> str:
         return f"check that {run.image!r} exists and that the nodes can pull it (--image, --image-pull-secret)"
     if kind == "container":
         return "the collector failed on the node; rerun with --no-cleanup and read 'kubectl logs' for details"
+    if kind == "node":
+        return "the node was removed (scaled down, drained and deleted, or its kubelet unregistered); run again"
     return "rerun with --no-cleanup and inspect the Job with 'kubectl describe job'"
+

@@ -3,11 +3,15 @@
 Every run gets its own names (``<prefix>-<run id>``), so concurrent runs in one namespace never touch each
 other's objects. Least privilege:
 
-* ClusterRole ``<run>-reader``: get/list nodes, list pods (images in use), get/list nvidia.com ClusterPolicies.
-* Role ``<run>``: get/update/patch only the run's staging ConfigMap (resourceNames); the CLI pre-creates it.
-
-The namespaced objects carry an ownerReference to the Job, so if the CLI is killed the Job's
-``ttlSecondsAfterFinished`` lets the garbage collector remove them too.
+* Role ``<run>``: get/patch only the run's staging ConfigMap(s) (resourceNames); the CLI pre-creates them.
+  That is the agent's *only* permission: it reads nothing cluster-wide. The facts that need cluster-scoped
+  reads (its Node, the node counts, the ClusterPolicy) are read by the CLI with the user's credentials and
+  handed over in the staging ConfigMap (key ``node-facts.json``) once the pod is bound to a node.
+* No ClusterRole or ClusterRoleBinding: cluster-scoped objects cannot be owned by a namespaced Job, so they
+  would outlive a killed CLI, and a binding by ServiceAccount *name* would serve whoever re-creates that
+  name. Every object a run creates is namespaced and carries an ownerReference to the Job, so if the CLI is
+  killed the Job's ``ttlSecondsAfterFinished`` (or ``activeDeadlineSeconds``) lets the garbage collector
+  remove them all.
 """
 
 from __future__ import annotations
@@ -83,10 +87,6 @@ class RunSpec:
         return f"aicr-{self.run_id}"
 
     @property
-    def cluster_role_name(self) -> str:
-        return f"aicr-{self.run_id}-reader"
-
-    @property
     def staging_cm(self) -> str:
         return f"aicr-{self.run_id}-snapshot"
 
@@ -113,12 +113,13 @@ def service_account(run: RunSpec) -> dict[str, Any]:
 
 
 def role(run: RunSpec) -> dict[str, Any]:
+    """The agent's only permission: read (for the node facts) and patch (the snapshot) its staging ConfigMaps."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": _meta(run.role_name, run),
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update", "patch"],
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"],
              "resourceNames": [t.staging_cm for t in run.targets]},
         ],
     }
@@ -130,29 +131,6 @@ def role_binding(run: RunSpec) -> dict[str, Any]:
         "kind": "RoleBinding",
         "metadata": _meta(run.role_name, run),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": run.role_name},
-        "subjects": [{"kind": "ServiceAccount", "name": run.sa_name, "namespace": run.namespace}],
-    }
-
-
-def cluster_role(run: RunSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": _meta(run.cluster_role_name, run, namespaced=False),
-        "rules": [
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-            {"apiGroups": ["nvidia.com"], "resources": ["clusterpolicies"], "verbs": ["get", "list"]},
-        ],
-    }
-
-
-def cluster_role_binding(run: RunSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": _meta(run.cluster_role_name, run, namespaced=False),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": run.cluster_role_name},
         "subjects": [{"kind": "ServiceAccount", "name": run.sa_name, "namespace": run.namespace}],
     }
 
@@ -187,11 +165,12 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
         "automountServiceAccountToken": True,
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 10,
-        # Host namespaces: systemd over /run/systemd, the host's processes and network facts.
-        "hostPID": True,
+        # No hostPID: nothing reads the host's processes (systemd is asked over its socket, below).
+        # hostNetwork: the net.* sysctls (/proc/sys/net) belong to the network namespace; the host's are wanted.
         "hostNetwork": True,
+        # hostIPC: the kernel.shm*/msg*/sem sysctls belong to the IPC namespace; the host's are wanted.
         "hostIPC": True,
-        "dnsPolicy": "ClusterFirstWithHostNet",
+        "dnsPolicy": "ClusterFirstWithHostNet",  # still reach the API server by its service name
         "tolerations": [t.to_dict() for t in run.tolerations],
         "containers": [{
             "name": CONTAINER_NAME,
@@ -208,10 +187,14 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
                 "requests": {"cpu": "100m", "memory": "128Mi"},
                 "limits": {"cpu": "1", "memory": "512Mi"},
             },
+            # privileged + root: the GPU device nodes for nvidia-smi, /proc/driver/nvidia and /sys/bus/pci
+            # (driver, PCI facts), and systemd's private socket under /run/systemd (root only).
             "securityContext": {"privileged": True, "runAsUser": 0, "runAsGroup": 0},
             "terminationMessagePolicy": "FallbackToLogsOnError",
             "volumeMounts": [
+                # SystemD measurement: systemctl talks to the host's manager over /run/systemd/private.
                 {"name": "run-systemd", "mountPath": "/run/systemd", "readOnly": True},
+                # OS/release: the host's os-release, not the image's.
                 {"name": "host-os-release", "mountPath": "/etc/os-release", "readOnly": True},
             ],
         }],
@@ -246,7 +229,40 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
 def cleanup_commands(run: RunSpec) -> list[str]:
     """kubectl commands that delete what a run created (printed with --no-cleanup)."""
     sel = f"{RUN_LABEL}={run.run_id}"
-    return [
-        f"kubectl delete job,serviceaccount,role,rolebinding,configmap -n {run.namespace} -l {sel}",
-        f"kubectl delete clusterrole,clusterrolebinding -l {sel}",
-    ]
+    cmds = [f"kubectl delete job,serviceaccount,role,rolebinding,configmap -n {run.namespace} -l {sel}"]
+    return cmds
+
+
+def manifests(run: RunSpec, *, create_namespace: bool,
+              owners: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every object a run creates, in creation order (Namespace, Jobs suspended, ServiceAccount, Role,
+    RoleBinding, staging ConfigMaps). ``owners``: job name -> ownerReference (known only once the Jobs
+    exist); without it the namespaced objects carry none (``--dry-run=client``). Pure."""
+    from kubectl_aicr import cmstore
+
+    out: list[dict[str, Any]] = []
+    if create_namespace:
+        out.append(namespace(run))
+    out += [job(run, t, suspend=True) for t in run.targets]
+    shared = list((owners or {}).values())
+
+    def owned(m: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any]:
+        if refs:
+            m["metadata"]["ownerReferences"] = refs
+        return m
+
+    if run.creates_service_account:
+        out.append(owned(service_account(run), shared))
+    out.append(owned(role(run), shared))
+    out.append(owned(role_binding(run), shared))
+    for t in run.targets:
+        ref = (owners or {}).get(t.job_name)
+        out.append(owned(staging_configmap(run, t, cmstore.BASE_LABELS), [ref] if ref else []))
+    return out
+
+
+def staging_configmap(run: RunSpec, target: Target, base_labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": target.staging_cm, "namespace": run.namespace,
+                         "labels": {**base_labels, **run.labels}},
+            "data": {}}

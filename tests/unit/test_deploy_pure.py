@@ -72,7 +72,7 @@ def run(**kw: object) -> spec.RunSpec:
 def test_names_are_unique_per_run() -> None:
     a, b = run(run_id=spec.new_run_id()), run(run_id=spec.new_run_id())
     assert a.run_id != b.run_id
-    for attr in ("job_name", "sa_name", "role_name", "cluster_role_name", "staging_cm"):
+    for attr in ("job_name", "sa_name", "role_name", "staging_cm"):
         assert getattr(a, attr) != getattr(b, attr)
 
 
@@ -82,7 +82,8 @@ def test_job_manifest() -> None:
     s = j["spec"]
     assert s["backoffLimit"] == 0 and s["ttlSecondsAfterFinished"] > 0 and s["activeDeadlineSeconds"] >= 300
     pod = s["template"]["spec"]
-    assert pod["hostPID"] and pod["hostNetwork"] and pod["hostIPC"] and pod["restartPolicy"] == "Never"
+    assert "hostPID" not in pod, "nothing reads the host's processes"
+    assert pod["hostNetwork"] and pod["hostIPC"] and pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "aicr-abc123"
     c = pod["containers"][0]
     assert c["command"] == ["kubectl-aicr", "agent"]
@@ -124,14 +125,13 @@ def test_rbac_is_least_privilege() -> None:
     for rule in role["rules"]:
         assert rule["resources"] == ["configmaps"]
         assert rule["resourceNames"] == [r.staging_cm]
-        assert set(rule["verbs"]) <= {"get", "update", "patch"}
-    cr = spec.cluster_role(r)
-    granted = {(g, res, v) for rule in cr["rules"] for g in rule["apiGroups"] for res in rule["resources"] for v in rule["verbs"]}
-    assert granted == {("", "nodes", "get"), ("", "nodes", "list"), ("", "pods", "list"),
-                       ("nvidia.com", "clusterpolicies", "get"), ("nvidia.com", "clusterpolicies", "list")}
-    for m in (spec.role_binding(r), spec.cluster_role_binding(r)):
-        assert m["subjects"] == [{"kind": "ServiceAccount", "name": r.sa_name, "namespace": "gpu-ops"}]
-        assert m["roleRef"]["name"] != "cluster-admin"
+        assert set(rule["verbs"]) == {"get", "patch"}
+    # The agent's only permission is that Role: nothing cluster-scoped is created at all.
+    kinds = [m["kind"] for m in spec.manifests(r, create_namespace=False)]
+    assert kinds == ["Job", "ServiceAccount", "Role", "RoleBinding", "ConfigMap"]
+    m = spec.role_binding(r)
+    assert m["subjects"] == [{"kind": "ServiceAccount", "name": r.sa_name, "namespace": "gpu-ops"}]
+    assert m["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": r.role_name}
 
 
 def test_existing_service_account_is_used_not_created() -> None:
@@ -146,8 +146,9 @@ def test_existing_service_account_is_used_not_created() -> None:
 def test_required_permissions_carry_api_groups() -> None:
     needs = {(n.verb, n.resource, n.group) for n in required(run(), create_namespace=False)}
     assert ("create", "jobs", "batch") in needs
-    assert ("create", "clusterroles", "rbac.authorization.k8s.io") in needs
-    assert ("list", "clusterpolicies", "nvidia.com") in needs
+    assert ("create", "roles", "rbac.authorization.k8s.io") in needs
+    # Nothing cluster-scoped is needed any more (reading nodes/ClusterPolicies is optional).
+    assert all(n.namespaced for n in required(run(), create_namespace=False))
 
 
 def test_cleanup_commands_select_the_run() -> None:
