@@ -8,9 +8,12 @@ Subtypes, in emitted order (the first four are the original tool's, with its key
 
 ``grub``     kernel command line (``/proc/cmdline``): ``param=value`` -> ``{param: value}``; a bare flag -> ``""``;
              duplicates: last wins. Dropped: ``root`` (as the original) and everything after ``--`` (arguments for
-             init, not kernel parameters). Secret-looking parameters (a ``.``/``_``/``-`` separated word of the name is
-             password/passwd/pass/pwd/secret/token/key/apikey/auth/cred/credential(s)) keep their key with the value
-             ``"<redacted>"``. Double quotes group a value containing spaces (``opt="a b"``) as the kernel does.
+             init, not kernel parameters). Secrets keep their key with the value ``"<redacted>"``: a secret-looking
+             name (see :func:`secret_name`: password, passphrase, token, bearer, key, auth, ``*_pw``, ``luks.*``...),
+             or a secret-looking value (see :func:`secret_value`: a URL or ``user:pass@host`` with a password, a
+             ``token=``/``key=``/``sig=``... query or option, a bearer token or JWT); ``systemd.setenv=NAME=VALUE``
+             keeps ``NAME`` and redacts ``VALUE`` when either looks secret. Double quotes group a value containing
+             spaces (``opt="a b"``) as the kernel does.
 ``sysctl``   every readable file under ``/proc/sys`` -> ``{"/proc/sys/<path>": value}``; see :data:`SYSCTL_EXCLUDE`.
 ``kmod``     loaded modules (``/proc/modules``) -> ``{name: true}``.
 ``release``  os-release -> ``{KEY: value}`` (keys as in the file, quotes removed, empty values dropped).
@@ -99,13 +102,24 @@ SYSCTL_EXCLUDE: tuple[str, ...] = (
     "net/ipv6/route/flush",
     "net/netfilter/nf_conntrack_count",  # live connection count
     "net/ipv4/tcp_fastopen_key",  # secret
+    "net/core/netdev_rss_key",  # secret: the NICs' receive-side-scaling hash key
     # plus, by rule (see sysctl_excluded): net/<proto>/conf/<iface>/ for every iface except all and default,
     # net/<proto>/neigh/ (per-interface ARP/ND tables), and any */stable_secret (IPv6 address secret).
 )
 
+#: Name words (between ``.``, ``_``, ``-``) that mark a secret: ``api_token``, ``rd.luks.key``, ``db_pw``.
 _SECRET_WORDS = frozenset(
-    {"password", "passwd", "pass", "pwd", "secret", "token", "key", "apikey", "auth", "cred", "creds", "credential", "credentials"}
+    {"password", "passwd", "passphrase", "pass", "pwd", "pw", "secret", "token", "key", "apikey", "auth", "authtoken",
+     "bearer", "cred", "creds", "credential", "credentials", "psk", "sig", "signature", "luks"}
 )
+#: Substrings that mark a secret anywhere in a name, whatever the separators: ``dbpassword``, ``x-auth-token``.
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "bearer", "credential", "apikey", "privatekey",
+                 "authorization")
+#: ``scheme://user:password@`` or ``user:password@host`` (iSCSI, NFS roots).
+_USERINFO = re.compile(r"(?:^|://|[=,;\s])[^/:@\s]*:[^/@\s]+@")
+#: ``name=`` inside a value: a URL's query (``?token=``, ``&sig=``) or an option list (``opt=a,password=b``).
+_INNER_NAME = re.compile(r"(?:^|[?&;,\s])([A-Za-z0-9_.\-]+)=")
+_BEARER_OR_JWT = re.compile(r"(?i)(?:^|[\s:=])bearer\s+\S|(?:^|[^A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
 
 
 @dataclass(frozen=True)
@@ -161,8 +175,27 @@ def _split_cmdline(text: str) -> list[str]:
     return args
 
 
-def _is_secret_name(name: str) -> bool:
-    return any(w in _SECRET_WORDS for w in re.split(r"[._\-]", name.lower()))
+def secret_name(name: str) -> bool:
+    """Whether a parameter (or environment variable) name says its value is a secret."""
+    low = name.lower()
+    return any(w in _SECRET_WORDS for w in re.split(r"[._\-]", low)) or any(p in low for p in _SECRET_PARTS)
+
+
+def secret_value(value: str) -> bool:
+    """Whether a value carries a secret whatever its name: a password in a URL or ``user:pass@host``, a secret
+    ``name=`` inside it (query parameters, option lists), a bearer token or a JWT."""
+    if _USERINFO.search(value) or _BEARER_OR_JWT.search(value):
+        return True
+    return any(secret_name(m.group(1)) for m in _INNER_NAME.finditer(value))
+
+
+def _redact_param(key: str, value: str) -> str:
+    if not value:
+        return value
+    if key.rsplit(".", 1)[-1] == "setenv" and "=" in value:  # systemd.setenv=NAME=VALUE: the name is worth keeping
+        name, _, inner = value.partition("=")
+        return f"{name}={REDACTED}" if inner and (secret_name(name) or secret_value(inner)) else value
+    return REDACTED if secret_name(key) or secret_value(value) else value
 
 
 def parse_cmdline(text: str) -> dict[str, str]:
@@ -174,9 +207,7 @@ def parse_cmdline(text: str) -> dict[str, str]:
         key, sep, value = arg.partition("=")
         if not key or key == "root":
             continue
-        if not sep:
-            value = ""
-        out[key] = REDACTED if (value and _is_secret_name(key)) else value
+        out[key] = _redact_param(key, value) if sep else ""
     return out
 
 

@@ -111,6 +111,49 @@ def test_secret_names(name: str, secret: bool) -> None:
     assert parse_cmdline(f"{name}=v") == {name: REDACTED if secret else "v"}
 
 
+REAL_LOOKING = (
+    "BOOT_IMAGE=/vmlinuz-6.8.0-1015-nvidia root=/dev/mapper/vg-root ro quiet "
+    "systemd.setenv=DB_PASSWORD=Sup3rS3cret! luks.passphrase=correct-horse rd.luks.uuid=luks-3f1c2d "
+    "rd.luks.key=/keyfile:UUID=77aa luks.key=/boot/k.bin "
+    "inst.ks=https://deploy:Passw0rd@ks.example.com/gpu.cfg "
+    "ds=nocloud-net;s=http://10.0.0.5:8000/seed/?token=eyJhbGciOiJIUzI1NiJ9 "
+    "netroot=iscsi:initiator:chap-secret@10.0.0.7::3260::iqn.2024-01.com.example:gpu "
+    "bearer=ghp_abcdefghijklmnop authtoken=xoxb-123-456 ipmi_pw=calvin bmc-pw=admin "
+    "image_url=https://bucket.s3.amazonaws.com/img?X-Amz-Signature=abc123&X-Amz-Expires=600 "
+    "hdr=\"Authorization: Bearer abc.def\" jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3OCJ9.sig "
+    "rd.iscsi.param=node.session.auth.password=chap "
+    "console=ttyS0,115200n8 intel_iommu=on iommu=pt pci=realloc=off vconsole.keymap=us "
+    "nvidia-drm.modeset=1 hugepagesz=1G hugepages=16 systemd.setenv=LANG=C.UTF-8 "
+    "ip=10.0.0.9::10.0.0.1:255.255.255.0:gpu-1:eth0:off nfsroot=10.0.0.2:/srv/root,vers=4"
+)
+
+
+def test_real_looking_cmdline_is_redacted_by_name_and_by_value_shape() -> None:
+    got = parse_cmdline(REAL_LOOKING)
+    for key in ("luks.passphrase", "rd.luks.uuid", "rd.luks.key", "luks.key", "inst.ks", "ds", "netroot", "bearer",
+                "authtoken", "ipmi_pw", "bmc-pw", "image_url", "hdr", "jwt", "rd.iscsi.param"):
+        assert got[key] == REDACTED, key
+    kept = {"console": "ttyS0,115200n8", "intel_iommu": "on", "iommu": "pt", "pci": "realloc=off",
+            "vconsole.keymap": "us", "nvidia-drm.modeset": "1", "hugepagesz": "1G", "hugepages": "16",
+            "ip": "10.0.0.9::10.0.0.1:255.255.255.0:gpu-1:eth0:off", "nfsroot": "10.0.0.2:/srv/root,vers=4",
+            "BOOT_IMAGE": "/vmlinuz-6.8.0-1015-nvidia", "ro": "", "quiet": ""}
+    assert {k: got[k] for k in kept} == kept
+    for secret in ("Sup3rS3cret", "correct-horse", "Passw0rd", "eyJhbGci", "chap", "ghp_", "xoxb", "calvin", "admin",
+                   "abc123", "luks-3f1c2d"):
+        assert not any(secret in v for v in got.values()), secret
+
+
+@pytest.mark.parametrize("arg, value", [
+    ("systemd.setenv=DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>"),
+    ("systemd.setenv=API_TOKEN=t", "API_TOKEN=<redacted>"),
+    ("systemd.setenv=PROXY=http://u:p@proxy:3128", "PROXY=<redacted>"),
+    ("systemd.setenv=LANG=C", "LANG=C"),
+    ("systemd.setenv=FOO", "FOO"),
+])
+def test_systemd_setenv_keeps_the_name_and_redacts_a_secret_value(arg: str, value: str) -> None:
+    assert parse_cmdline(arg) == {"systemd.setenv": value}
+
+
 # ------------------------------------------------------------------------------------------------------- kmod
 
 
@@ -182,10 +225,20 @@ def test_sysctl_h100_exact() -> None:
         ("net/ipv4/tcp_rmem", False), ("net/core/somaxconn", False), ("net/netfilter/nf_conntrack_count", True),
         ("net/netfilter/nf_conntrack_max", False), ("dev/cdrom/info", True), ("vm/drop_caches", True),
         ("kernel/sched_domain/cpu0/domain0/flags", True), ("kernel/perf_event_max_sample_rate", True),
+        ("net/core/netdev_rss_key", True), ("net/core/netdev_max_backlog", False),
     ],
 )
 def test_sysctl_exclusions(rel: str, excluded: bool) -> None:
     assert sysctl_excluded(rel) is excluded
+
+
+def test_netdev_rss_key_is_not_collected(tmp_path: Path) -> None:
+    core = tmp_path / "sys" / "net" / "core"
+    core.mkdir(parents=True)
+    (core / "netdev_rss_key").write_text("3f:a1:0c:77:" * 12 + "00\n")
+    (core / "somaxconn").write_text("4096\n")
+    sub = collect_sysctl(str(tmp_path))
+    assert sub.data == {"/proc/sys/net/core/somaxconn": 4096}
 
 
 def test_sysctl_bounds_make_it_partial() -> None:
