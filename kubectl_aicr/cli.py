@@ -5,17 +5,41 @@ This is also the single place where errors become exit codes (see :mod:`kubectl_
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
 import threading
-from typing import Any, Sequence
 
-import click
 
-from kubectl_aicr import __version__
-from kubectl_aicr.errors import EXIT_CODES_HELP, INTERNAL, INTERRUPTED, AicrError
+def _interrupted_outside_main(signum: int, frame: object) -> None:
+    """Ctrl-C while the CLI's modules load, or while the interpreter shuts down after :func:`main` (waiting for a
+    collector thread): nothing is left to clean up, so the usual line and 130 at once, without a traceback."""
+    try:
+        os.write(2, b"interrupted\n")
+    finally:
+        os._exit(130)
+
+
+_PREVIOUS_SIGINT = None
+if threading.current_thread() is threading.main_thread():
+    _PREVIOUS_SIGINT = signal.signal(signal.SIGINT, _interrupted_outside_main)  # put back at the end of this module
+
+import errno  # noqa: E402 - the handler above must be in place while these load
+import importlib  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import click  # noqa: E402
+
+from kubectl_aicr import __version__  # noqa: E402
+from kubectl_aicr.errors import (  # noqa: E402
+    BROKEN_PIPE,
+    EXIT_CODES_HELP,
+    INTERNAL,
+    INTERRUPTED,
+    AicrError,
+    InvalidInput,
+    safe_text,
+)
 
 PROG = "kubectl aicr"
 #: click's shell-completion switch; explicit, since click would derive "_KUBECTL AICR_COMPLETE" from PROG.
@@ -34,7 +58,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 HIDDEN = {"agent"}
 
 
+class OutputClosed(Exception):
+    """Standard output (or a pipe given to -o) was closed by its reader: raised instead of ``BrokenPipeError`` so
+    that click, which turns every EPIPE into exit 1 (``diff``'s "drift"), lets it through to :func:`main`."""
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise OutputClosed from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -75,11 +110,46 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _print_error(err: AicrError) -> None:
-    click.echo(f"error: {err.message}", err=True)
-    for line in err.details:
-        click.echo(f"  {line}", err=True)
-    if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+    """The error, its details and hint on stderr; input values they echo cannot steer the terminal (safe_text)."""
+    try:
+        click.echo(f"error: {safe_text(err.message)}", err=True)
+        for line in err.details:
+            click.echo(f"  {safe_text(line)}", err=True)
+        if err.hint:
+            click.echo(f"hint: {safe_text(err.hint)}", err=True)
+    except OSError:  # stderr itself is gone: the exit code still tells
+        pass
+
+
+class _ClosedStdout:
+    """Stands in for ``sys.stdout`` when file descriptor 1 was closed at start-up (``>&-``): writing to it is an
+    error that says so, while commands that never write to standard output (``-o FILE``) run normally."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def write(self, text: str) -> int:
+        raise InvalidInput("standard output is closed; redirect it (> FILE) or write to a file with -o FILE")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so the interpreter's last flush of what is still buffered succeeds."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+#: errno values of a write that failed for lack of room: the environment, not a bug (exit 2, one line).
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -91,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (e.g. a CI job cancelled) cleans up like Ctrl-C.
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()  # type: ignore[assignment,unused-ignore]
     debug = os.environ.get("AICR_DEBUG", "") not in ("", "0", "false") or "--debug" in (argv or sys.argv[1:])
     code = 0
     if os.environ.get(COMPLETE_VAR):  # a completion request: also answer kubectl's plugin protocol (the shim)
@@ -99,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False,
                           complete_var=COMPLETE_VAR)
         code = result if isinstance(result, int) else 0
+        sys.stdout.flush()  # here, where a failure is reported, not at interpreter exit
     except AicrError as err:
         _print_error(err)
         code = err.exit_code
@@ -113,18 +186,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = INTERRUPTED
-    except BrokenPipeError:
-        # stdout closed early (e.g. piped into 'head'): not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 0
-    except Exception as err:  # a bug: one line, the traceback with --debug
-        if debug:
+    except (OutputClosed, BrokenPipeError):
+        # The reader went away (e.g. '| head'): silent, and the exit status a shell gives a process killed by SIGPIPE.
+        _silence_stdout()
+        code = BROKEN_PIPE
+    except Exception as err:
+        if isinstance(err, OSError) and err.errno in _NO_SPACE:  # e.g. '> /dev/full', a full disk behind stdout
+            full = InvalidInput(f"cannot write the output: {err.strerror}", hint="free some space or write elsewhere")
+            _print_error(full)
+            _silence_stdout()
+            code = full.exit_code
+        elif debug:
             raise
-        click.echo(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback; please report it)", err=True)
-        code = INTERNAL
+        else:  # a bug: one line, the traceback with --debug
+            click.echo(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback; "
+                       "please report it)", err=True)
+            code = INTERNAL
+    if argv is None and threading.current_thread() is threading.main_thread():  # the process's own entry point
+        signal.signal(signal.SIGINT, _interrupted_outside_main)  # Ctrl-C during interpreter shutdown: no traceback
     sys.exit(code)
 
+
+if _PREVIOUS_SIGINT is not None:  # the imports are done: Ctrl-C raises KeyboardInterrupt again, as main() expects
+    signal.signal(signal.SIGINT, _PREVIOUS_SIGINT)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

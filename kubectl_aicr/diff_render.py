@@ -51,6 +51,7 @@ from kubectl_aicr.diff import (
     Scalar,
     Side,
 )
+from kubectl_aicr.errors import has_unsafe, safe_text
 
 FORMATS = ("text", "json", "yaml", "markdown")
 #: Longest value shown in text and markdown (json/yaml always carry the whole value).
@@ -92,7 +93,9 @@ def _looks_like_other_type(s: str) -> bool:
 
 def format_value(v: Scalar, max_chars: Optional[int] = MAX_VALUE_CHARS) -> str:
     """A reading for people: bare when unambiguous; a string that would read as another type, is empty, has
-    surrounding or control whitespace, or contains `` -> `` is JSON-quoted (so ``"08"`` and ``8`` look different)."""
+    surrounding or control whitespace, contains `` -> `` or a character that steers a terminal (escape sequences,
+    C1 controls, bidirectional overrides) is JSON-quoted (so ``"08"`` and ``8`` look different) with those
+    characters escaped (``\u001b``), so a snapshot cannot recolour, retitle or reorder the reader's terminal."""
     if v is None:
         text = "null"
     elif isinstance(v, bool):
@@ -102,8 +105,8 @@ def format_value(v: Scalar, max_chars: Optional[int] = MAX_VALUE_CHARS) -> str:
     else:
         s = str(v)
         needs_quotes = (not s or s != s.strip() or _looks_like_other_type(s) or " -> " in s
-                        or any(ch in s for ch in "\n\r\t\"") or s.startswith("'"))
-        text = json.dumps(s, ensure_ascii=False) if needs_quotes else s
+                        or any(ch in s for ch in "\n\r\t\"") or s.startswith("'") or has_unsafe(s))
+        text = safe_text(json.dumps(s, ensure_ascii=False), json_style=True) if needs_quotes else s
     if max_chars is not None and len(text) > max_chars:
         text = f"{text[: max_chars - 1]}… ({len(text)} chars)"
     return text
@@ -115,8 +118,8 @@ def _plural(n: int, word: str) -> str:
 
 def _side_text(side: Side) -> str:
     bits = [f"node {side.node}" if side.node else None, side.timestamp]
-    extra = ", ".join(b for b in bits if b)
-    return f"{side.source} ({extra})" if extra else side.source
+    extra = safe_text(", ".join(b for b in bits if b))
+    return f"{safe_text(side.source)} ({extra})" if extra else safe_text(side.source)
 
 
 # ============================================================================ json / yaml
@@ -164,7 +167,7 @@ def fleet_to_dict(result: FleetResult) -> dict[str, Any]:
 
 def dump_machine(doc: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -174,9 +177,9 @@ def dump_machine(doc: dict[str, Any], fmt: str) -> str:
 # ============================================================================ text
 
 def _status_text(c: Change) -> str:
-    text = f"status {c.base} -> {c.current}"
+    text = f"status {safe_text(str(c.base))} -> {safe_text(str(c.current))}"
     if c.reason:
-        text += f" ({c.reason})"
+        text += f" ({safe_text(c.reason)})"
     if c.keys:
         text += f", {_plural(c.keys, 'key')} " + ("no longer reported" if c.current != "ok" else "now reported")
     return text
@@ -188,14 +191,15 @@ def _whole_text(c: Change) -> str:
     status = c.current if c.change == ADDED else c.base
     text = f"subtype {c.change}, {_plural(c.keys or 0, 'key')}"
     if status and status != "ok":
-        text += f", status {status}" + (f" ({c.reason})" if c.reason else "")
+        text += f", status {safe_text(str(status))}" + (f" ({safe_text(c.reason)})" if c.reason else "")
     return text
 
 
 def _key_line(c: Change) -> str:
+    key = safe_text(str(c.key))
     if c.change == CHANGED:
-        return f"{c.key}: {format_value(c.base)} -> {format_value(c.current)}"
-    return f"{c.key}: {format_value(c.current if c.change == ADDED else c.base)}"
+        return f"{key}: {format_value(c.base)} -> {format_value(c.current)}"
+    return f"{key}: {format_value(c.current if c.change == ADDED else c.base)}"
 
 
 def change_lines(changes: Sequence[Change], style: Style = _plain, indent: str = "") -> list[str]:
@@ -208,24 +212,25 @@ def change_lines(changes: Sequence[Change], style: Style = _plain, indent: str =
         return style(MARKERS[c.change], fg=COLORS[c.change], bold=True)
 
     for c in changes:
+        type_, subtype = safe_text(c.type), safe_text(str(c.subtype))
         if c.scope == SCOPE_MEASUREMENT:
-            lines.append(f"{indent}{mark(c)} {style(c.type, bold=True)} ({_whole_text(c)})")
+            lines.append(f"{indent}{mark(c)} {style(type_, bold=True)} ({_whole_text(c)})")
             cur_type, cur_sub = None, None
             continue
         if c.type != cur_type:
-            lines.append(indent + style(c.type, bold=True))
+            lines.append(indent + style(type_, bold=True))
             cur_type, cur_sub = c.type, None
         if c.scope == SCOPE_SUBTYPE:
-            lines.append(f"{indent}  {mark(c)} {c.subtype} ({_whole_text(c)})")
+            lines.append(f"{indent}  {mark(c)} {subtype} ({_whole_text(c)})")
             cur_sub = None
         elif c.scope == SCOPE_STATUS:
-            lines.append(f"{indent}  {mark(c)} {c.subtype}: {style(_status_text(c), fg=COLORS[CHANGED])}")
+            lines.append(f"{indent}  {mark(c)} {subtype}: {style(_status_text(c), fg=COLORS[CHANGED])}")
             cur_sub = c.subtype
         elif c.scope == SCOPE_METADATA:
             lines.append(f"{indent}  {mark(c)} {_key_line(c)}")
         else:
             if c.subtype != cur_sub:
-                lines.append(f"{indent}  {c.subtype}")
+                lines.append(f"{indent}  {subtype}")
                 cur_sub = c.subtype
             lines.append(f"{indent}    {mark(c)} {_key_line(c)}")
     return lines
@@ -255,7 +260,7 @@ def render_text(result: DiffResult, *, color: bool = False) -> str:
 
 
 def _node_list(nodes: Sequence[str]) -> str:
-    shown = ", ".join(nodes[:MAX_NODES_LISTED])
+    shown = safe_text(", ".join(nodes[:MAX_NODES_LISTED]))
     return shown + (f" (+{len(nodes) - MAX_NODES_LISTED} more)" if len(nodes) > MAX_NODES_LISTED else "")
 
 
@@ -268,15 +273,15 @@ def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
     else:
         kind = "majority" if result.majority else "largest group, no majority"
         lines.append(f"{_plural(result.nodes, 'node')}, {_plural(len(result.groups), 'configuration')}; "
-                     f"baseline: {_plural(len(base.nodes), 'node')} ({kind}), reference {base.reference}")
+                     f"baseline: {_plural(len(base.nodes), 'node')} ({kind}), reference {safe_text(base.reference)}")
         lines.append(f"baseline nodes: {_node_list(base.nodes)}")
     for d in result.deviations:
-        lines += ["", style(f"{d.node}", bold=True) + f" (configuration {d.group + 1}, "
-                  f"{_counts_text(_change_summary(d.changes))} vs {base.reference if base else '?'})"]
+        lines += ["", style(safe_text(d.node), bold=True) + f" (configuration {d.group + 1}, "
+                  f"{_counts_text(_change_summary(d.changes))} vs {safe_text(base.reference) if base else '?'})"]
         lines += change_lines(d.changes, style, indent="  ")
     if result.failures:
         lines += ["", style("no snapshot:", fg="red", bold=True)]
-        lines += [f"  {f.node}: {f.reason}" for f in result.failures]
+        lines += [f"  {safe_text(f.node)}: {safe_text(f.reason)}" for f in result.failures]
     lines.append("")
     if result.drift:
         bits = []
@@ -297,7 +302,7 @@ def md_code(text: str) -> str:
     """``text`` as a GitHub-flavoured markdown code span that is safe inside a table cell."""
     if not text:
         return "*(empty)*"
-    text = text.replace("\r\n", "\n").replace("\n", "⏎").replace("\r", "⏎")
+    text = safe_text(text.replace("\r\n", "\n").replace("\n", "⏎").replace("\r", "⏎"))
     longest = run = 0
     for ch in text:
         run = run + 1 if ch == "`" else 0

@@ -13,10 +13,14 @@ Exit codes (documented in ``--help`` and the README):
 7     the agent ran but failed (unschedulable, image pull, container exit, Job failed)
 8     internal error (a bug: please report it)
 130   interrupted (Ctrl-C / SIGTERM); everything created was cleaned up
+141   standard output (or the pipe given to ``-o``) was closed by its reader, e.g. ``| head``; as a shell reports
+      a process stopped by SIGPIPE (128 + 13). Nothing is printed.
 ====  ===============================================================================
 """
 
 from __future__ import annotations
+
+import re
 
 OK = 0
 DRIFT = 1
@@ -28,6 +32,7 @@ UNAVAILABLE = 6
 AGENT_FAILED = 7
 INTERNAL = 8
 INTERRUPTED = 130
+BROKEN_PIPE = 141
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -40,7 +45,8 @@ Exit codes:
   6    cluster unreachable
   7    agent failed (unschedulable, image pull, exit code)
   8    internal error
-  130  interrupted (cleanup still ran)"""
+  130  interrupted (cleanup still ran)
+  141  output closed by its reader (e.g. | head), as SIGPIPE"""
 
 
 class AicrError(Exception):
@@ -89,6 +95,35 @@ class Interrupted(AicrError):
 
 class InternalError(AicrError):
     exit_code = INTERNAL
+
+
+#: Characters that steer a terminal rather than print: C0 controls but tab, DEL, C1 controls (CSI, OSC, NEL...), the
+#: bidirectional embeddings, overrides and isolates ("Trojan Source"), and the Unicode line/paragraph separators.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: "re.Match[str]") -> str:
+    code = ord(m.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_escape(m: "re.Match[str]") -> str:
+    return f"\\u{ord(m.group(0)):04x}"
+
+
+def has_unsafe(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`safe_text` would escape."""
+    return _UNSAFE.search(text) is not None
+
+
+def safe_text(text: str, *, json_style: bool = False) -> str:
+    """``text`` with every character that could move the cursor, recolour, retitle or reorder a terminal (see
+    :data:`_UNSAFE`) written as a visible escape (``\\x1b``, ``\\u202e``; ``\\u001b`` with ``json_style``, for text
+    that is already a JSON string): for values from a snapshot or another input that reach a terminal in text
+    output or an error message."""
+    if not _UNSAFE.search(text):
+        return text
+    return _UNSAFE.sub(_json_escape if json_style else _escape, text)
 
 
 class SnapshotMismatch(AgentFailed):

@@ -19,7 +19,8 @@ from kubectl_aicr.schema import LIST_KIND
 EPILOG = """\b
 Exit codes (as diff(1)): 0 no drift, 1 drift (with --across-nodes: a node deviates or has no
 snapshot), 2 error: an input is unreadable, not a snapshot or schema-invalid, a cm:// ConfigMap
-is missing or the cluster cannot be read, or the flags are wrong.
+is missing or the cluster cannot be read, or the flags are wrong; 141 when the report's reader
+closed the pipe early (e.g. '| head'), as a shell reports SIGPIPE, never 1.
 
 \b
 Values are normalised before comparing: 1, 1.0 and "1" are equal, so are true and "true",

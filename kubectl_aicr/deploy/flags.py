@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -83,8 +84,13 @@ def parse_tolerations(items: tuple[str, ...] | list[str]) -> list[Toleration]:
     return out
 
 
+#: Longest duration accepted (a week): longer is a typo, and beyond ~292 years ``threading`` waits overflow.
+MAX_DURATION_S = 7 * 24 * 3600.0
+
+
 def parse_duration(text: str, flag: str = "--timeout") -> float:
-    """Go-style durations (``90s``, ``5m``, ``1h30m``, ``500ms``) or plain seconds -> seconds (> 0)."""
+    """Go-style durations (``90s``, ``5m``, ``1h30m``, ``500ms``) or plain seconds -> seconds (> 0, finite, at most
+    :data:`MAX_DURATION_S`); ``nan``, ``inf`` and ``1e400`` are refused here, before anything is created."""
     s = text.strip()
     try:
         seconds = float(s)
@@ -98,8 +104,12 @@ def parse_duration(text: str, flag: str = "--timeout") -> float:
             pos = m.end()
         if pos != len(s) or not s:
             raise InvalidInput(f"{flag}: {text!r} is not a duration (examples: 90s, 5m, 1h30m)") from None
+    if not math.isfinite(seconds):
+        raise InvalidInput(f"{flag}: {text!r} is not a finite duration (examples: 90s, 5m, 1h30m)")
     if seconds <= 0:
         raise InvalidInput(f"{flag}: must be greater than zero")
+    if seconds > MAX_DURATION_S:
+        raise InvalidInput(f"{flag}: {text!r} is longer than the {MAX_DURATION_S / 3600:.0f}h maximum")
     return seconds
 
 

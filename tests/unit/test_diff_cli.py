@@ -193,7 +193,11 @@ class _FakeCore:
 @pytest.fixture
 def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> _FakeCore:
     core = _FakeCore({("gpu-ops", "baseline"): {"snapshot.yaml": Path(A).read_text(), "format": "yaml"}})
-    kube = type("Kube", (), {"core": core, "request_timeout": 5.0, "server": "https://fake"})()
+    def request(fn: Any, *args: Any, action: str, **kw: Any) -> Any:  # Kube.request without retries
+        return fn(*args, **kw)
+
+    kube = type("Kube", (), {"core": core, "request_timeout": 5.0, "server": "https://fake",
+                             "request": staticmethod(request)})()
     connects: list[Any] = []
 
     def connect(opts: Any) -> Any:
