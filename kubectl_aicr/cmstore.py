@@ -51,8 +51,34 @@ def encode(text: str, fmt: str) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source: str) -> bytes:
-    """The snapshot bytes stored in a ConfigMap's data/binaryData."""
+    """The snapshot bytes stored in a ConfigMap's data/binaryData. Compressed data is inflated in bounded steps and
+    refused as soon as it would pass the largest snapshot read (1 MB of gzip can hold 1 GB), so memory stays below
+    that limit plus one step."""
     import base64
+    import zlib
+
+    from kubectl_aicr.snapshot_io import MAX_DOCUMENT_BYTES
+
+    def gunzip(packed: bytes, where: str) -> bytes:
+        out = bytearray()
+        rest = packed
+        try:
+            while True:  # one gzip member per round, as gzip.decompress reads them
+                d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                chunk = rest
+                while not d.eof:
+                    out += d.decompress(chunk, MAX_DOCUMENT_BYTES + 1 - len(out))
+                    if len(out) > MAX_DOCUMENT_BYTES:
+                        raise InvalidInput(f"{where}: decompresses to more than the {MAX_DOCUMENT_BYTES:,}-byte "
+                                           "limit for a snapshot; refusing it")
+                    chunk = d.unconsumed_tail
+                    if not chunk and not d.eof:
+                        raise InvalidInput(f"{where} is not valid gzip data: it ends early")
+                rest = d.unused_data
+                if not rest.strip(b"\0"):
+                    return bytes(out)
+        except (zlib.error, ValueError) as e:
+            raise InvalidInput(f"{where} is not valid gzip data: {e}") from None
 
     data = data or {}
     binary = binary or {}
@@ -63,9 +89,10 @@ def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source
             return data[key].encode("utf-8")
         if key + ".gz" in binary:
             try:
-                return gzip.decompress(base64.b64decode(binary[key + ".gz"]))
-            except (OSError, ValueError) as e:
-                raise InvalidInput(f"{source}: {key}.gz is not valid gzip data: {e}") from None
+                packed = base64.b64decode(binary[key + ".gz"])
+            except ValueError as e:
+                raise InvalidInput(f"{source}: {key}.gz is not valid base64: {e}") from None
+            return gunzip(packed, f"{source}: {key}.gz")
     keys = ", ".join(sorted(list(data) + list(binary))) or "none"
     raise NotFound(f"{source}: the ConfigMap holds no snapshot (keys: {keys}; expected snapshot.yaml or snapshot.json)")
 

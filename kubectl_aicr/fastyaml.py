@@ -16,6 +16,10 @@ faster paths are tried first, each giving up (``_Fallback``) at the first thing 
 
 The equivalence is tested against PyYAML on the fixtures, on tricky scalars and on randomly generated documents
 (tests/unit/test_diff_fastyaml.py).
+
+Duplicate keys load as PyYAML loads them (the last one wins), but every path can also report them: pass a list as
+``duplicates`` and it receives ``(id(mapping), key)`` for each mapping that repeats a key (its own keys, not those a
+merge key ``<<`` brings in), so a caller can refuse them with the key's path.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ except AttributeError:  # pragma: no cover - depends on the platform's PyYAML bu
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+#: Where duplicate keys are reported: ``(id(mapping), key)`` per mapping that repeats a key (see the docstring).
+Duplicates = list[tuple[int, Any]]
 #: Scalar tags whose SafeConstructor function we call directly (everything else falls back).
 _SCALAR_TAGS = frozenset("tag:yaml.org,2002:" + t for t in ("null", "bool", "int", "float", "timestamp", "binary"))
 
@@ -62,7 +68,7 @@ class _Loader(_Base):  # type: ignore[misc]
 
 # ============================================================================ 2. composed nodes, cheaper resolver
 
-def _build(loader: Any, root: Node) -> Any:
+def _build(loader: Any, root: Node, duplicates: Duplicates | None = None) -> Any:
     """Python data for ``root``, as ``SafeConstructor`` would build it; raises :class:`_Fallback` when unsure."""
     constructors = loader.yaml_constructors
     seen: set[int] = set()
@@ -96,6 +102,8 @@ def _build(loader: Any, root: Node) -> Any:
                 if not isinstance(key_node, ScalarNode):
                     raise _Fallback
                 key = scalar(key_node)
+                if duplicates is not None and key in out:
+                    duplicates.append((id(out), key))
                 if isinstance(value_node, ScalarNode):
                     out[key] = scalar(value_node)
                 else:
@@ -245,8 +253,9 @@ def _starts_mapping(text: str) -> bool:
 class _Block:
     """Recursive descent over (indent, content) lines."""
 
-    def __init__(self, lines: list[tuple[int, str]]) -> None:
+    def __init__(self, lines: list[tuple[int, str]], duplicates: Duplicates | None = None) -> None:
         self.lines = lines
+        self.duplicates = duplicates
         self.i = 0
         #: value text -> parsed scalar (all immutable); snapshots repeat values a lot ("0", "active", "true")
         self.values: dict[str, Any] = {}
@@ -268,6 +277,7 @@ class _Block:
         out: dict[Any, Any] = {}
         lines = self.lines
         cache = self.values
+        duplicates = self.duplicates
         while self.i < len(lines):
             n, content = lines[self.i]
             if n != indent:
@@ -288,6 +298,8 @@ class _Block:
                     raise _Fallback
                 key, rest = _key(content)
             self.i += 1
+            if duplicates is not None and key in out:
+                duplicates.append((id(out), key))
             if rest == "":
                 out[key] = self.nested(indent, True)
             elif rest in cache:
@@ -324,7 +336,7 @@ class _Block:
         return out
 
 
-def _block_load(text: str) -> Any:
+def _block_load(text: str, duplicates: Duplicates | None = None) -> Any:
     """The single document in ``text`` if it is in the block-style subset; raises :class:`_Fallback` otherwise."""
     if "\r" in text or _NON_PRINTABLE.search(text):
         raise _Fallback
@@ -345,33 +357,82 @@ def _block_load(text: str) -> Any:
         lines.append((n, content.rstrip(" ")))
     if not lines or lines[0][0] != 0:
         raise _Fallback
-    parser = _Block(lines)
+    parser = _Block(lines, duplicates)
     doc = parser.node(0)
     if parser.i != len(lines):
         raise _Fallback
     return doc
 
 
+# ============================================================================ 3. PyYAML, reporting duplicates
+
+class _DuplicateReporting(_Base):  # type: ignore[misc]
+    """The standard safe loader that also reports duplicate keys into ``self.duplicates``."""
+
+    duplicates: Duplicates
+
+    def construct_yaml_map(self, node: MappingNode) -> Any:
+        data: dict[Any, Any] = {}
+        yield data
+        own = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]  # before flatten_mapping merges
+        data.update(self.construct_mapping(node))
+        seen: set[Any] = set()
+        for key_node in own:
+            try:
+                key = self.construct_object(key_node, deep=True)  # already built: constructed_objects caches it
+                if key in seen:
+                    self.duplicates.append((id(data), key))
+                    break
+                seen.add(key)
+            except TypeError:  # an unhashable key: construct_mapping has refused it already
+                break
+
+
+_DuplicateReporting.add_constructor(_MAP, _DuplicateReporting.construct_yaml_map)
+
+
+def _pyyaml_load_all(text: str, duplicates: Duplicates | None) -> list[Any]:
+    if duplicates is None:
+        return list(yaml.load_all(text, Loader=_Base))
+    loader = _DuplicateReporting(text)
+    loader.duplicates = duplicates
+    try:
+        docs = []
+        while loader.check_data():
+            docs.append(loader.get_data())
+        return docs
+    finally:
+        loader.dispose()
+
+
 # ============================================================================ entry point
 
-def load_all(text: str) -> list[Any]:
-    """Every document in ``text``, exactly as ``list(yaml.load_all(text, Loader=CSafeLoader))`` returns them."""
+def load_all(text: str, *, duplicates: Duplicates | None = None) -> list[Any]:
+    """Every document in ``text``, exactly as ``list(yaml.load_all(text, Loader=CSafeLoader))`` returns them;
+    ``duplicates``, when given, receives the mappings that repeat a key (see the module docstring)."""
+    found: Duplicates | None = [] if duplicates is not None else None
     try:
-        return [_block_load(text)]
+        docs = [_block_load(text, found)]
+        if found and duplicates is not None:
+            duplicates.extend(found)
+        return docs
     except Exception:  # noqa: BLE001 - _Fallback, or a constructor failing (a bad date...): PyYAML reports it its way
         pass
     loader = _Loader(text)
     try:
         docs = []
+        found = [] if duplicates is not None else None
         while loader.check_node():  # a syntax error here is libyaml's, the same the standard loader raises
             node = loader.get_node()
             try:  # build each document before parsing the next, as PyYAML does (same error order)
-                docs.append(_build(loader, node))
+                docs.append(_build(loader, node, found))
             except Exception:  # noqa: BLE001 - _Fallback or a constructor error: PyYAML raises it in its own order
                 raise _Fallback from None
+        if found and duplicates is not None:
+            duplicates.extend(found)
         return docs
     except _Fallback:
         pass
     finally:
         loader.dispose()
-    return list(yaml.load_all(text, Loader=_Base))
+    return _pyyaml_load_all(text, duplicates)

@@ -8,6 +8,7 @@ unique subtypes within a type).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from importlib import resources
 from typing import Any
@@ -17,6 +18,8 @@ from kubectl_aicr.errors import SnapshotInvalid
 
 LIST_KIND = "SnapshotList"
 _MAX_MESSAGE = 240
+#: Most schema errors collected: past this, checking stops (a broken 6 MB file can hold 300,000 of them).
+MAX_PROBLEMS = 100
 
 
 def schema_text() -> str:
@@ -96,20 +99,25 @@ def _duplicates(snapshot: dict[str, Any], prefix: list[Any]) -> list[str]:
 _SCALAR_TYPES = (str, int, float, bool)
 
 
-def _data_ok(data: Any) -> bool:
-    """``data`` certainly satisfies the schema's ``subtype.data`` (non-empty string keys, scalar or null values)."""
+def _bad_entries(data: Any, keep: int) -> Any:
+    """The entries of a ``subtype.data`` map that may break the schema (a key that is not a non-empty string, a value
+    that is not a scalar or null), at most ``keep`` of them; ``data`` itself when it is not a mapping."""
     if type(data) is not dict:
-        return False
+        return data
+    bad = {}
     for k, v in data.items():
         if type(k) is not str or not k or (v is not None and type(v) not in _SCALAR_TYPES):
-            return False
-    return True
+            bad[k] = v
+            if len(bad) >= keep:
+                break
+    return bad
 
 
-def _without_valid_data(doc: Any) -> Any:
-    """``doc`` with every subtype ``data`` map that :func:`_data_ok` accepts replaced by ``{}`` (copying only the
-    containers on the way). jsonschema then reports exactly the same errors, about 50x faster on large snapshots:
-    the data maps are nearly all of a snapshot and checking them here is one tight loop."""
+def _without_valid_data(doc: Any, keep: int = MAX_PROBLEMS + 1) -> Any:
+    """``doc`` with every subtype ``data`` map cut down to its first ``keep`` :func:`_bad_entries` (``{}`` for a
+    valid one), copying only the containers on the way. Each entry is checked on its own, so jsonschema then
+    reports exactly the same errors (up to ``keep`` per map), about 50x faster on large snapshots: the data maps
+    are nearly all of a snapshot and checking them here is one tight loop."""
 
     def snapshot(s: Any) -> Any:
         ms = s.get("measurements") if type(s) is dict else None
@@ -119,8 +127,8 @@ def _without_valid_data(doc: Any) -> Any:
         for m in ms:
             subs = m.get("subtypes") if type(m) is dict else None
             if type(subs) is list:
-                m = {**m, "subtypes": [{**st, "data": {}} if type(st) is dict and _data_ok(st.get("data")) else st
-                                       for st in subs]}
+                m = {**m, "subtypes": [{**st, "data": _bad_entries(st["data"], keep)}
+                                       if type(st) is dict and "data" in st else st for st in subs]}
             out_ms.append(m)
         return {**s, "measurements": out_ms}
 
@@ -130,14 +138,23 @@ def _without_valid_data(doc: Any) -> Any:
     return snapshot(doc)
 
 
-def problems(doc: Any) -> list[str]:
-    """Every problem with ``doc`` as ``"<json path>: <message>"``, sorted by path; empty when valid."""
+def stopped_note(limit: int) -> str:
+    """The last line of a problem list that was cut at ``limit``."""
+    return f"... stopped after the first {limit} errors; fix these and check again"
+
+
+def problems(doc: Any, *, limit: int = MAX_PROBLEMS) -> list[str]:
+    """The problems with ``doc`` as ``"<json path>: <message>"``, sorted by path; empty when valid. At most ``limit``
+    schema errors are collected (the first ones found), then :func:`stopped_note` is the last line."""
     head = _header_problem(doc)
     if head:
         return [head]
-    errors = sorted(_validator().iter_errors(_without_valid_data(doc)),
-                    key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
+    found = list(itertools.islice(_validator().iter_errors(_without_valid_data(doc, limit + 1)), limit + 1))
+    stopped = len(found) > limit
+    errors = sorted(found[:limit], key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
     out = [f"{_json_path(e.absolute_path)}: {_short(e.message)}" for e in errors]
+    if stopped:
+        out.append(stopped_note(limit))
     if not out:
         if doc.get("kind") == LIST_KIND:
             for i, item in enumerate(doc.get("items") or []):
@@ -151,9 +168,10 @@ def validate(doc: Any, *, source: str) -> dict[str, Any]:
     """Return ``doc`` if it is a valid Snapshot (or SnapshotList); raise :class:`SnapshotInvalid` otherwise."""
     found = problems(doc)
     if found:
-        n = len(found)
-        first = found[0]
-        msg = f"{source}: not a valid snapshot: {first}" + (f" (and {n - 1} more)" if n > 1 else "")
+        errors = [f for f in found if not f.startswith("... stopped")]
+        more = len(errors) - 1
+        tail = "" if len(errors) == len(found) else f"; checking stopped after {len(errors)}"
+        msg = f"{source}: not a valid snapshot: {found[0]}" + (f" (and {more} more{tail})" if more or tail else "")
         raise SnapshotInvalid(msg, details=found, hint=f"run 'kubectl aicr validate {source}' to see every error")
     valid: dict[str, Any] = doc
     return valid

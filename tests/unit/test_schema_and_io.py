@@ -156,7 +156,7 @@ def test_atomic_write_leaves_original_on_failure(tmp_path: Path, monkeypatch: py
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(InvalidInput, match="cannot write the snapshot: disk full"):
         snapshot_io.write_file_atomic(str(target), "new content")
     assert target.read_text() == "precious"
     assert [p.name for p in tmp_path.iterdir()] == ["snap.yaml"]
