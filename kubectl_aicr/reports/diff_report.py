@@ -1,0 +1,67 @@
+"""``kubectl aicr diff -o junit`` and the size-capped markdown forms (``-o markdown``: a pull-request comment,
+``-o markdown-summary``: a GitHub step summary).
+
+JUnit: for two snapshots, one testcase per measurement/subtype that changed (a failure listing its changes), or one
+passing testcase when nothing drifted; for ``--across-nodes``, one testcase per node (a failure for a node that
+deviates from the baseline, an error for a node without a snapshot).
+"""
+
+from __future__ import annotations
+
+from kubectl_aicr.diff import DiffResult, FleetResult
+from kubectl_aicr.reports import PR_COMMENT_BYTES, STEP_SUMMARY_BYTES, junit, markdown
+
+FORMATS = ("junit", "markdown", "markdown-summary")
+_LIMITS = {"markdown": PR_COMMENT_BYTES, "markdown-summary": STEP_SUMMARY_BYTES}
+
+
+def _lines(changes: tuple[object, ...] | list[object]) -> list[str]:
+    from kubectl_aicr import diff_render
+
+    return diff_render.change_lines(changes)  # type: ignore[arg-type]
+
+
+def diff_junit(result: DiffResult) -> str:
+    groups: dict[str, list[object]] = {}
+    for c in result.changes:
+        groups.setdefault("/".join(p for p in (c.type, c.subtype) if p), []).append(c)
+    name = f"{result.base.source} vs {result.current.source}"
+    cases = [junit.TestCase(where.split("/", 1)[0], where, junit.Outcome(
+        "failure", f"{where}: {len(ch)} change{'s' if len(ch) != 1 else ''}", "\n".join(_lines(ch)), "drift"))
+        for where, ch in groups.items()]
+    if not cases:
+        cases = [junit.TestCase("diff", f"{name}: no drift")]
+    return junit.render("kubectl aicr diff", [junit.Suite(name, cases, [("base", result.base.source),
+                                                                        ("current", result.current.source)])])
+
+
+def fleet_junit(result: FleetResult) -> str:
+    ref = result.baseline.reference if result.baseline else "?"
+    devs = {d.node: d for d in result.deviations}
+    cases = []
+    for g in result.groups:
+        for n in g.nodes:
+            d = devs.get(n)
+            out = None if d is None else junit.Outcome(
+                "failure", f"{n} deviates from the baseline ({len(d.changes)} changes vs {ref})",
+                "\n".join(_lines(list(d.changes))), "drift")
+            cases.append(junit.TestCase("diff --across-nodes", n, out))
+    cases += [junit.TestCase("diff --across-nodes", f.node, junit.Outcome("error", f"no snapshot: {f.reason}"))
+              for f in result.failures]
+    return junit.render("kubectl aicr diff --across-nodes", [junit.Suite("across nodes", cases, [("reference", ref)])])
+
+
+def render(result: DiffResult, fmt: str) -> str:
+    from kubectl_aicr import diff_render
+
+    if fmt == "junit":
+        return diff_junit(result)
+    return markdown.cap(diff_render.render_markdown(result), _LIMITS[fmt])
+
+
+def render_fleet(result: FleetResult, fmt: str) -> str:
+    from kubectl_aicr import diff_render
+
+    if fmt == "junit":
+        return fleet_junit(result)
+    return markdown.cap(diff_render.render_fleet_markdown(result), _LIMITS[fmt])
