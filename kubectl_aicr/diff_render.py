@@ -411,7 +411,16 @@ def render_fleet_markdown(result: FleetResult) -> str:
 
 # ============================================================================ dispatch
 
+#: Formats rendered by :mod:`kubectl_aicr.reports.diff_report`: JUnit XML, and markdown capped to a PR comment (64 KB)
+#: or a GitHub step summary (1 MiB).
+REPORT_FORMATS = ("junit", "markdown", "markdown-summary")
+
+
 def render(result: DiffResult, fmt: str, *, color: bool = False) -> str:
+    if fmt in REPORT_FORMATS:
+        from kubectl_aicr.reports import diff_report
+
+        return diff_report.render(result, fmt)
     if fmt == "text":
         return render_text(result, color=color)
     if fmt == "markdown":
@@ -420,6 +429,10 @@ def render(result: DiffResult, fmt: str, *, color: bool = False) -> str:
 
 
 def render_fleet(result: FleetResult, fmt: str, *, color: bool = False) -> str:
+    if fmt in REPORT_FORMATS:
+        from kubectl_aicr.reports import diff_report
+
+        return diff_report.render_fleet(result, fmt)
     if fmt == "text":
         return render_fleet_text(result, color=color)
     if fmt == "markdown":

@@ -85,8 +85,10 @@ def _load_all_inner(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[
 
 @click.command("diff", epilog=EPILOG)
 @click.argument("inputs", nargs=-1, type=click.Path(), metavar="BASE CURRENT | --across-nodes FILE...")
-@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "yaml", "markdown"]), default="text",
-              show_default=True, help="Report format: text for people, json/yaml for machines, markdown for a PR comment.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "yaml", "markdown", "markdown-summary", "junit"]),
+              default="text", show_default=True,
+              help="Report format: text for people, json/yaml for machines, markdown for a PR comment (at most 64 KB), "
+                   "markdown-summary for $GITHUB_STEP_SUMMARY (1 MiB), junit for CI test reports.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour the text report (auto: only on a terminal, and not when NO_COLOR is set).")
 @click.option("--include-volatile", is_flag=True,

@@ -1,0 +1,131 @@
+"""``kubectl aicr check``: do these nodes meet a policy? Exit 0 compliant, 1 violations, 2 error.
+
+Nothing here imports the kubernetes client unless an input is a ``cm://`` ConfigMap, and nothing imports
+jsonschema before a snapshot is read (``check --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Any, Optional, Sequence
+
+import click
+
+from kubectl_aicr import snapshot_io
+from kubectl_aicr.errors import DRIFT, INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
+from kubectl_aicr.options import kube_options, kube_opts
+
+FORMATS = ("text", "json", "junit", "markdown", "markdown-summary")
+LIST_KIND = "SnapshotList"
+
+EPILOG = """\b
+Exit codes: 0 compliant, 1 not compliant (a violation of severity --fail-on or above that no
+valid waiver covers, a waiver that expired, or a SnapshotList node without a snapshot), 2 error:
+the policy is invalid (the message names the place, e.g. rules[3].expect.version), a rule selects
+no node or matches no key, an input is unreadable or not a snapshot, or the flags are wrong.
+
+\b
+Formats: text (people), json (machines), junit (GitLab MR widget, GitHub reporter actions),
+markdown (a pull-request comment, at most 64 KB), markdown-summary ($GITHUB_STEP_SUMMARY, 1 MiB).
+With --output-file the report goes to that file (written atomically) and the text report to stdout.
+
+\b
+Examples:
+  kubectl aicr policy init baseline.yaml -o policy.yaml
+  kubectl aicr check --policy policy.yaml current.yaml
+  kubectl aicr check --policy policy.yaml fleet.yaml -o junit --output-file check.xml
+  kubectl aicr check --policy policy.yaml cm://gpu-ops/fleet -o markdown-summary >> "$GITHUB_STEP_SUMMARY\""""
+
+
+def load_inputs(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Read and schema-validate every input (files, '-', cm://); any failure is exit 2, so 0 and 1 always mean
+    "checked"."""
+    try:
+        locs = [snapshot_io.parse_location(s) for s in sources]
+        if sum(isinstance(loc, snapshot_io.Stdio) for loc in locs) > 1:
+            raise InvalidInput("only one input may be '-' (standard input)")
+        reader = None
+        if any(isinstance(loc, snapshot_io.ConfigMapRef) for loc in locs):
+            from kubectl_aicr import cmstore  # the kubernetes client, only when a ConfigMap is read
+            from kubectl_aicr.kube import connect
+
+            opts = kube_opts(**kube)
+            reader = cmstore.cm_reader(lambda: connect(opts))
+        return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
+    except AicrError as err:
+        if err.exit_code != INTERRUPTED:
+            err.exit_code = INVALID_INPUT
+        err.details = []
+        raise
+
+
+def node_snapshots(docs: Sequence[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every node snapshot of the inputs (a SnapshotList's items, or the snapshot itself), and the list failures."""
+    snaps: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for _, doc in docs:
+        if doc.get("kind") == LIST_KIND:
+            snaps.extend(doc.get("items") or [])
+            failures.extend(doc.get("failures") or [])
+        else:
+            snaps.append(doc)
+    return snaps, failures
+
+
+def _date(text: Optional[str]) -> dt.date:
+    if not text:
+        return dt.datetime.now(dt.timezone.utc).date()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
+
+
+@click.command("check", epilog=EPILOG)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="SNAPSHOT|LIST|cm://NS/NAME...")
+@click.option("--policy", "policy_path", required=True, type=click.Path(), metavar="FILE",
+              help="The policy (YAML or JSON; 'kubectl aicr policy init' writes one, 'policy schema' shows the format).")
+@click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Report format.")
+@click.option("--output-file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the report to FILE (atomically) and the text report to standard output.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error", show_default=True,
+              help="Lowest rule severity whose violations make the check fail.")
+@click.option("--date", "date_text", metavar="YYYY-MM-DD",
+              help="Judge waiver expiry as of this day (default: today, UTC).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when not compliant (errors still exit 2).")
+@kube_options
+@click.pass_context
+def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
+            fail_on: str, date_text: Optional[str], exit_zero: bool, kubeconfig: Optional[str],
+            context: Optional[str], namespace: Optional[str], request_timeout: float) -> None:
+    """Check node snapshots against a policy: every rule on every node it selects, with waivers.
+
+    Each input is a Snapshot, a SnapshotList (every node is checked) or '-', as a file or cm://NAMESPACE/NAME.
+    A violation a valid waiver covers is reported as an accepted deviation; an expired waiver fails the check and
+    says so; a waiver that covers nothing is reported as stale.
+    """
+    from kubectl_aicr.policy.engine import check
+    from kubectl_aicr.policy.model import load_policy
+    from kubectl_aicr.reports import check_report
+
+    today = _date(date_text)
+    if output_file:
+        snapshot_io.check_writable(snapshot_io.FilePath(output_file))
+    policy = load_policy(policy_path)
+    kube = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace, "request_timeout": request_timeout}
+    docs = load_inputs(inputs, kube)
+    snaps, failures = node_snapshots(docs)
+    if not snaps and not failures:
+        raise InvalidInput(f"{', '.join(inputs)}: no node snapshots to check (the SnapshotList has no items)")
+    result = check(policy, snaps, today=today, sources=[s for s, _ in docs], failures=failures, fail_on=fail_on)
+    report = check_report.render(result, fmt)
+    if output_file:
+        snapshot_io.write_file_atomic(output_file, report)
+        click.echo(check_report.render(result, "text"), nl=False)
+    else:
+        click.echo(report, nl=False)
+    sys.stdout.flush()
+    if not result.compliant and not exit_zero:
+        ctx.exit(DRIFT)
