@@ -13,7 +13,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from collector.model import API_VERSION, KIND
+from collector.model import KIND
+from kubectl_aicr import formats
 from kubectl_aicr.errors import SnapshotInvalid
 
 LIST_KIND = "SnapshotList"
@@ -22,22 +23,23 @@ _MAX_MESSAGE = 240
 MAX_PROBLEMS = 100
 
 
-def schema_text() -> str:
-    """The schema document exactly as shipped."""
-    return resources.files("kubectl_aicr").joinpath("schema/snapshot.schema.json").read_text(encoding="utf-8")
+def schema_text(api_version: str = formats.V1ALPHA1) -> str:
+    """The schema document of ``api_version`` (one of :data:`formats.SUPPORTED`) exactly as shipped."""
+    path = formats.SCHEMA_FILES[api_version]
+    return resources.files("kubectl_aicr").joinpath(path).read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(schema_text())
+@functools.lru_cache(maxsize=len(formats.SUPPORTED))
+def schema(api_version: str = formats.V1ALPHA1) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(schema_text(api_version))
     return doc
 
 
-@functools.lru_cache(maxsize=1)
-def _validator() -> Any:
+@functools.lru_cache(maxsize=len(formats.SUPPORTED))
+def _validator(api_version: str = formats.V1ALPHA1) -> Any:
     from jsonschema import Draft202012Validator  # imported lazily: keeps --help fast
 
-    return Draft202012Validator(schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema(api_version), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _json_path(parts: Any) -> str:
@@ -63,9 +65,8 @@ def _header_problem(doc: Any) -> str | None:
     kind = doc.get("kind")
     if kind is not None and kind not in (KIND, LIST_KIND):
         return f"$.kind: {kind!r} is not a snapshot (expected {KIND!r} or {LIST_KIND!r})"
-    api = doc.get("apiVersion")
-    if api is not None and api != API_VERSION:
-        return f"$.apiVersion: {api!r} is not supported (expected {API_VERSION!r})"
+    if "apiVersion" in doc and doc["apiVersion"] not in formats.SUPPORTED:
+        return formats.unsupported_message(doc["apiVersion"])
     if kind is None and "measurements" not in doc:
         return "$: not a snapshot: it has neither 'kind' nor 'measurements'"
     return None
@@ -149,7 +150,7 @@ def problems(doc: Any, *, limit: int = MAX_PROBLEMS) -> list[str]:
     head = _header_problem(doc)
     if head:
         return [head]
-    found = list(itertools.islice(_validator().iter_errors(_without_valid_data(doc, limit + 1)), limit + 1))
+    found = list(itertools.islice(_validator(formats.detect(doc)).iter_errors(_without_valid_data(doc, limit + 1)), limit + 1))
     stopped = len(found) > limit
     errors = sorted(found[:limit], key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
     out = [f"{_json_path(e.absolute_path)}: {_short(e.message)}" for e in errors]

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 
 import click
 
-from kubectl_aicr import snapshot_io
+from kubectl_aicr import formats, snapshot_io
 from kubectl_aicr.errors import INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
 from kubectl_aicr.options import kube_options, kube_opts
 from kubectl_aicr.schema import LIST_KIND
@@ -83,6 +83,25 @@ def _load_all_inner(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[
     return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
 
 
+def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, color: bool) -> str:
+    """The report of a two-snapshot diff, with the facts only one tool collected listed apart from the drift."""
+    from kubectl_aicr import diff_render
+
+    if not one_sided or fmt == "junit":  # nothing may follow the XML document
+        return diff_render.render(result, fmt, color=color)
+    if fmt in ("json", "yaml"):
+        doc = diff_render.to_dict(result)
+        doc["one_sided"] = formats.one_sided_dict(one_sided)
+        return diff_render.dump_machine(doc, fmt)
+    text = diff_render.render(result, fmt, color=color)
+    head = ("collected by one side only (different tools; not drift):" if fmt == "text"
+            else "#### Collected by one side only (different tools; not drift)")
+    lines = formats.one_sided_summary(one_sided)
+    if fmt in ("markdown", "markdown-summary"):
+        lines = ["", *(f"- {ln.strip()}" for ln in lines)]
+    return text + "\n" + head + "\n" + "\n".join(lines) + "\n"
+
+
 @click.command("diff", epilog=EPILOG)
 @click.argument("inputs", nargs=-1, type=click.Path(), metavar="BASE CURRENT | --across-nodes FILE...")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "yaml", "markdown", "markdown-summary", "junit"]),
@@ -112,7 +131,8 @@ def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, i
     """Compare snapshot BASE with snapshot CURRENT and report drift.
 
     Each input is a file, '-' (standard input) or cm://NAMESPACE/NAME (read through the kubectl context).
-    Snapshots written by the original aicr tool are accepted. Changes are reported by measurement, subtype
+    Snapshots of the original aicr tool are accepted in all three apiVersions (aicr.nvidia.com/v1alpha1,
+    aicr.run/v1alpha2, aicr.run/v1) and compared by meaning; facts only one tool collects are listed apart. Changes are reported by measurement, subtype
     and key: added (+), removed (-) and changed (~), including subtypes whose source became unavailable.
     """
     from kubectl_aicr import diff as engine
@@ -138,6 +158,7 @@ def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, i
                 snapshots.append(doc)
         if not snapshots and not failures:
             raise InvalidInput(f"{', '.join(inputs)}: no node snapshots to compare (the SnapshotList has no items)")
+        snapshots = [formats.normalise(s) for s in snapshots]  # any supported apiVersion, compared by meaning
         fleet = engine.group_by_configuration(snapshots, options, failures=failures)
         click.echo(diff_render.render_fleet(fleet, fmt, color=use_color), nl=False, color=use_color)
         drift = fleet.drift
@@ -152,8 +173,8 @@ def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, i
                 n = len(doc.get("items") or [])
                 raise InvalidInput(f"{src}: is a SnapshotList of {n} node(s), not a single snapshot",
                                    hint=f"compare its nodes with 'kubectl aicr diff --across-nodes {src}'")
-        result = engine.diff_snapshots(base, current, options, base_source=bsrc, current_source=csrc)
-        click.echo(diff_render.render(result, fmt, color=use_color), nl=False, color=use_color)
+        result, one_sided = formats.compare(base, current, options, base_source=bsrc, current_source=csrc)
+        click.echo(_render_two(result, one_sided, fmt, use_color), nl=False, color=use_color)
         drift = result.drift
     sys.stdout.flush()
     if drift and not exit_zero:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from kubectl_aicr import snapshot_io
+from kubectl_aicr import formats, snapshot_io
 from kubectl_aicr.errors import SnapshotInvalid
 from kubectl_aicr.options import kube_options, kube_opts
 from kubectl_aicr.schema import problems
@@ -35,4 +35,4 @@ def command(source: str, kubeconfig: str | None, context: str | None, namespace:
     kind = doc.get("kind", "Snapshot")
     count = len(doc.get("items") or []) if kind == "SnapshotList" else len(doc.get("measurements") or [])
     what = "node snapshots" if kind == "SnapshotList" else "measurements"
-    click.echo(f"{loc}: valid {kind} ({count} {what})")
+    click.echo(f"{loc}: valid {kind} ({count} {what}), {formats.describe(doc)}")

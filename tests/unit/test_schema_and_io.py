@@ -59,7 +59,7 @@ def test_original_tool_snapshot_loads() -> None:
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d.update(kind="Pod"), "$.kind: 'Pod' is not a snapshot"),
-    (lambda d: d.update(apiVersion="aicr.run/v1alpha2"), "$.apiVersion: 'aicr.run/v1alpha2' is not supported"),
+    (lambda d: d.update(apiVersion="aicr.run/v2"), "$.apiVersion: 'aicr.run/v2' is not supported; supported: aicr.nvidia.com/v1alpha1, aicr.run/v1alpha2, aicr.run/v1"),
     (lambda d: d["measurements"][0]["subtypes"][0]["data"].update(bad={"nested": 1}),
      "$.measurements[0].subtypes[0].data.bad: {'nested': 1} is not of type"),
     (lambda d: d["measurements"][1].update(type="has space"), "$.measurements[1].type: 'has space' does not match"),
