@@ -376,7 +376,7 @@ def _hardware_subtype(doc: Mapping[str, Any]) -> dict[str, Any] | None:
                             "detection-source": source}
     if sku:
         data["model"] = sku
-    return {"subtype": "hardware", "data": data,
+    return {"subtype": "hardware", "data": dict(sorted(data.items())),
             "context": {DERIVED_BY: OUR_COLLECTOR, "source": "derived from GPU/smi, GPU/consistency and OS/kmod"}}
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import click
 
-from kubectl_aicr import __version__, snapshot_io
+from kubectl_aicr import __version__, formats, snapshot_io
 from kubectl_aicr.options import format_option
 
 #: How long the agent waits for the CLI to hand over the node facts (it does so once the pod is bound).
@@ -15,8 +15,10 @@ FACTS_WAIT_SECONDS = 60.0
 @click.option("-o", "--output", required=True, metavar="cm://NS/NAME|-|FILE",
               help="Where to store the snapshot: the run's pre-created staging ConfigMap, or stdout/file.")
 @format_option
+@click.option("--api-version", "api_version", type=click.Choice(formats.SUPPORTED), default=formats.DEFAULT_WRITE,
+              show_default=True, help="Snapshot version to write (the CLI converts what it fetches itself).")
 @click.option("--run-id", default="", help="Run id, recorded in the snapshot metadata.")
-def command(output: str, fmt: str, run_id: str) -> None:
+def command(output: str, fmt: str, run_id: str, api_version: str = formats.DEFAULT_WRITE) -> None:
     """Collect on this node inside the agent pod and store the snapshot (run by the Job, not by people).
 
     Uses the pod's ServiceAccount through the standard in-cluster configuration. Writing into the run's
@@ -51,6 +53,7 @@ def command(output: str, fmt: str, run_id: str) -> None:
                 click.echo(f"[agent] node facts in {dest} unreadable ({e}); reading the API directly", err=True)
     doc = validate(collect_snapshot(version=__version__, node=node, api_client=kube.api_client,
                                     extra_metadata=extra, node_facts=facts), source="collected snapshot")
+    doc = validate(formats.convert(doc, api_version), source="collected snapshot")
     if isinstance(dest, snapshot_io.ConfigMapRef):
         # The run's staging ConfigMap exists already; the agent may only read and patch that one object.
         from kubectl_aicr import cmstore

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kubectl_aicr import __version__, snapshot_io
+from kubectl_aicr import __version__, formats, snapshot_io
 from kubectl_aicr.deploy import flags
 from kubectl_aicr.errors import EXIT_CODES_HELP, InvalidInput
 from kubectl_aicr.options import format_option, kube_options, kube_opts
@@ -49,6 +49,9 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
 @click.option("-o", "--output", default="-", show_default=True, metavar="-|FILE|cm://NS/NAME",
               help="Where to write the snapshot.")
 @format_option
+@click.option("--api-version", "api_version", type=click.Choice(formats.SUPPORTED), default=formats.DEFAULT_WRITE,
+              show_default=True, help="Snapshot version to write: ours (the default, as the original aicr before "
+              "v0.20), or aicr.run/v1 for aicr >= v0.22 (adds the fingerprint and the items it uses).")
 @kube_options
 @click.option("--image", default=None, metavar="IMAGE", envvar="AICR_IMAGE", help="Agent image (default: the one matching this version).")
 @click.option("--job-name", default="aicr", show_default=True, help="Prefix of the Job name (a unique run id is appended).")
@@ -70,7 +73,7 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
 @click.option("--dry-run", "dry_run", type=click.Choice(["none", "client", "server"]), default="none", show_default=True,
               help="client: print every manifest the run would create (a YAML stream) and create nothing; server: "
                    "submit them with dryRun=All so admission answers, nothing persists.")
-def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context: str | None, namespace: str | None,
+def command(local: bool, output: str, fmt: str, api_version: str, kubeconfig: str | None, context: str | None, namespace: str | None,
             request_timeout: float, image: str | None, job_name: str, service_account_name: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], image_pull_secret: tuple[str, ...],
             timeout_text: str, no_cleanup: bool, all_nodes: bool, parallelism: int, overwrite: bool,
@@ -102,16 +105,23 @@ def command(local: bool, output: str, fmt: str, kubeconfig: str | None, context:
         given = [name for name, v in cluster_flags.items() if v]
         if local and given:
             raise InvalidInput(f"{', '.join(given)} only apply when deploying the agent; drop them or drop --local")
-        _local(dest, fmt, opts, overwrite=overwrite)
+        _local(dest, fmt, opts, overwrite=overwrite, api_version=api_version)
         return
     _deploy(dest, fmt, opts, image=image, job_name=job_name, sa=service_account_name, node_selector=node_selector,
             toleration=toleration, pull_secrets=image_pull_secret, timeout_text=timeout_text, no_cleanup=no_cleanup,
-            all_nodes=all_nodes, parallelism=parallelism, overwrite=overwrite, dry_run=dry_run, t0=t0)
+            all_nodes=all_nodes, parallelism=parallelism, overwrite=overwrite, dry_run=dry_run, t0=t0, api_version=api_version)
 
 
-def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_factory: Any, overwrite: bool) -> str:
-    """``output.deliver``, except that a ConfigMap is replaced only when it is ours (or ``--overwrite``)."""
+def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_factory: Any, overwrite: bool,
+             api_version: str = formats.DEFAULT_WRITE) -> str:
+    """``output.deliver``, except that a ConfigMap is replaced only when it is ours (or ``--overwrite``); the
+    document is written in ``api_version`` (:func:`formats.convert`)."""
     from kubectl_aicr.output import deliver
+
+    if api_version != formats.detect(doc):
+        from kubectl_aicr.schema import validate
+
+        doc = validate(formats.convert(doc, api_version), source=f"snapshot written as {api_version}")
 
     if isinstance(dest, snapshot_io.ConfigMapRef):
         from kubectl_aicr import cmstore
@@ -121,7 +131,8 @@ def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_
     return deliver(doc, dest, fmt, kube_factory=kube_factory)
 
 
-def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool = False) -> None:
+def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool = False,
+           api_version: str = formats.DEFAULT_WRITE) -> None:
     from collector.snapshot import collect_snapshot, node_name
     from kubectl_aicr.schema import validate
 
@@ -138,13 +149,14 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool =
 
         return connect(opts)
 
-    _deliver(doc, dest, fmt, kube_factory=kube_factory, overwrite=overwrite)
+    _deliver(doc, dest, fmt, kube_factory=kube_factory, overwrite=overwrite, api_version=api_version)
 
 
 def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | None, job_name: str, sa: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], pull_secrets: tuple[str, ...],
             timeout_text: str, no_cleanup: bool, all_nodes: bool = False, parallelism: int = 4,
-            overwrite: bool = False, dry_run: str = "none", t0: float | None = None) -> None:
+            overwrite: bool = False, dry_run: str = "none", t0: float | None = None,
+            api_version: str = formats.DEFAULT_WRITE) -> None:
     from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, new_run_id
 
     # Every flag is checked before the first API call.
@@ -195,7 +207,7 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | Non
             _dry_run(d, run, dest, dry_run, create_ns=create_ns)
             return
         _execute(d, run, dest, fmt, create_ns=create_ns, timeout=timeout, parallelism=parallelism,
-                 no_cleanup=no_cleanup, kube=kube, overwrite=overwrite)
+                 no_cleanup=no_cleanup, kube=kube, overwrite=overwrite, api_version=api_version)
     finally:
         kube.close()
 
@@ -245,7 +257,8 @@ CLEANUP_RESERVE = 15.0
 
 
 def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_ns: bool, timeout: float,
-             parallelism: int, no_cleanup: bool, kube: Any, overwrite: bool = False) -> None:
+             parallelism: int, no_cleanup: bool, kube: Any, overwrite: bool = False,
+             api_version: str = formats.DEFAULT_WRITE) -> None:
     from kubectl_aicr.deploy.deployer import Created
     from kubectl_aicr.deploy.spec import cleanup_commands
     from kubectl_aicr.errors import AgentFailed
@@ -286,7 +299,7 @@ def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_n
             validate(doc, source="fleet snapshot")
         else:
             doc = docs[0]
-        where = _deliver(doc, dest, fmt, kube_factory=lambda: kube, overwrite=overwrite)
+        where = _deliver(doc, dest, fmt, kube_factory=lambda: kube, overwrite=overwrite, api_version=api_version)
         overhead = time.monotonic() - last_done
         nodes_txt = f"{len(docs)} nodes" if fleet else f"node {doc['metadata'].get('source-node')}"
         _progress(f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "
