@@ -66,6 +66,9 @@ class Kube:
     request_timeout: float = 30.0
     deadline: float | None = None
     retries_done: int = field(default=0, compare=False)  # transient failures retried (for tests and messages)
+    #: Whether any request has succeeded. Until one has, a failure is more likely a wrong kubeconfig than a
+    #: restarting server: it is retried only a few times, and a read timeout not at all.
+    reached: bool = field(default=False, compare=False)
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -95,13 +98,15 @@ class Kube:
         while True:
             kw["_request_timeout"] = self.timeout_for(action, cap)
             try:
-                return fn(*args, **kw)
+                result = fn(*args, **kw)
+                self.reached = True
+                return result
             except Exception as e:
                 attempt += 1
-                if not retryable(e, idempotent=idempotent):
+                if not retryable(e, idempotent=idempotent and (self.reached or not _timed_out(e))):
                     raise
                 left = self.time_left()
-                if left is None and attempt >= DEFAULT_ATTEMPTS:
+                if (left is None or not self.reached) and attempt >= DEFAULT_ATTEMPTS:
                     raise
                 pause = min(delay * (0.5 + random.random()), BACKOFF_MAX)
                 if left is not None and left <= pause + 0.05:
@@ -371,6 +376,13 @@ def connect_in_cluster(request_timeout: float = 30.0) -> Kube:
     return Kube(client.ApiClient(configuration=cfg), ns, None, cfg.host, request_timeout)
 
 
+def _timed_out(e: BaseException) -> bool:
+    import urllib3
+
+    inner = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason else e
+    return isinstance(inner, (urllib3.exceptions.ReadTimeoutError, TimeoutError))
+
+
 def retryable(e: BaseException, *, idempotent: bool) -> bool:
     """Whether a failed request may succeed when sent again: the server restarting, overloaded or rate
     limiting. A request that may have been processed (the connection broke after it was sent, a 5xx) is
@@ -436,8 +448,9 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
     import urllib3
 
     inner = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
-    if isinstance(inner, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError,
-                          TimeoutError)):
+    refused = isinstance(inner, urllib3.exceptions.NewConnectionError)  # a ConnectTimeoutError subclass in urllib3 2
+    if not refused and isinstance(inner, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError,
+                                          TimeoutError)):
         where = f" at {server}" if server else ""
         return Unavailable(f"{action}: the API server{where} did not answer in time ({_one_line(inner)})",
                            hint="check that the context points at a running cluster; raise --request-timeout "

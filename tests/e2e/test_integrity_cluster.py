@@ -161,6 +161,9 @@ def test_snapshot_names_this_run_and_node_and_the_agent_reads_nothing_cluster_wi
     assert not may("get", "nodes", name=node) and not may("list", "nodes")
     assert not may("list", "clusterpolicies", group="nvidia.com")
     assert not may("get", "configmaps", namespace, name="kube-root-ca.crt")
+    assert not may("get", "secrets", namespace) and not may("list", "secrets")
+    assert may("patch", "configmaps", namespace, name=next(
+        c.metadata.name for c in core.list_namespaced_config_map(namespace, label_selector=MANAGED).items))
     rbac = client.RbacAuthorizationV1Api(api_client)
     assert rbac.list_cluster_role(label_selector=MANAGED).items == []
     assert rbac.list_cluster_role_binding(label_selector=MANAGED).items == []

@@ -80,6 +80,30 @@ def test_refused_connections_and_503_are_retried_until_they_succeed() -> None:
     assert len(fn.calls) == 4 and k.retries_done == 3
 
 
+def test_a_server_never_reached_fails_fast_and_a_reached_one_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong kubeconfig (nothing listens) must not take the whole --timeout to be reported; a server that
+    answered before and now refuses connections is restarting, and is waited for within the deadline."""
+    def refused() -> Exception:
+        return urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+
+    import kubectl_aicr.kube as kube_module
+
+    monkeypatch.setattr(kube_module, "BACKOFF_MAX", 0.05)  # the same schedule, compressed
+    fn = _failing([refused() for _ in range(20)])
+    with pytest.raises(urllib3.exceptions.NewConnectionError):
+        kube(deadline=time.monotonic() + 300).request(fn, action="x")
+    assert len(fn.calls) == 4
+    timeout = urllib3.exceptions.ReadTimeoutError(None, "/api", "Read timed out.")  # type: ignore[arg-type]
+    fn = _failing([timeout])
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        kube(deadline=time.monotonic() + 300).request(fn, action="x")
+    assert len(fn.calls) == 1
+    k = kube(deadline=time.monotonic() + 300)
+    k.reached = True
+    fn = _failing([refused() for _ in range(6)] + [timeout])
+    assert k.request(fn, action="x") == "ok" and len(fn.calls) == 8
+
+
 def test_ambiguous_failures_are_not_retried_for_creates() -> None:
     reset = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
     assert retryable(reset, idempotent=True) and not retryable(reset, idempotent=False)
@@ -104,6 +128,8 @@ def test_a_read_timeout_is_one_clear_unavailable_line() -> None:
     e = urllib3.exceptions.ReadTimeoutError(None, "/api", "Read timed out.")  # type: ignore[arg-type]
     err = api_error(e, action="reading namespace 'x'", server="https://10.0.0.1")
     assert isinstance(err, Unavailable) and "did not answer in time" in str(err) and "\n" not in str(err)
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    assert "cannot reach the cluster at https://10.0.0.1" in str(api_error(refused, action="x", server="https://10.0.0.1"))
 
 
 def test_cleanup_keeps_part_of_the_timeout() -> None:
