@@ -395,3 +395,35 @@ def test_impersonation_and_token_flags(cluster: TestCluster, namespace: str, api
     r = run_cli(cfg_path, "validate", src, "--user", "no-such-user")
     assert r.returncode == 3 and "--user 'no-such-user'" in r.stderr
     core.delete_namespaced_config_map("base", namespace)
+
+
+# ------------------------------------------------------------------ item 7: collectable after SIGKILL
+
+
+def test_everything_is_collectable_after_sigkill(cluster: TestCluster, namespace: str, own_node: Any,
+                                                 api_client: client.ApiClient,
+                                                 no_leftovers: Callable[[], list[str]]) -> None:
+    _local_only(cluster)
+    kubelet, node = own_node
+    _agent_override(kubelet, node, "exec sleep 300\n")
+    p = _snap(cluster, namespace, node)
+    assert p.stderr is not None
+    seen = ""
+    end = time.monotonic() + patience(30)
+    while "Running on" not in seen and time.monotonic() < end:
+        seen += p.stderr.readline()
+    assert "Running on" in seen, seen
+    p.kill()  # no cleanup runs
+    p.communicate()
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    assert rbac.list_cluster_role(label_selector=MANAGED).items == []
+    assert rbac.list_cluster_role_binding(label_selector=MANAGED).items == []
+    # What the Job's TTL (or activeDeadlineSeconds) controller does later, done now: the garbage collector
+    # takes every other object with it, because each is owned by the Job.
+    batch = client.BatchV1Api(api_client)
+    (job,) = batch.list_namespaced_job(namespace, label_selector=MANAGED).items
+    batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Background")
+    end = time.monotonic() + patience(30)
+    while no_leftovers() and time.monotonic() < end:
+        time.sleep(0.3)
+    assert no_leftovers() == []
