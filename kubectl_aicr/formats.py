@@ -197,7 +197,7 @@ _ACCELERATORS: tuple[tuple[str, str], ...] = (
     ("gb300", "gb300"), ("gb200", "gb200"), ("b300", "b300"), ("b200", "b200"), ("h200", "h200"),
     ("h100", "h100"), ("a100", "a100"), ("l40s", "l40s"), ("l40", "l40"), ("rtx pro 6000", "rtx-pro-6000"),
 )
-_SKU_TOKEN = re.compile(r"\b([a-z]{1,3}\d{2,4}[a-z]?)\b")
+_SKU_TOKEN = re.compile(r"\b(?!hbm|gddr)([a-z]{1,3}\d{1,4}[a-z]?)\b")
 _OS_KINDS = {"ubuntu": "ubuntu", "rhel": "rhel", "redhat": "rhel", "cos": "cos", "amzn": "amazonlinux",
              "amazonlinux": "amazonlinux", "al2": "amazonlinux", "al2023": "amazonlinux", "ol": "ol", "talos": "talos"}
 _PROVIDERS = {"aws": "eks", "gce": "gke", "azure": "aks", "oci": "oke"}
