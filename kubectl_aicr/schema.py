@@ -1,4 +1,5 @@
-"""The Snapshot JSON Schema (Draft 2020-12) shipped in this package, and validation against it.
+"""The Snapshot JSON Schemas (Draft 2020-12) shipped in this package, one per apiVersion
+(:data:`kubectl_aicr.formats.SCHEMA_FILES`), and validation against the one a document names.
 
 Every snapshot the CLI reads or writes goes through :func:`validate` (or :func:`problems`), which reports every
 error with its JSON path, plus the few rules a JSON Schema cannot express (unique measurement types and
