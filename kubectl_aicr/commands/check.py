@@ -7,6 +7,7 @@ jsonschema before a snapshot is read (``check --help`` stays fast).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import sys
 from typing import Any, Optional, Sequence
 
@@ -106,6 +107,22 @@ def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: 
     A violation a valid waiver covers is reported as an accepted deviation; an expired waiver fails the check and
     says so; a waiver that covers nothing is reported as stale.
     """
+    # A fleet's snapshots are millions of small acyclic objects, kept until exit: the cycle collector would scan them
+    # again and again (40% of the time for 1,000 nodes) and find nothing to free. Put back afterwards (tests run
+    # commands in one process).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _check(ctx, inputs, policy_path, fmt, output_file, fail_on, date_text, exit_zero,
+               {"kubeconfig": kubeconfig, "context": context, "namespace": namespace,
+                "request_timeout": request_timeout})
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _check(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
+           fail_on: str, date_text: Optional[str], exit_zero: bool, kube: dict[str, Any]) -> None:
     from kubectl_aicr.policy.engine import check
     from kubectl_aicr.policy.model import load_policy
     from kubectl_aicr.reports import check_report
@@ -114,7 +131,6 @@ def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: 
     if output_file:
         snapshot_io.check_writable(snapshot_io.FilePath(output_file))
     policy = load_policy(policy_path)
-    kube = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace, "request_timeout": request_timeout}
     docs = load_inputs(inputs, kube)
     snaps, failures = node_snapshots(docs)
     if not snaps and not failures:

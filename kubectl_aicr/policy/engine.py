@@ -166,6 +166,8 @@ class _Compiled:
     key_re: Optional[Pattern[str]]
     literal_keys: tuple[str, ...]
     except_re: Optional[Pattern[str]]
+    #: (type, subtype, the subtype's keys) -> the keys the globs pick: nodes of a fleet mostly share their key sets
+    picked: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rule: Rule) -> "_Compiled":
@@ -199,26 +201,35 @@ def _subtypes(c: _Compiled, idx: Index) -> Iterable[tuple[str, str]]:
 
 
 def _find(c: _Compiled, node: Node, hidden: KeyFilter) -> _Found:
-    found = _Found([], [], 0)
-    for t, s in _subtypes(c, node.index):
-        sub = node.index[t][s]
-        found.subtypes += 1
-        if sub.status != STATUS_OK:
-            found.unavailable.append((t, s, sub.reason, sub.status))
+    idx = node.index
+    if c.type_re is None and c.sub_re is None:  # the common case: one named subtype
+        sub = idx.get(c.rule.type, {}).get(c.rule.subtype)
+        pairs: Sequence[tuple[str, str, Any]] = () if sub is None else ((c.rule.type, c.rule.subtype, sub),)
+    else:
+        pairs = [(t, s, idx[t][s]) for t, s in _subtypes(c, idx)]
+    readings: list[tuple[str, str, str, Scalar]] = []
+    unavailable: list[tuple[str, str, Optional[str], str]] = []
+    for t, s, sub in pairs:
+        status = sub.context.get("status")
+        if status and status != STATUS_OK:
+            unavailable.append((t, s, sub.reason, str(status)))
         data = sub.data
-        seen: set[str] = set()
-        for k in c.literal_keys:
-            if k in data and k not in seen:
-                seen.add(k)
-                found.readings.append((t, s, k, data[k]))
+        if c.literal_keys:
+            readings.extend((t, s, k, data[k]) for k in c.literal_keys if k in data)
         if c.key_re is not None:
-            for k, v in data.items():
-                if k in seen or not c.key_re.match(k) or hidden.hides_key(t, s, k):
-                    continue
-                if c.except_re is not None and c.except_re.match(k):
-                    continue
-                found.readings.append((t, s, k, v))
-    return found
+            names = tuple(data)
+            picked = c.picked.get((t, s, names))
+            if picked is None:
+                picked = c.picked[(t, s, names)] = _pick(c, t, s, names, hidden)
+            readings.extend((t, s, k, data[k]) for k in picked)
+    return _Found(readings, unavailable, len(pairs))
+
+
+def _pick(c: _Compiled, t: str, s: str, names: tuple[str, ...], hidden: KeyFilter) -> tuple[str, ...]:
+    assert c.key_re is not None
+    literal = set(c.literal_keys)
+    return tuple(k for k in names if k not in literal and c.key_re.match(k) and not hidden.hides_key(t, s, k)
+                 and (c.except_re is None or not c.except_re.match(k)))
 
 
 # ============================================================================ operators
@@ -315,22 +326,26 @@ def _node_case(rule: Rule, found: _Found, node: str) -> Case:
 def _sameness(rule: Rule, cases: list[Case], founds: list[_Found]) -> None:
     """``same-on-every-node``: per key, the value most nodes have (ties: the smallest text) is the fleet's; every
     node with another value, or without the key, breaks the rule."""
-    per_path: dict[str, dict[int, Scalar]] = {}
+    per_path: dict[str, dict[int, str]] = {}
+    raw: dict[tuple[str, int], Scalar] = {}
     for i, f in enumerate(founds):
         for t, s, k, v in f.readings:
-            per_path.setdefault(f"{t}/{s}/{k}", {})[i] = v
+            path = f"{t}/{s}/{k}"
+            text = canonical(v)
+            per_path.setdefault(path, {})[i] = text
+            raw[(path, i)] = v
     n = len(cases)
     for path, by_node in per_path.items():
-        counts = Counter(canonical(v) for v in by_node.values())
-        if len(counts) == 1 and len(by_node) == n:
+        if len(by_node) == n and len(set(by_node.values())) == 1:
             continue
+        counts = Counter(by_node.values())
         common, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         for i in range(n):
             if i not in by_node:
                 cases[i].violations.append(Violation(path, f"missing here; {common} on {count} of {n} nodes",
                                                      None, missing=True))
-            elif canonical(by_node[i]) != common:
-                v = by_node[i]
+            elif by_node[i] != common:
+                v = raw[(path, i)]
                 cases[i].violations.append(Violation(path, f"{_fmt(v)} here; {common} on {count} of {n} nodes", v))
 
 
@@ -372,8 +387,10 @@ def check(policy: Policy, snapshots: Sequence[Mapping[str, Any]], *, today: dt.d
     nodes = node_views(snapshots, names)
     hidden = KeyFilter(DiffOptions(ignore_identity=True))
     cases: list[Case] = []
+    in_scope = [n for n in nodes if policy.nodes.selects(n.name, n.labels)]
     for rule in policy.rules:
-        selected = [n for n in nodes if policy.nodes.selects(n.name, n.labels) and rule.nodes.selects(n.name, n.labels)]
+        selected = ([n for n in in_scope if rule.nodes.selects(n.name, n.labels)]
+                    if rule.nodes.labels or rule.nodes.names else in_scope)
         where = f"{policy.source}: {rule.path} ({rule.id})"
         if not selected:
             if rule.optional or not nodes:
