@@ -17,7 +17,7 @@ A policy (YAML or JSON)::
       expect: {version: ">= 570.86, < 580"}              # equals, one-of, version, range {min, max}, regex,
                                                          # present, absent, same-on-every-node, values
     waivers:
-    - rule: gpu-driver
+    - rule: gpu-driver                                   # a rule id, or a glob of ids ('*')
       nodes: [gpu-node-07]                               # optional globs; keys: [TYPE/SUBTYPE/KEY globs]
       reason: canary for 575
       owner: gpu-platform@example.com

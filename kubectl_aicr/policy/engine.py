@@ -353,8 +353,8 @@ def _sameness(rule: Rule, cases: list[Case], founds: list[_Found]) -> None:
 
 def _apply_waivers(cases: list[Case], waivers: Sequence[Waiver], today: dt.date) -> list[WaiverUse]:
     by_rule: dict[str, list[Waiver]] = {}
-    for w in waivers:
-        by_rule.setdefault(w.rule, []).append(w)
+    for rid in {c.rule.id for c in cases}:
+        by_rule[rid] = [w for w in waivers if w.waives(rid)]
     matched = {w.index: 0 for w in waivers}
     for case in cases:
         ws = by_rule.get(case.rule.id)

@@ -155,6 +155,9 @@ class Waiver:
     def path(self) -> str:
         return f"waivers[{self.index}]"
 
+    def waives(self, rule_id: str) -> bool:
+        return fnmatch.fnmatchcase(rule_id, self.rule) if has_wildcard(self.rule) else rule_id == self.rule
+
     def covers(self, node: str, path: str) -> bool:
         if self.nodes and not any(fnmatch.fnmatchcase(node, n) for n in self.nodes):
             return False
@@ -361,7 +364,7 @@ def _waiver(doc: Any, index: int, rule_ids: set[str]) -> Waiver:
     where = f"waivers[{index}]"
     d = _only_fields(doc, where, _WAIVER, "a waiver: rule, nodes, keys, reason, owner, expires")
     rule = _str(d, "rule", where, required=True)
-    if rule not in rule_ids:
+    if not (any(fnmatch.fnmatchcase(r, rule) for r in rule_ids) if has_wildcard(rule) else rule in rule_ids):
         raise _Problem(f"{where}.rule", f"no rule has the id {_q(rule)}")
     reason = _str(d, "reason", where, required=True)
     owner = _str(d, "owner", where, required=True)

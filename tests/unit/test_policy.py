@@ -340,3 +340,14 @@ def test_shipped_schema_accepts_init_output_and_rejects_bad_policies() -> None:
                    policy(DRIVER, waivers=[{"rule": "driver", "owner": "o", "expires": "2026-12-31"}]),
                    policy(DRIVER, waivers=[{"rule": "driver", "reason": "r", "owner": "o"}])):
         assert list(v.iter_errors(_as_json(broken))) != []
+
+
+def test_waiver_rule_glob_covers_a_key_across_rules() -> None:
+    doc = policy(DRIVER, rule("frozen", "GPU", "smi", None, values={"driver": "570.86.15"}),
+                 waivers=[{"rule": "*", "nodes": ["gpu-node-07"], "keys": ["GPU/smi/driver"], "reason": "canary",
+                           "owner": "me", "expires": "2026-12-31"}])
+    r = run(doc, FLEET)
+    assert r.compliant and [c.status for c in r.cases if c.node == "gpu-node-07"] == [WAIVED, WAIVED]
+    assert r.waivers[0].matched == 2
+    bad_glob = policy(DRIVER, waivers=[{"rule": "gpu-*", "reason": "x", "owner": "me", "expires": "2026-12-31"}])
+    assert bad(bad_glob) == "policy.yaml: waivers[0].rule: no rule has the id 'gpu-*'"
