@@ -11,6 +11,7 @@ some node lacks: those are named in the header so a person decides.
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any, Mapping, Sequence
 
 from kubectl_aicr.diff import CLUSTER_WIDE, STATUS_OK, DiffOptions, KeyFilter, canonical, fleet_options, type_sort_key
@@ -56,7 +57,7 @@ def build_policy(snapshots: Sequence[Mapping[str, Any]], *, name: str = "baselin
         have = [x for x in subs if x is not None]
         bad = [x for x in have if x.status != STATUS_OK]
         if bad:
-            not_ok.append(f"{t}/{s} ({bad[0].status}" + (f": {bad[0].reason})" if bad[0].reason else ")"))
+            not_ok.append(f"{t}/{s} ({bad[0].status})")
             continue
         if len(have) < len(nodes):
             partial.append(f"{t}/{s} (on {len(have)} of {len(nodes)} nodes)")
@@ -110,4 +111,6 @@ def policy_text(doc: Mapping[str, Any], notes: Sequence[str], source: str) -> st
             *notes]
     body = yaml.dump(dict(doc), Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
                      width=1 << 16)
-    return "".join(f"# {safe_text(line)}\n" for line in head) + body
+    wrapped = [w for line in head for w in textwrap.wrap(safe_text(line), 116, break_on_hyphens=False,
+                                                           break_long_words=False) or [""]]
+    return "".join(f"# {line}\n" for line in wrapped) + body

@@ -304,8 +304,10 @@ def test_init_from_a_snapshot_freezes_values_and_leaves_out_volatile_identity_cl
 def test_init_from_a_fleet_adds_sameness_and_leaves_out_what_differs() -> None:
     doc, notes = build_policy(FLEET)
     text = policy_text(doc, notes, "fleet-20.yaml")
+    header = " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
     assert "readings that differ between nodes (not frozen; excepted from sameness): GPU/smi/driver, " \
-           "K8s/labels/pool." in text
+           "K8s/labels/pool." in header
+    assert all(len(line) <= 118 for line in text.splitlines() if line.startswith("#"))
     p = parse_policy_text(text.encode(), "init.yaml")
     assert any(r.expect.same for r in p.rules)
     assert check(p, FLEET, today=TODAY).compliant
