@@ -32,7 +32,8 @@ __all__ = [
     "describe_failure",
 ]
 
-#: Environment handed to every child: enough to find binaries and get stable, untranslated output.
+#: Environment handed to every child: enough to find binaries and get stable, untranslated output (plus
+#: SYSTEMD_IGNORE_CHROOT, see SubprocessRunner).
 #: Nothing from the caller's environment (proxies, tokens, KUBECONFIG...) reaches a child.
 _CHILD_ENV_KEEP = ("PATH",)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -94,6 +95,10 @@ class SubprocessRunner:
             env = {k: os.environ[k] for k in _CHILD_ENV_KEEP if k in os.environ}
             env.setdefault("PATH", _DEFAULT_PATH)
             env["LC_ALL"] = "C"
+            # In the agent container systemctl sees a root that is not PID 1's, decides it runs in a chroot and
+            # ignores 'show' (exit 0, no output): every unit would read as missing. The host's systemd is
+            # reachable through the mounted /run/systemd; this tells systemctl to use it.
+            env["SYSTEMD_IGNORE_CHROOT"] = "1"
         self._env = dict(env)
 
     def __call__(self, argv: Sequence[str], timeout: float) -> CommandResult:

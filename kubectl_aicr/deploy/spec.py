@@ -199,7 +199,10 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
             ],
         }],
         "volumes": [
-            {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "Directory"}},
+            # DirectoryOrCreate, not Directory: a node without systemd (Talos, COS, Bottlerocket) has no
+            # /run/systemd, and "Directory" would keep the pod in ContainerCreating (FailedMount) for ever; an
+            # empty directory lets it start and the collector reports systemd as unavailable with the reason.
+            {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "DirectoryOrCreate"}},
             {"name": "host-os-release", "hostPath": {"path": "/etc/os-release", "type": "File"}},
         ],
     }

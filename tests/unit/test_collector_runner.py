@@ -86,6 +86,13 @@ def test_child_environment_carries_no_secrets(monkeypatch: pytest.MonkeyPatch) -
     assert '"LC_ALL": "C"' in res.stdout
 
 
+def test_children_get_systemds_chroot_override() -> None:
+    """In a container, systemctl thinks it runs in a chroot (its root is not PID 1's) and ignores 'show',
+    exiting 0 with nothing: seen on a real kubelet. SYSTEMD_IGNORE_CHROOT=1 makes it ask the mounted bus."""
+    res = SubprocessRunner()([PY, "-c", "import os; print(os.environ.get('SYSTEMD_IGNORE_CHROOT'))"], 10)
+    assert res.stdout.strip() == "1"
+
+
 def test_describe_failure_prefers_stderr_then_stdout() -> None:
     assert describe_failure(CommandResult(9, "NVIDIA-SMI has failed because...\n", "", 0.1)) == (
         "exit status 9: NVIDIA-SMI has failed because..."
