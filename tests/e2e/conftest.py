@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane.patience import patience
 
@@ -24,16 +27,39 @@ def cli_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _as_from_a_terminal() -> None:
+    """``preexec_fn``: Ctrl-C and SIGTERM act as in an interactive shell. A test run started in the background
+    by a non-interactive shell (``cmd &``, as a CI runner may) inherits SIGINT ignored, and a child that starts
+    with SIGINT ignored rightly keeps ignoring it (POSIX; Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_cli(kubeconfig: Path, *args: str, timeout: float = patience(60), stdin: bytes | None = None,
             **env: str) -> subprocess.CompletedProcess[str]:
     """``kubectl aicr ARGS`` as a subprocess (the real entry point, exit code and stderr)."""
     return subprocess.run([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO, env=cli_env(kubeconfig, **env),
-                          input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=timeout)
+                          input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=_as_from_a_terminal)
 
 
 def popen_cli(kubeconfig: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO, env=cli_env(kubeconfig),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The CLI running in the background; SIGABRT makes it print every thread's stack (see :func:`stuck_report`)."""
+    return subprocess.Popen([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO,
+                            env=cli_env(kubeconfig, PYTHONFAULTHANDLER="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
+
+
+def stuck_report(p: subprocess.Popen[str]) -> str:
+    """End a CLI that did not exit in time and return its stderr, with the stack of every thread at that moment
+    (faulthandler, enabled by :func:`popen_cli`), so a failure says where it hung."""
+    p.send_signal(signal.SIGABRT)
+    try:
+        _, err = p.communicate(timeout=patience(5))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    return err
 
 
 def leftovers(api: client.ApiClient) -> list[str]:
@@ -60,7 +86,36 @@ def no_leftovers(api_client: client.ApiClient) -> Iterator[Callable[[], list[str
     assert before == [], f"objects left by an earlier test: {before}"
     yield lambda: leftovers(api_client)
     after = leftovers(api_client)
+    if after:
+        _sweep(api_client)  # report this test's leak once; the next test starts clean
     assert after == [], f"the run left objects behind: {after}"
+
+
+def _sweep(api: client.ApiClient) -> None:
+    """Delete every object a run left behind (by the run-id label), so one failure does not fail the tests after."""
+    core, batch, rbac = client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api)
+    kinds: list[tuple[Callable[..., Any], Callable[..., Any], dict[str, Any]]] = [
+        (batch.list_job_for_all_namespaces, batch.delete_namespaced_job, {"propagation_policy": "Background"}),
+        (core.list_pod_for_all_namespaces, core.delete_namespaced_pod, {"grace_period_seconds": 0}),
+        (core.list_service_account_for_all_namespaces, core.delete_namespaced_service_account, {}),
+        (core.list_config_map_for_all_namespaces, core.delete_namespaced_config_map, {}),
+        (rbac.list_role_for_all_namespaces, rbac.delete_namespaced_role, {}),
+        (rbac.list_role_binding_for_all_namespaces, rbac.delete_namespaced_role_binding, {}),
+        (rbac.list_cluster_role, rbac.delete_cluster_role, {}),
+        (rbac.list_cluster_role_binding, rbac.delete_cluster_role_binding, {}),
+        (core.list_namespace, core.delete_namespace, {}),
+    ]
+    for lister, deleter, options in kinds:
+        for o in lister(label_selector=MANAGED).items:
+            where = (o.metadata.namespace,) if o.metadata.namespace else ()
+            try:
+                deleter(o.metadata.name, *where, **options)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+    deadline = time.monotonic() + patience(15)
+    while leftovers(api) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def measurement(doc: dict[str, Any], mtype: str, subtype: str) -> dict[str, Any]:

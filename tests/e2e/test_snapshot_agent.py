@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +22,7 @@ from tests.controlplane.files import write_atomic
 from tests.controlplane.nodes import GPU_TAINT, H100_XML, gpu_node
 from tests.controlplane.patience import LONG_CLI_TIMEOUT, patience
 from tests.controlplane.testkit import TestCluster, unique
-from tests.e2e.conftest import measurement, popen_cli, run_cli
+from tests.e2e.conftest import measurement, popen_cli, run_cli, stuck_report
 
 pytestmark = pytest.mark.controlplane
 DEFAULT_GPU_NODES = {"gpu-h100-1", "gpu-h100-2", "gpu-b200-1", "gpu-h100-tainted"}
@@ -195,7 +196,10 @@ def test_signal_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_nod
         seen += line
     assert "Running on" in seen, seen
     p.send_signal(sig)
-    _, err = p.communicate(timeout=patience(15))
+    try:
+        _, err = p.communicate(timeout=patience(15))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the CLI did not exit within {patience(15):.0f}s of {sig.name}:\n{seen}{stuck_report(p)}")
     assert p.returncode == 130, seen + err
     assert "interrupted" in err
 
