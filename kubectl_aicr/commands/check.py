@@ -128,6 +128,8 @@ def _check(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: s
     from kubectl_aicr.reports import check_report
 
     today = _date(date_text)
+    if policy_path == "-" and any(i.strip() in ("", "-") for i in inputs):
+        raise InvalidInput("--policy - and an input '-' would both read standard input; give one of them as a file")
     if output_file:
         snapshot_io.check_writable(snapshot_io.FilePath(output_file))
     policy = load_policy(policy_path)

@@ -143,6 +143,13 @@ def test_stdin_and_several_inputs(policy: Path) -> None:
     assert "gpu-node-01#2: GPU/smi/driver: 575.51.03" in r.out
 
 
+def test_policy_from_stdin(policy: Path) -> None:
+    r = run("check", "--policy", "-", A, stdin=policy.read_bytes())
+    assert r.code == 0 and r.out.startswith("policy: - (h100-training)\n")
+    r = run("check", "--policy", "-", "-", stdin=policy.read_bytes())
+    assert r.code == 2 and "would both read standard input" in one_error_line(r)
+
+
 # ============================================================================ errors: exit 2, one line
 
 @pytest.mark.parametrize("text, expected", [
