@@ -45,8 +45,8 @@ DEFAULT_WRITE = V1ALPHA1
 #: The schema file (package data, under ``kubectl_aicr/``) each version is checked against.
 SCHEMA_FILES: dict[str, str] = {
     V1ALPHA1: "schema/snapshot.schema.json",
-    V1ALPHA2: "schema/snapshot-aicr.run-v1alpha2.schema.json",
-    V1: "schema/snapshot-aicr.run-v1.schema.json",
+    V1ALPHA2: "schema/snapshot-aicr.run.schema.json",  # the same shape renamed: see schema.schema_text
+    V1: "schema/snapshot-aicr.run.schema.json",
 }
 #: The versions that carry ``fingerprint`` and ``items``.
 NEWER = (V1ALPHA2, V1)

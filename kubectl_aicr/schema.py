@@ -25,9 +25,21 @@ MAX_PROBLEMS = 100
 
 
 def schema_text(api_version: str = formats.V1ALPHA1) -> str:
-    """The schema document of ``api_version`` (one of :data:`formats.SUPPORTED`) exactly as shipped."""
+    """The schema document of ``api_version`` (one of :data:`formats.SUPPORTED`).
+
+    v1alpha1 and v1 are the files exactly as shipped. aicr.run/v1alpha2 is aicr.run/v1 under its earlier name
+    (the original's ADR-013 renamed the group and nothing else), so its schema is the v1 file with the name set
+    in ``$defs.apiVersion``, ``$id`` and ``title``: one file to keep right, two exact schemas."""
     path = formats.SCHEMA_FILES[api_version]
-    return resources.files("kubectl_aicr").joinpath(path).read_text(encoding="utf-8")
+    text = resources.files("kubectl_aicr").joinpath(path).read_text(encoding="utf-8")
+    shipped_as = json.loads(text)["$defs"]["apiVersion"].get("const", api_version)
+    if shipped_as == api_version:
+        return text
+    doc = json.loads(text)
+    doc["$defs"]["apiVersion"]["const"] = api_version
+    doc["$id"] = doc["$id"].replace(shipped_as.replace("/", "-"), api_version.replace("/", "-"))
+    doc["title"] = doc["title"].replace(shipped_as, api_version)
+    return json.dumps(doc, indent=2) + "\n"
 
 
 @functools.lru_cache(maxsize=len(formats.SUPPORTED))

@@ -87,7 +87,7 @@ def test_validate_says_which_version_it_validated() -> None:
         assert code == 0 and out.rstrip().endswith(text), out
 
 
-def test_each_version_has_its_own_schema_file() -> None:
+def test_each_version_has_its_own_exact_schema() -> None:
     ids = {schema(api)["$id"] for api in formats.SUPPORTED}
     assert len(ids) == 3
     assert schema(formats.V1)["$defs"]["apiVersion"] == {"const": formats.V1}
@@ -100,6 +100,13 @@ def test_each_version_has_its_own_schema_file() -> None:
             d.pop(k)
         d["$defs"] = {**d["$defs"], "apiVersion": None}
     assert a2 == v1
+    # Derived from one file, still exact: each refuses a document that names the other.
+    from jsonschema import Draft202012Validator
+
+    v1_doc = snapshot_io.parse_document((SNAPSHOTS / "aicr-run-v1" / "gpu-h100-0.yaml").read_bytes(), source="v1")
+    assert list(Draft202012Validator(schema(formats.V1)).iter_errors(v1_doc)) == []
+    errors = [e.message for e in Draft202012Validator(schema(formats.V1ALPHA2)).iter_errors(v1_doc)]
+    assert errors and all("aicr.run/v1alpha2" in m for m in errors), errors
 
 
 def _sub(doc: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
