@@ -62,10 +62,14 @@ def load_inputs(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str,
 
 
 def node_snapshots(docs: Sequence[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every node snapshot of the inputs (a SnapshotList's items, or the snapshot itself), and the list failures."""
+    """Every node snapshot of the inputs (a SnapshotList's items, or the snapshot itself), and the list failures.
+    Snapshots of every supported apiVersion are read in the one shape policies address (:func:`formats.normalise`)."""
+    from kubectl_aicr import formats
+
     snaps: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
-    for _, doc in docs:
+    for _, raw in docs:
+        doc = formats.normalise(raw)
         if doc.get("kind") == LIST_KIND:
             snaps.extend(doc.get("items") or [])
             failures.extend(doc.get("failures") or [])

@@ -171,6 +171,9 @@ class _Compiled:
 
     @classmethod
     def of(cls, rule: Rule) -> "_Compiled":
+        if rule.expect.values is not None:  # values names its keys exactly ('[0000:9a:00.0].numaNode' is no glob)
+            return cls(rule, _matcher(rule.type) if has_wildcard(rule.type) else None,
+                       _matcher(rule.subtype) if has_wildcard(rule.subtype) else None, None, rule.keys, None)
         globbed = [k for k in rule.keys if has_wildcard(k)]
         key_re = re.compile("|".join(f"(?:{fnmatch.translate(k)})" for k in globbed)) if globbed else None
         exc = (re.compile("|".join(f"(?:{fnmatch.translate(k)})" for k in rule.except_keys))

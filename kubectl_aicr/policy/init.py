@@ -22,6 +22,11 @@ from kubectl_aicr.policy.model import API_VERSION, KIND
 MAX_LISTED = 40
 
 
+def _literal_glob(key: str) -> str:
+    """A glob that matches exactly ``key`` (``*``, ``?`` and ``[`` bracketed)."""
+    return re.sub(r"([*?\[])", r"[\1]", key)
+
+
 def _rule_id(type_: str, subtype: str, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{type_}-{subtype}".lower()).strip("-._") or "rule"
     rid, n = base[:120], 2
@@ -81,7 +86,7 @@ def build_policy(snapshots: Sequence[Mapping[str, Any]], *, name: str = "baselin
         if fleet:
             same: dict[str, Any] = {"id": _rule_id(t, s + "-same", taken), "type": t, "subtype": s, "key": "*"}
             if differ:
-                same["except"] = differ
+                same["except"] = [_literal_glob(k) for k in differ]
             same["expect"] = {"same-on-every-node": True}
             rules.append(same)
     doc: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND,

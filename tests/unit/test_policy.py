@@ -353,3 +353,28 @@ def test_waiver_rule_glob_covers_a_key_across_rules() -> None:
     assert r.waivers[0].matched == 2
     bad_glob = policy(DRIVER, waivers=[{"rule": "gpu-*", "reason": "x", "owner": "me", "expires": "2026-12-31"}])
     assert bad(bad_glob) == "policy.yaml: waivers[0].rule: no rule has the id 'gpu-*'"
+
+
+@pytest.mark.parametrize("name", ["aicr-run-v1/gpu-h100-0.yaml", "aicr-run-v1alpha2/gpu-h100-0.yaml",
+                                  "cross-tool/original-v0.11.1.yaml"])
+def test_init_and_check_snapshots_of_every_api_version(name: str) -> None:
+    # Read as the CLI reads them (formats.normalise): v1 topology keys such as '[0000:9a:00.0].numaNode' hold a
+    # '[' and are still matched exactly.
+    from kubectl_aicr import formats
+
+    snap = formats.normalise(load(name))
+    doc, notes = build_policy([snap])
+    p = parse_policy_text(policy_text(doc, notes, name).encode(), "init.yaml")
+    r = check(p, [snap], today=TODAY)
+    assert r.compliant, [v for c in r.cases for v in c.violations][:3]
+
+
+def test_init_excepts_differing_keys_that_look_like_globs() -> None:
+    fleet = copy.deepcopy(FLEET[:3])
+    for i, s in enumerate(fleet):
+        s["measurements"][1]["subtypes"][1]["data"]["[0000:9a:00.0].numaNode"] = str(i)
+    doc, notes = build_policy(fleet)
+    same = next(r for r in doc["rules"] if r["id"] == "os-sysctl-same")
+    assert same["except"] == ["[[]0000:9a:00.0].numaNode"]
+    p = parse_policy_text(policy_text(doc, notes, "x").encode(), "init.yaml")
+    assert check(p, fleet, today=TODAY).compliant
