@@ -390,6 +390,10 @@ def retryable(e: BaseException, *, idempotent: bool) -> bool:
     status = getattr(e, "status", None)
     if isinstance(status, int) and status in TRANSIENT_STATUSES:
         return idempotent or status == 429
+    if status == 0 and str(getattr(e, "reason", "")).startswith("SSLError"):
+        # The client turns urllib3's SSLError into ApiException(status=0): a TLS connection cut mid-handshake
+        # (the server restarting) is transient; a certificate that does not verify is not.
+        return idempotent and "CERTIFICATE_VERIFY_FAILED" not in str(e.reason)  # type: ignore[attr-defined]
     import urllib3
 
     if isinstance(e, urllib3.exceptions.MaxRetryError):

@@ -111,6 +111,10 @@ def test_ambiguous_failures_are_not_retried_for_creates() -> None:
     assert not retryable(ApiException(status=500), idempotent=False)
     assert not retryable(ApiException(status=404), idempotent=True)
     assert not retryable(ApiException(status=409), idempotent=True)
+    # The client wraps urllib3's SSLError as status 0: a handshake cut by a restart is transient, a bad cert not.
+    assert retryable(ApiException(status=0, reason="SSLError\nEOF occurred in violation of protocol"), idempotent=True)
+    assert not retryable(ApiException(status=0, reason="SSLError\n[SSL: CERTIFICATE_VERIFY_FAILED] ..."),
+                         idempotent=True)
     fn = _failing([reset])
     with pytest.raises(urllib3.exceptions.ProtocolError):
         kube(deadline=time.monotonic() + 30).request(fn, action="x", idempotent=False)
