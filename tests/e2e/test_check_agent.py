@@ -5,6 +5,7 @@ waiver that turns it into an accepted deviation (exit 0)."""
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
@@ -60,6 +61,9 @@ def test_policy_init_then_a_driver_downgrade_fails_and_a_waiver_accepts_it(
     xml = tmp_path / "old-driver.xml"
     xml.write_text(H100_XML.read_text().replace("<driver_version>570.86.15</driver_version>",
                                                 f"<driver_version>{OLD_DRIVER}</driver_version>"))
+    nvlink = H100_XML.with_suffix(".nvlink-s.txt")  # the fake nvidia-smi serves 'nvlink -s' from the XML's sibling
+    if nvlink.is_file():
+        shutil.copyfile(nvlink, xml.with_suffix(".nvlink-s.txt"))
     kubelet.set_nvidia_smi(node, xml)
     capture(f"cm://{namespace}/after")
     report = tmp_path / "check.xml"
