@@ -295,6 +295,19 @@ class Deployer:
             return None  # events are a nicety; the timeout will still report the state
         return wait.creation_failure(_to_dict(k, e) for e in evs.items)
 
+    def _pod_problem(self, run: RunSpec, pod: str) -> str | None:
+        """A permanent start failure the kubelet reports only as an event on the pod (see wait.start_failure)."""
+        k = self.kube
+        try:
+            evs = k.request(k.core.list_namespaced_event, run.namespace,
+                            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+                            action="reading the agent pod's events", cap=10)
+        except AicrError:
+            raise
+        except Exception:
+            return None  # events are a nicety; the timeout will still report the state
+        return wait.start_failure(_to_dict(k, e) for e in evs.items)
+
     def _node_gone(self, node: str) -> bool:
         """Whether ``node`` no longer exists (False when we may not tell)."""
         from kubernetes.client.exceptions import ApiException
@@ -436,6 +449,11 @@ class Deployer:
                 if j in bound and j not in results and self._node_gone(bound[j][1]):
                     fail(j, f"node {bound[j][1]} went away (deleted from the cluster) while the agent pod "
                             f"{bound[j][0]} was on it", "node", bound[j][0], bound[j][1])
+                    continue
+                if j in bound and j not in results and states.get(j, "").startswith("Pending on"):
+                    problem = self._pod_problem(run, bound[j][0])
+                    if problem:
+                        fail(j, problem, "pod", bound[j][0], bound[j][1])
             launch()
             if len(results) >= total:
                 break

@@ -112,6 +112,25 @@ def creation_failure(events: Iterable[Mapping[str, Any]]) -> str | None:
     return None
 
 
+#: FailedMount messages whose cause waiting cannot fix (the kubelet retries them for ever; other FailedMount
+#: events, e.g. a ConfigMap "not registered" yet, clear up by themselves).
+PERMANENT_MOUNT_FAILURES = ("hostPath type check failed",)
+
+
+def start_failure(events: Iterable[Mapping[str, Any]]) -> str | None:
+    """A kubelet event on a pod being started that will not clear up: a hostPath that can never be mounted as
+    asked (``FailedMount``). The real kubelet reports it only as an event: the pod just stays ContainerCreating."""
+    newest = None
+    for ev in events:
+        msg = ev.get("message") or ""
+        if ev.get("reason") == "FailedMount" and ev.get("type") == "Warning" and \
+                any(p in msg for p in PERMANENT_MOUNT_FAILURES):
+            newest = ev
+    if newest:
+        return f"FailedMount: the agent pod cannot start on this node: {newest.get('message')}"
+    return None
+
+
 def tolerates(tolerations: Iterable[Toleration], taint: Mapping[str, Any]) -> bool:
     effect = taint.get("effect")
     if effect == "PreferNoSchedule":
