@@ -15,7 +15,7 @@ import base64
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
@@ -23,6 +23,13 @@ from kubernetes.client.exceptions import ApiException
 POD_IP = "127.0.0.1"
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+_HOSTPATH_CHECKS: dict[str, tuple[Callable[[Path], bool], str]] = {
+    "Directory": (Path.is_dir, "directory"), "File": (Path.is_file, "file"),
+    "Socket": (Path.is_socket, "socket file"), "CharDevice": (Path.is_char_device, "character device"),
+    "BlockDevice": (Path.is_block_device, "block device")}
+"""hostPath ``type`` -> (check, what the kubelet's message calls it)."""
 
 
 class VolumeError(RuntimeError):
@@ -211,6 +218,9 @@ class VolumeBuilder:
             elif kind == "FileOrCreate" and not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()
+            elif kind in _HOSTPATH_CHECKS and not _HOSTPATH_CHECKS[kind][0](path):
+                # The real kubelet checks the type (following symlinks), not only existence, in these words.
+                raise VolumeError(f'hostPath type check failed: {path} is not a {_HOSTPATH_CHECKS[kind][1]}')
             elif not path.exists() and kind:
                 raise VolumeError(f'hostPath type check failed: {path} is not a {kind}')
             elif not path.exists():
