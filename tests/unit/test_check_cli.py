@@ -265,6 +265,15 @@ def test_diff_junit_and_markdown_summary() -> None:
     assert r.code == 1 and r.out.startswith("### kubectl aicr diff: drift")
 
 
+def test_diff_junit_across_tools_is_one_xml_document() -> None:
+    # Facts only one tool collects are listed after a text or markdown report; nothing may follow the XML.
+    ours, theirs = (str(SNAPSHOTS / "cross-tool" / n) for n in ("kubectl-aicr.yaml", "original-v0.11.1.yaml"))
+    r = run("diff", ours, theirs, "-o", "junit")
+    assert r.code in (0, 1) and ET.fromstring(r.out).tag == "testsuites"
+    md = run("diff", ours, theirs, "-o", "markdown-summary")
+    assert "#### Collected by one side only" in md.out
+
+
 # ============================================================================ startup: nothing heavy imported
 
 _PROBE = """\
