@@ -32,6 +32,7 @@ from kubectl_aicr.diff import (
     node_name,
     same_value,
 )
+from kubectl_aicr.diff_render import format_value
 from kubectl_aicr.policy.model import Expect, Policy, PolicyInvalid, Rule, Waiver, has_wildcard
 
 PASS = "pass"
@@ -249,8 +250,6 @@ def _as_number(v: Scalar) -> Optional[float]:
 
 
 def _fmt(v: Scalar) -> str:
-    from kubectl_aicr.diff_render import format_value
-
     return format_value(v)
 
 

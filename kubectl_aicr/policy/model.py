@@ -16,7 +16,8 @@ from typing import Any, Mapping, Optional, Pattern, Sequence
 
 import yaml
 
-from kubectl_aicr.diff import Scalar
+from kubectl_aicr.diff import Scalar, canonical
+from kubectl_aicr.diff_render import format_value
 from kubectl_aicr.errors import InvalidInput, safe_text
 from kubectl_aicr.policy.versions import VersionRange, parse_range
 
@@ -66,8 +67,6 @@ class NodeSelector:
 
 
 def _text(v: Scalar) -> str:
-    from kubectl_aicr.diff import canonical
-
     return canonical(v)
 
 
@@ -87,8 +86,6 @@ class Expect:
 
     def describe(self) -> str:
         """What is expected, for reports (``version >= 570.86``)."""
-        from kubectl_aicr.diff_render import format_value
-
         bits: list[str] = []
         if self.equals is not None:
             bits.append(f"equals {format_value(self.equals[0])}")
