@@ -73,7 +73,11 @@ SYSCTL_TIME_BUDGET = 5.0
 #: write-only triggers, secrets, per-CPU/per-interface fan-out.
 SYSCTL_EXCLUDE: tuple[str, ...] = (
     "dev/cdrom/",  # the original's exclusion (media state)
-    "kernel/random/",  # boot_id, uuid (new value per read), entropy counters
+    # kernel/random: the per-boot id, the per-read uuid and the entropy level go; the pool's settings
+    # (poolsize, urandom_min_reseed_secs, read/write_wakeup_threshold) are kept.
+    "kernel/random/boot_id",
+    "kernel/random/uuid",
+    "kernel/random/entropy_avail",
     "kernel/ns_last_pid",  # last PID handed out
     "kernel/pty/nr",  # ptys in use
     "kernel/hung_task_detect_count",  # counter

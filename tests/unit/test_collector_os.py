@@ -216,7 +216,9 @@ def test_sysctl_h100_exact() -> None:
 @pytest.mark.parametrize(
     "rel, excluded",
     [
-        ("kernel/random/boot_id", True), ("kernel/random/", True), ("kernel/ns_last_pid", True),
+        ("kernel/random/boot_id", True), ("kernel/random/uuid", True), ("kernel/random/entropy_avail", True),
+        ("kernel/random/", False), ("kernel/random/poolsize", False), ("kernel/random/write_wakeup_threshold", False),
+        ("kernel/random/urandom_min_reseed_secs", False), ("kernel/ns_last_pid", True),
         ("kernel/pty/nr", True), ("kernel/pty/max", False), ("fs/file-nr", True), ("fs/aio-max-nr", False),
         ("fs/aio-nr", True), ("fs/quota/lookups", True), ("fs/quota/warnings", False),
         ("net/ipv4/conf/eth0/rp_filter", True), ("net/ipv4/conf/eth0/", True), ("net/ipv4/conf/all/rp_filter", False),
@@ -355,7 +357,10 @@ def test_against_this_host() -> None:
     assert sysctl["/proc/sys/kernel/osrelease"] == platform.release()
     assert all(k.startswith("/proc/sys/") for k in sysctl)
     assert not any(sysctl_excluded(k[len("/proc/sys/"):]) for k in sysctl)
-    assert not any("/random/" in k or "/conf/lo/" in k for k in sysctl)
+    assert not any(k.endswith(("/random/uuid", "/random/boot_id", "/random/entropy_avail")) or "/conf/lo/" in k
+                   for k in sysctl)
+    if os.path.exists("/proc/sys/kernel/random/poolsize"):
+        assert "/proc/sys/kernel/random/poolsize" in sysctl  # a setting: kept
     assert 0 < len(sysctl) < 8000
     assert by["cpu"].data["logical-cpus"] == os.cpu_count()
     page = os.sysconf("SC_PAGE_SIZE")
@@ -368,3 +373,15 @@ def test_against_this_host() -> None:
         first = Path("/proc/modules").read_text().split("\n", 1)[0].split(" ", 1)[0]
         assert not first or by["kmod"].data[first] is True
 
+
+
+def test_kernel_random_keeps_its_settings_and_drops_counters_and_ids(tmp_path: Path) -> None:
+    rnd = tmp_path / "sys" / "kernel" / "random"
+    rnd.mkdir(parents=True)
+    for name, value in (("boot_id", "0c2b3f1e-5a6d-4e7f-8a9b-0c1d2e3f4a5b"), ("uuid", "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a"),
+                        ("entropy_avail", "256"), ("poolsize", "256"), ("urandom_min_reseed_secs", "60"),
+                        ("write_wakeup_threshold", "896")):
+        (rnd / name).write_text(value + "\n")
+    sub = collect_sysctl(str(tmp_path))
+    assert sub.data == {"/proc/sys/kernel/random/poolsize": 256, "/proc/sys/kernel/random/urandom_min_reseed_secs": 60,
+                        "/proc/sys/kernel/random/write_wakeup_threshold": 896}
