@@ -3,8 +3,8 @@
 Exit codes (documented in ``--help`` and the README):
 
 ====  ===============================================================================
-0     success; for ``diff``: no drift
-1     ``diff``: drift found
+0     success; for ``diff``: no drift; for ``check``: compliant
+1     ``diff``: drift found; ``check``: a policy rule is violated
 2     invalid input: bad flags, unreadable/invalid snapshot, schema violations
 3     not found: ConfigMap, kubeconfig context, or no node matches the selector
 4     forbidden: the Kubernetes user lacks a permission (named in the message)
@@ -36,8 +36,8 @@ BROKEN_PIPE = 141
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0    success (diff: no drift)
-  1    diff: drift found
+  0    success (diff: no drift; check: compliant)
+  1    diff: drift found; check: policy violated
   2    invalid input (flags, snapshot, schema)
   3    not found (ConfigMap, context, matching node)
   4    forbidden (missing Kubernetes permission)
