@@ -5,19 +5,26 @@ Each node has a directory ``<node_dir>`` with::
     bin/nvidia-smi      tiny sh wrapper: exec <python> fake_nvidia_smi.py --node-dir <node_dir> "$@"
     nvidia-smi.xml      what ``nvidia-smi -q -x`` prints (a copy of the node's fixture; tests may overwrite it)
     nvidia-smi.fail     if present: print "NVIDIA-SMI has failed ..." and exit 9, like a node whose driver is gone
+    nvidia-smi-nvlink.txt  what ``nvidia-smi nvlink -s`` prints: a copy of the fixture's sibling
+                        ``<name>.nvlink-s.txt`` when there is one (tests/fixtures/nvidia-smi/gpu.nvlink-s.txt: an
+                        8x H100 HGX board in the real layout, ``GPU i: <name> (UUID: ...)`` then ``\t Link n:
+                        26.562 GB/s`` or ``<inactive>``); without one, each GPU's header line and no links, as the
+                        real tool prints for GPUs without NVLink (PCIe boards)
 
 ``bin/`` is first on the PATH of the node's pods. :func:`install` sets a node up (or removes ``bin/nvidia-smi``
 for "no nvidia-smi at all"); the change applies to the next process that runs it.
 
 Supported invocations: ``-q -x`` (any spelling: ``-q``/``--query`` with ``-x``/``--xml-format``), ``-L``/
 ``--list-gpus``, ``--query-gpu=a,b --format=csv[,noheader][,nounits]`` for the fields in :data:`QUERY_FIELDS`,
-``--version``, and no arguments (a short summary). Anything else exits 2 and says so, so that a collector
-relying on an unsupported form fails loudly instead of parsing nothing.
+``--version``, ``nvlink -s``/``nvlink --status`` (optionally ``-i <index>``), and no arguments (a short summary).
+Anything else exits 2 and says so, so that a collector relying on an unsupported form fails loudly instead of
+parsing nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -28,6 +35,7 @@ FAIL_MESSAGE = ("NVIDIA-SMI has failed because it couldn't communicate with the 
                 "Make sure that the latest NVIDIA driver is installed and running.")
 FAIL_EXIT = 9
 FAIL_MODE = "fail"
+NVLINK_FILE = "nvidia-smi-nvlink.txt"
 
 # --query-gpu field -> path under <gpu> (or "@id"/"#index"/"/root" specials)
 QUERY_FIELDS: dict[str, str] = {
@@ -59,6 +67,13 @@ def install(node_dir: Path, source: Optional[Union[str, Path]]) -> None:
         shutil.copyfile(source, tmp)
         tmp.replace(node_dir / "nvidia-smi.xml")  # atomic for a pod reading it right now
         fail.unlink(missing_ok=True)
+        nvlink_src = Path(source).with_suffix(".nvlink-s.txt")
+        nvlink = node_dir / NVLINK_FILE
+        if nvlink_src.is_file():
+            shutil.copyfile(nvlink_src, node_dir / "nvidia-smi-nvlink.txt.tmp")
+            (node_dir / "nvidia-smi-nvlink.txt.tmp").replace(nvlink)
+        else:
+            nvlink.unlink(missing_ok=True)
     wrapper = (f"#!/bin/sh\nexec '{sys.executable}' -I '{Path(__file__).resolve()}' "
                f"--node-dir '{node_dir.resolve()}' \"$@\"\n")
     if not script.exists() or script.read_text() != wrapper:
@@ -99,6 +114,32 @@ def _query_gpu(root: ET.Element, fields: str, fmt: str) -> int:
     return 0
 
 
+def _nvlink(node_dir: Path, root: ET.Element, rest: Sequence[str]) -> int:
+    """``nvlink -s [-i N]``: the node's recorded status text, or one header line per GPU (no NVLink)."""
+    opts = list(rest[1:])
+    index: Optional[int] = None
+    if len(opts) == 3 and opts[1] in ("-i", "--id") and opts[2].isdigit():
+        index, opts = int(opts[2]), opts[:1]
+    if opts not in (["-s"], ["--status"]):
+        print(f"fake nvidia-smi: unsupported nvlink arguments {list(rest[1:])!r} (only -s/--status [-i N])",
+              file=sys.stderr)
+        return 2
+    recorded = node_dir / NVLINK_FILE
+    if recorded.is_file():
+        text = recorded.read_text()
+    else:
+        text = "".join(f"GPU {i}: {(g.findtext('product_name') or '').strip()} "
+                       f"(UUID: {(g.findtext('uuid') or '').strip()})\n" for i, g in enumerate(root.findall("gpu")))
+    if index is not None:
+        blocks = re.split(r"(?m)^(?=GPU \d+:)", text)
+        text = "".join(b for b in blocks if b.startswith(f"GPU {index}:"))
+        if not text:
+            print(f"No devices were found with index {index}", file=sys.stderr)  # message wording is ours
+            return 6
+    sys.stdout.write(text)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="nvidia-smi", add_help=False)
     parser.add_argument("--node-dir", required=True, type=Path)
@@ -114,6 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return FAIL_EXIT
     xml_path = args.node_dir / "nvidia-smi.xml"
     text = xml_path.read_text()
+    if rest and rest[0] == "nvlink":
+        return _nvlink(args.node_dir, ET.fromstring(text), rest)
     if rest:
         print(f"fake nvidia-smi: unsupported arguments {rest!r}", file=sys.stderr)
         return 2
