@@ -153,6 +153,9 @@ VOLATILE_RULES: tuple[Rule, ...] = (
          "the same PCIe power saving seen from sysfs (the -max keys are kept)"),
     Rule("K8s", "image", ("aicr",),
          "the original tool's own agent image (same as metadata.version)"),
+    Rule("Network", "nic", ("*.carrier-changes",), "link up/down transitions since boot (a counter)"),
+    Rule("Network", "infiniband", ("*.lid", "*.sm-lid"),
+         "LIDs handed out by the subnet manager, reassigned when it restarts"),
 )
 
 #: Keys that name this node or this physical device rather than describe its configuration.
@@ -166,6 +169,8 @@ IDENTITY_RULES: tuple[Rule, ...] = (
          "identity of the physical GPU and of its NVLink fabric"),
     Rule("OS", "sysctl", ("/proc/sys/kernel/hostname",), "host name"),
     Rule("OS", "grub", ("root",), "root device (often a per-disk UUID)"),
+    Rule("Network", "nic", ("*.mac",), "MAC address of each physical NIC"),
+    Rule("Network", "infiniband", ("*.node-guid", "*.sys-image-guid"), "GUIDs of each RDMA adapter"),
 )
 
 
