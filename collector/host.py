@@ -1,4 +1,5 @@
-"""Everything collected on the host itself: ``GPU``, ``OS`` and ``SystemD`` measurements, concurrently.
+"""Everything collected on the host itself: ``GPU``, ``OS``, ``SystemD``, ``Network`` and ``Runtime`` measurements,
+concurrently.
 
 Each source runs in its own worker thread under its own bound (``timeout``; commands get it as their timeout, the
 file readers are fast and get the same deadline). A source that fails, raises or overruns becomes subtypes with
@@ -7,6 +8,10 @@ file readers are fast and get the same deadline). A source that fails, raises or
 The ``GPU`` measurement merges ``nvidia-smi`` (``smi``, ``gpu-<i>``) with the driver-free sources (``driver``,
 ``driver-params``, ``driver-gpus``, ``pci``, ``labels``) and ends with ``consistency``, the cross-check of them all.
 Every subtype's context gets ``duration-ms`` (how long its source took).
+
+``Network`` (:mod:`collector.net`, :mod:`collector.affinity`) and ``Runtime`` (:mod:`collector.runtime`) are file
+readers under the same roots; :mod:`collector.kernel_config` adds ``kernel-config``, ``iommu`` and ``hugepages`` to
+``OS``, after the subtypes of :mod:`collector.os_info`.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
+from collector.affinity import AFFINITY_SUBTYPES
 from collector.gpu_host import build_consistency, collect_gpu_host
 from collector.gpu_smi import SOURCE as SMI_SOURCE
 from collector.gpu_smi import collect_gpu_smi
+from collector.kernel_config import KERNEL_SUBTYPES
 from collector.model import STATUS_ERROR, Measurement, Subtype, missing
+from collector.net import NET_SUBTYPES
 from collector.os_info import OS_SUBTYPES, HostRoots
 from collector.runner import CommandRunner, SubprocessRunner
+from collector.runtime import RUNTIME_SUBTYPES
 from collector.systemd import DEFAULT_UNITS, collect_systemd
 
 __all__ = ["GPU_HOST_SUBTYPES", "collect_host"]
@@ -52,7 +61,7 @@ def collect_host(
     nvlink: bool = True,
     uname: Callable[[], Any] = os.uname,
 ) -> list[Measurement]:
-    """Collect the ``GPU``, ``OS`` and ``SystemD`` measurements of this host, in that order."""
+    """Collect the ``GPU``, ``OS``, ``SystemD``, ``Network`` and ``Runtime`` measurements of this host, in that order."""
     run = runner if runner is not None else SubprocessRunner()
     roots = HostRoots(proc_root, sys_root, etc_root, uname)
     units = list(units)
@@ -74,6 +83,11 @@ def collect_host(
     }
     for name, reader in OS_SUBTYPES:
         tasks[f"os-{name}"] = (partial(reader, roots), (name,))
+    # Network, Runtime and the kernel-config OS subtypes: file readers like the OS ones, one task per subtype.
+    for prefix, table in (("os", KERNEL_SUBTYPES), ("net", NET_SUBTYPES + AFFINITY_SUBTYPES),
+                          ("runtime", RUNTIME_SUBTYPES)):
+        for name, reader in table:
+            tasks[f"{prefix}-{name}"] = (partial(reader, roots), (name,))
 
     results: dict[str, list[Subtype]] = {}
     durations: dict[str, float] = {}
@@ -113,9 +127,11 @@ def collect_host(
     host_subs = results["gpu-host"]
     consistency = build_consistency(smi_subs, host_subs, node_labels)
     gpu = Measurement("GPU", [*smi_subs, *host_subs, consistency])
-    os_m = Measurement("OS", [s for name, _ in OS_SUBTYPES for s in results[f"os-{name}"]])
+    os_m = Measurement("OS", [s for name, _ in OS_SUBTYPES + KERNEL_SUBTYPES for s in results[f"os-{name}"]])
     systemd_m = Measurement("SystemD", results["systemd"])
-    return [gpu, os_m, systemd_m]
+    network = Measurement("Network", [s for name, _ in NET_SUBTYPES + AFFINITY_SUBTYPES for s in results[f"net-{name}"]])
+    runtime = Measurement("Runtime", [s for name, _ in RUNTIME_SUBTYPES for s in results[f"runtime-{name}"]])
+    return [gpu, os_m, systemd_m, network, runtime]
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
