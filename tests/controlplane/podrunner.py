@@ -45,6 +45,7 @@ from .volumes import POD_IP, NotReady, ObjectReader, VolumeBuilder, VolumeError,
 LOG = logging.getLogger("process-kubelet")
 PODINIT = Path(podinit.__file__).resolve()
 TERMINAL = ("Succeeded", "Failed")
+HOST_TREE = "host-tree"  # see PodWorker._host_tree
 MESSAGE_LINES, MESSAGE_BYTES = 80, 2048  # what a kubelet keeps of the log for FallbackToLogsOnError
 # A private mount namespace per container. As root this is all; otherwise a user namespace mapping us to root
 # makes the mounts possible where unprivileged user namespaces are enabled.
@@ -348,7 +349,7 @@ class PodWorker(threading.Thread):
             self._wait(5.0)
 
     def _prepare_volumes(self) -> None:
-        builder = VolumeBuilder(self.ctx.api, self.pod, self.dir)
+        builder = VolumeBuilder(self.ctx.api, self.pod, self.dir, host_root=self._host_tree())
         reported = ""
         while True:
             try:
@@ -462,8 +463,17 @@ class PodWorker(threading.Thread):
                                  "entrypoint in the process kubelet's entrypoint map")
         return [expand(a, env) for a in [*command, *args]]
 
+    def _host_tree(self) -> Optional[Path]:
+        """``<node_dir>/host-tree`` when the test gave this node a fixture host (tests/fixtures/host/*): hostPath
+        volumes resolve inside it and its ``sys`` is mounted read-only over the pod's ``/sys``."""
+        tree = self.ctx.node_dir(self.node) / HOST_TREE
+        return tree.resolve() if tree.is_dir() else None
+
     def _mounts(self, c: ContainerRun) -> list[dict[str, Any]]:
         mounts = []
+        tree = self._host_tree()
+        if tree is not None and (tree / "sys").is_dir():
+            mounts.append({"source": str(tree / "sys"), "target": "/sys", "read_only": True})
         for vm in c.spec.get("volumeMounts") or []:
             if vm["name"] not in self.volume_paths:
                 raise VolumeError(f'volumeMount {vm["name"]}: no such volume')

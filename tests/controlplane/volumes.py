@@ -167,8 +167,10 @@ def _write_keys(dest: Path, data: dict[str, bytes], items: Optional[list[dict[st
 class VolumeBuilder:
     """Materialises a pod's volumes below ``pod_dir/volumes``; :meth:`build` returns name -> host path."""
 
-    def __init__(self, api: CoreV1Api, pod: dict[str, Any], pod_dir: Path) -> None:
+    def __init__(self, api: CoreV1Api, pod: dict[str, Any], pod_dir: Path, host_root: Optional[Path] = None) -> None:
         self.api, self.pod, self.pod_dir = api, pod, pod_dir
+        #: The node's fixture host tree (``<node_dir>/host-tree``), if it has one: hostPath paths resolve inside it.
+        self.host_root = host_root
         self.reader = ObjectReader(api, pod["metadata"]["namespace"])
 
     def build(self) -> dict[str, Path]:
@@ -211,7 +213,7 @@ class VolumeBuilder:
         dest = self.pod_dir / "volumes" / name
         if "hostPath" in vol:
             hp = vol["hostPath"]
-            path = Path(hp["path"])
+            path = Path(hp["path"]) if self.host_root is None else self.host_root / hp["path"].lstrip("/")
             kind = hp.get("type", "")
             if kind == "DirectoryOrCreate":
                 path.mkdir(parents=True, exist_ok=True)
