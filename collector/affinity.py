@@ -113,8 +113,7 @@ def collect_affinity(sys_root: str = "/sys") -> Subtype:
                        reason="no PCI network device to relate the GPUs to")
 
     def numa(bus: str) -> int | None:
-        return as_int(try_read_line(os.path.join(devices.get(bus, join(sys_root, "bus/pci/devices", bus)),
-                                                 "numa_node")))
+        return as_int(try_read_line(os.path.join(devices[bus], "numa_node"))) if bus in devices else None
 
     data: dict[str, Scalar] = {"gpu-count": len(gpus), "nic-count": len(nics), "nvswitch-count": nvswitches}
     for gpu in gpus:
