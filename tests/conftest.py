@@ -24,6 +24,8 @@ Fixtures (see tests/controlplane/*.py for the machinery):
     :class:`~tests.controlplane.testkit.TestCluster`: the same e2e test against the local plane or a kind
     cluster (pytest-kind; needs ``AICR_KIND_AGENT_IMAGE``, loaded into the cluster);
     ``kind`` is skipped unless ``AICR_KIND=1`` and ``docker info`` works.
+``real_node`` (session)
+    a real kubelet + containerd + runc node with its own control plane: see tests/realnode/fixtures.py.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from tests.controlplane.nodes import NodeSpec
 from tests.controlplane.patience import patience
 from tests.controlplane.testkit import LOCAL_AGENT_IMAGE, TestCluster, default_nodes, label_nodes, unique
 from tests.controlplane.waits import wait_for
+from tests.realnode.fixtures import real_node  # noqa: F401 - the real-node session fixture (its docstring)
 
 def unavailable(reason: str) -> NoReturn:
     """Skip (developer machine) or fail (CI sets AICR_REQUIRE_CONTROLPLANE=1) when the plane cannot run."""

@@ -29,7 +29,7 @@ done
 h() { sha256sum | cut -c1-12; }
 recipe() { sed -n "/^# recipe:$1\$/,/^# end:$1\$/p" "$here/build-images.sh"; }
 base_key=$( { recipe base; echo "$SUITE $BASE_PACKAGES"; cat "$CA_BUNDLE" 2>/dev/null || true; } | h)
-pause_key=$( { recipe pause; busybox 2>&1 | head -1; } | h)
+pause_key=$( { recipe pause; busybox 2>&1 | sed -n 1p; } | h)  # sed reads it all: no SIGPIPE
 agent_key=$( { echo "$base_key"; cd "$repo"; cat Dockerfile .dockerignore requirements.lock requirements-build.lock;
   find setup.cfg pyproject.toml README.md LICENSE tools/bundle.py kubectl_aicr collector -type f \
     ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | h)

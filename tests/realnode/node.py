@@ -28,6 +28,7 @@ container runtime does for ``NVIDIA_VISIBLE_DEVICES=all``: it bind-mounts ``nvid
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
@@ -39,7 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import yaml
 
@@ -177,6 +178,16 @@ class RealNode:
         else:
             write_atomic(d / "nvidia-smi.xml", Path(source).read_bytes())
         write_atomic(self.nvidia_dir / "enabled", "")
+
+    @contextlib.contextmanager
+    def holding_container_creation(self) -> Iterator[None]:
+        """While inside, every runc ``create`` on the node waits: pods stay in ContainerCreating."""
+        hold = self.workdir / "hold-create"
+        write_atomic(hold, "")
+        try:
+            yield
+        finally:
+            hold.unlink(missing_ok=True)
 
     def kubelet_log(self) -> Path:
         return self.workdir / "logs" / "kubelet.log"

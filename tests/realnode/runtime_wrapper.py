@@ -8,6 +8,9 @@ On ``create``, if ``NVIDIA_DIR/enabled`` exists and the bundle's ``config.json``
 ``NVIDIA_VISIBLE_DEVICES=all`` in the process environment, two read-only bind mounts are added to the spec:
 ``NVIDIA_DIR/nvidia-smi`` on ``/usr/bin/nvidia-smi`` and ``NVIDIA_DIR/share`` (the fake and its XML) on
 ``/usr/local/aicr-fake-nvidia``. Then (always) it execs runc with the same arguments. Standard library only.
+
+While ``NVIDIA_DIR/../hold-create`` exists, ``create`` waits (up to ``HOLD_LIMIT`` seconds): tests use it to
+keep a pod in ContainerCreating for as long as they need, without racing the runtime.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 BIN_TARGET = "/usr/bin/nvidia-smi"
 SHARE_TARGET = "/usr/local/aicr-fake-nvidia"
+HOLD_LIMIT = 600.0
 
 
 def bundle_dir(args: list[str]) -> Optional[Path]:
@@ -51,6 +56,10 @@ def inject(spec: dict[str, Any], nvidia_dir: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     nvidia_dir, runc, args = Path(argv[1]), argv[2], argv[3:]
     bundle = bundle_dir(args)
+    hold = nvidia_dir.parent / "hold-create"
+    deadline = time.monotonic() + HOLD_LIMIT
+    while bundle is not None and hold.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     if bundle is not None and (nvidia_dir / "enabled").exists():
         config = bundle / "config.json"
         spec = json.loads(config.read_text())
