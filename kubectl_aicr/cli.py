@@ -20,8 +20,10 @@ def _interrupted_outside_main(signum: int, frame: object) -> None:
         os._exit(130)
 
 
+#: Started with Ctrl-C ignored (``nohup cmd &``, a runner that ignores SIGINT): it stays ignored, as POSIX expects.
+_SIGINT_IGNORED = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 _PREVIOUS_SIGINT = None
-if threading.current_thread() is threading.main_thread():
+if threading.current_thread() is threading.main_thread() and not _SIGINT_IGNORED:
     _PREVIOUS_SIGINT = signal.signal(signal.SIGINT, _interrupted_outside_main)  # put back at the end of this module
 
 import errno  # noqa: E402 - the handler above must be in place while these load
@@ -204,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             click.echo(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback; "
                        "please report it)", err=True)
             code = INTERNAL
-    if argv is None and threading.current_thread() is threading.main_thread():  # the process's own entry point
+    if argv is None and threading.current_thread() is threading.main_thread() and not _SIGINT_IGNORED:
         signal.signal(signal.SIGINT, _interrupted_outside_main)  # Ctrl-C during interpreter shutdown: no traceback
     sys.exit(code)
 

@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane.patience import patience
+from tests.procs import terminal_signals
 
 REPO = Path(__file__).resolve().parents[2]
 #: Every object a run creates carries its run id; a requested output ConfigMap (cm://) does not, it is the result.
@@ -27,27 +28,19 @@ def cli_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _as_from_a_terminal() -> None:
-    """``preexec_fn``: Ctrl-C and SIGTERM act as in an interactive shell. A test run started in the background
-    by a non-interactive shell (``cmd &``, as a CI runner may) inherits SIGINT ignored, and a child that starts
-    with SIGINT ignored rightly keeps ignoring it (POSIX; Python then installs no KeyboardInterrupt handler)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def run_cli(kubeconfig: Path, *args: str, timeout: float = patience(60), stdin: bytes | None = None,
             **env: str) -> subprocess.CompletedProcess[str]:
     """``kubectl aicr ARGS`` as a subprocess (the real entry point, exit code and stderr)."""
     return subprocess.run([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO, env=cli_env(kubeconfig, **env),
                           input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=_as_from_a_terminal)
+                          preexec_fn=terminal_signals)
 
 
 def popen_cli(kubeconfig: Path, *args: str) -> subprocess.Popen[str]:
     """The CLI running in the background; SIGABRT makes it print every thread's stack (see :func:`stuck_report`)."""
     return subprocess.Popen([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO,
                             env=cli_env(kubeconfig, PYTHONFAULTHANDLER="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals)
 
 
 def stuck_report(p: subprocess.Popen[str]) -> str:

@@ -12,6 +12,7 @@ import base64
 import gzip
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.errors import InvalidInput
+from tests.procs import terminal_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = ROOT / "tests" / "fixtures" / "snapshots"
@@ -361,7 +363,8 @@ def _interrupted(tmp_path: Path, setup: str) -> tuple[subprocess.CompletedProces
     out = tmp_path / "snap.yaml"
     out.write_text("old\n")
     code = INTERRUPT_AT.format(out=str(out), setup=setup)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120,
+                       preexec_fn=terminal_signals)
     return r, out
 
 
@@ -393,6 +396,36 @@ def _interrupt(*a, **k):
     r, out = _interrupted(tmp_path, setup)
     assert r.returncode == 130 and r.stderr.strip() == b"interrupted"
     assert out.read_text() == "old\n" and temp_files(tmp_path) == []
+
+
+def test_ctrl_c_ignored_by_whoever_started_the_cli_stays_ignored(tmp_path: Path) -> None:
+    """``nohup kubectl aicr snapshot ... &``: SIGINT arrives ignored, and the CLI honours that (POSIX) even while
+    its modules load, where it otherwise answers Ctrl-C itself."""
+    out = tmp_path / "snap.yaml"
+    out.write_text("old\n")
+    setup = """
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, Hook())
+import collector.snapshot
+_real = collector.snapshot.collect_snapshot
+def _interrupt(*a, **k):
+    os.kill(os.getpid(), signal.SIGINT)
+    return _real(*a, **k)
+collector.snapshot.collect_snapshot = _interrupt
+"""
+    code = INTERRUPT_AT.format(out=str(out), setup=setup)
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120,
+                       preexec_fn=ignore_sigint)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() != "old\n" and "kind: Snapshot" in out.read_text()
 
 
 # ============================================================================ 13. bounded work
