@@ -328,6 +328,18 @@ class Deployer:
         except Exception:
             return False
 
+    def _job_pods(self, run: RunSpec, job_name: str, selector: str) -> list[Any]:
+        """The current pods of one of the run's Jobs ([] when they cannot be listed: the caller has a verdict)."""
+        try:
+            pods = self.kube.request(self.kube.core.list_namespaced_pod, run.namespace,
+                                     label_selector=f"{selector},batch.kubernetes.io/job-name={job_name}",
+                                     action="listing the agent pods", cap=10)
+        except AicrError:
+            raise
+        except Exception:
+            return []
+        return list(pods.items)
+
     def _log_tail(self, run: RunSpec, pod: str | None, lines: int = LOG_TAIL_LINES) -> str:
         if not pod:
             return ""
@@ -444,7 +456,12 @@ class Deployer:
             for j in sorted(started - set(results)):
                 problem = self._job_problem(run, targets[j], j in seen_jobs)
                 if problem:
-                    fail(j, problem, "job", None, targets[j].node)
+                    # The Job's verdict can overtake the pod status listed above (its pod failed since): the
+                    # pod says why (exit code, last log lines), so read it again before settling for the Job's.
+                    for pod in self._job_pods(run, j, selector):
+                        judge(pod)
+                    if j not in results:
+                        fail(j, problem, "job", None, targets[j].node)
                     continue
                 if j in bound and j not in results and self._node_gone(bound[j][1]):
                     fail(j, f"node {bound[j][1]} went away (deleted from the cluster) while the agent pod "
