@@ -246,7 +246,7 @@ def test_api_outage_of_three_seconds_is_survived(cluster: TestCluster, namespace
         assert proxy.resets >= 1 or when == "at-cleanup"
     err = seen + rest
     assert p.returncode == 0, err
-    assert "cleaned up" in err and "left objects behind" not in err
+    assert "cleaned up" in err and "left objects behind" not in err, err
     assert yaml.safe_load((tmp_path / "snap.yaml").read_text())["metadata"]["source-node"] == node
 
 
