@@ -9,6 +9,7 @@ paths give the CLI a timeout far above every wait and assert on the reason repor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from kubectl_aicr.schema import problems
 from tests.controlplane.patience import LONG_CLI_TIMEOUT, patience
 from tests.controlplane.testkit import unique
 from tests.e2e.conftest import REPO, cli_env, measurement, popen_cli, run_cli
-from tests.realnode.node import RealNode
+from tests.realnode.node import RealNode, RealNodeError
 
 pytestmark = pytest.mark.realnode
 OS_SUBTYPES = ("release", "kernel", "grub", "kmod", "sysctl")
@@ -112,6 +113,16 @@ def test_no_hostpath_type_refuses_a_node_without_systemd() -> None:
     volumes = spec.job(spec.RunSpec(namespace="x", run_id="r"))["spec"]["template"]["spec"]["volumes"]
     types = {v["hostPath"]["path"]: v["hostPath"].get("type", "") for v in volumes if "hostPath" in v}
     assert types["/run/systemd"] == "DirectoryOrCreate"
+
+
+def test_a_node_that_fails_to_start_leaves_nothing(real_node: RealNode) -> None:
+    """The teardown runs on a failed start too: plane, containerd, namespaces and cgroups all gone."""
+    broken = RealNode(dataclasses.replace(real_node.artifacts, kubelet=Path("/bin/false")), real_node.plane_bin_dir,
+                      name="broken-node")
+    with pytest.raises(RealNodeError, match="kubelet exited with 1"):
+        broken.start()
+    assert broken.leftovers() == []
+    assert client.CoreV1Api(real_node.api).read_node(real_node.name).metadata.name == real_node.name  # untouched
 
 
 # ---------------------------------------------------------------------------------------------- snapshots

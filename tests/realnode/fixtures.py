@@ -50,3 +50,5 @@ def real_node() -> Iterator[RealNode]:
         node.stop()
         if node.keep_workdir:
             print(f"\nreal node files kept in {node.workdir}")
+    left = node.leftovers()
+    assert left == [], f"the real node left these behind: {left}"

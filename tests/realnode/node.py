@@ -218,8 +218,8 @@ class RealNode:
         self._write_configs()
         self._start_holder()
         self._start_containerd()
-        self._import_images()
         self._start_kubelet()
+        self._import_images()  # meanwhile the kubelet registers; the node is used only once Ready
         self._wait_ready()
 
     def _grant_node_role(self) -> None:
@@ -312,6 +312,10 @@ class RealNode:
 
     def _import_images(self) -> None:
         for tar in (self.artifacts.pause_tar, self.artifacts.agent_tar):
+            for p in self.procs:
+                if p.popen.poll() is not None:
+                    raise RealNodeError(f"{p.name} exited with {p.popen.returncode}; log tail ({p.log}):\n"
+                                        f"{tail(p.log)}")
             self._ctr("images", "import", str(tar))
 
     def _start_kubelet(self) -> None:
