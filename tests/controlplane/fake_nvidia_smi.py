@@ -83,6 +83,20 @@ def install(node_dir: Path, source: Optional[Union[str, Path]]) -> None:
         tmp_script.replace(script)
 
 
+def driver_variant(source: Path, driver: str, dest_dir: Path) -> Path:
+    """A copy of XML fixture ``source`` whose nvidia-smi reports driver ``driver`` (an upgrade or downgrade on
+    a node), written into ``dest_dir`` with the fixture's ``nvlink -s`` sibling, so only the driver changes."""
+    text = source.read_text()
+    current = re.search(r"<driver_version>([^<]*)</driver_version>", text)
+    assert current, f"{source} has no <driver_version>"
+    out = dest_dir / f"{source.stem}-driver-{driver}.xml"
+    out.write_text(text.replace(current.group(0), f"<driver_version>{driver}</driver_version>"))
+    sibling = source.with_suffix(".nvlink-s.txt")
+    if sibling.is_file():
+        shutil.copyfile(sibling, out.with_suffix(".nvlink-s.txt"))
+    return out
+
+
 def _gpu_value(root: ET.Element, gpu: ET.Element, index: int, path: str, nounits: bool) -> str:
     if path == "#index":
         value = str(index)

@@ -5,7 +5,6 @@ waiver that turns it into an accepted deviation (exit 0)."""
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
@@ -13,6 +12,7 @@ from typing import Callable
 import pytest
 import yaml
 
+from tests.controlplane import fake_nvidia_smi
 from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.nodes import H100_XML, gpu_node
 from tests.controlplane.testkit import TestCluster, unique
@@ -58,12 +58,7 @@ def test_policy_init_then_a_driver_downgrade_fails_and_a_waiver_accepts_it(
         assert "\ncompliant: " in ok.stdout
 
     # Downgrade the driver the node's nvidia-smi reports; capture into a ConfigMap and check that.
-    xml = tmp_path / "old-driver.xml"
-    xml.write_text(H100_XML.read_text().replace("<driver_version>570.86.15</driver_version>",
-                                                f"<driver_version>{OLD_DRIVER}</driver_version>"))
-    nvlink = H100_XML.with_suffix(".nvlink-s.txt")  # the fake nvidia-smi serves 'nvlink -s' from the XML's sibling
-    if nvlink.is_file():
-        shutil.copyfile(nvlink, xml.with_suffix(".nvlink-s.txt"))
+    xml = fake_nvidia_smi.driver_variant(H100_XML, OLD_DRIVER, tmp_path)
     kubelet.set_nvidia_smi(node, xml)
     capture(f"cm://{namespace}/after")
     report = tmp_path / "check.xml"

@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 from kubernetes import client
 
+from tests.controlplane import fake_nvidia_smi
 from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.nodes import H100_XML, gpu_node
 from tests.controlplane.patience import patience
@@ -57,9 +58,7 @@ def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCl
     assert same_cm.returncode == 0, same_cm.stdout + same_cm.stderr
 
     # Change the node: the driver that the node's nvidia-smi reports, and a label (as an admin would).
-    xml = tmp_path / "new-driver.xml"
-    xml.write_text(H100_XML.read_text().replace("<driver_version>570.86.15</driver_version>",
-                                                "<driver_version>570.124.06</driver_version>"))
+    xml = fake_nvidia_smi.driver_variant(H100_XML, "570.124.06", tmp_path)
     kubelet.set_nvidia_smi(node, xml)
     spec = kubelet.nodes[node]
     spec.labels["example.com/pool"] = "inference"

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from kubectl_aicr.schema import problems
+from tests.controlplane import fake_nvidia_smi
 from tests.controlplane.files import write_atomic
 from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.nodes import H100_XML, gpu_node
@@ -25,11 +26,7 @@ NEW_DRIVER = "570.124.06"
 
 
 def driver_variant(tmp_path: Path) -> Path:
-    xml = H100_XML.read_text()
-    assert "<driver_version>570.86.15</driver_version>" in xml
-    out = tmp_path / "gpu-h100-new-driver.xml"
-    out.write_text(xml.replace("<driver_version>570.86.15</driver_version>", f"<driver_version>{NEW_DRIVER}</driver_version>"))
-    return out
+    return fake_nvidia_smi.driver_variant(H100_XML, NEW_DRIVER, tmp_path)
 
 
 def test_fleet_of_20_nodes_finds_exactly_the_two_odd_ones(cluster: TestCluster, namespace: str, tmp_path: Path,
