@@ -196,6 +196,18 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
                 {"name": "run-systemd", "mountPath": "/run/systemd", "readOnly": True},
                 # OS/release: the host's os-release, not the image's.
                 {"name": "host-os-release", "mountPath": "/etc/os-release", "readOnly": True},
+                # Runtime/containerd: runtimes, default runtime, snapshotter, CDI switch (allow-listed keys only).
+                {"name": "host-containerd", "mountPath": "/etc/containerd", "readOnly": True},
+                # Runtime/container-toolkit: the NVIDIA Container Toolkit's config.toml.
+                {"name": "host-nvidia-container-runtime", "mountPath": "/etc/nvidia-container-runtime",
+                 "readOnly": True},
+                # Runtime/cdi: names of the static and the generated CDI specs.
+                {"name": "host-etc-cdi", "mountPath": "/etc/cdi", "readOnly": True},
+                {"name": "host-var-run-cdi", "mountPath": "/var/run/cdi", "readOnly": True},
+                # Runtime/kubelet: cgroup driver, CPU/topology/memory manager policies, eviction, feature gates.
+                {"name": "host-kubelet-config", "mountPath": "/var/lib/kubelet/config.yaml", "readOnly": True},
+                # OS/kernel-config: /boot/config-<release> when the kernel has no /proc/config.gz.
+                {"name": "host-boot", "mountPath": "/boot", "readOnly": True},
             ],
         }],
         "volumes": [
@@ -204,6 +216,14 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
             # empty directory lets it start and the collector reports systemd as unavailable with the reason.
             {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "DirectoryOrCreate"}},
             {"name": "host-os-release", "hostPath": {"path": "/etc/os-release", "type": "File"}},
+            # No type on these: a node without containerd/the toolkit/CDI/a kubelet config file/boot files must
+            # still start the pod; the collector then reports that source as unavailable with the reason.
+            {"name": "host-containerd", "hostPath": {"path": "/etc/containerd"}},
+            {"name": "host-nvidia-container-runtime", "hostPath": {"path": "/etc/nvidia-container-runtime"}},
+            {"name": "host-etc-cdi", "hostPath": {"path": "/etc/cdi"}},
+            {"name": "host-var-run-cdi", "hostPath": {"path": "/var/run/cdi"}},
+            {"name": "host-kubelet-config", "hostPath": {"path": "/var/lib/kubelet/config.yaml"}},
+            {"name": "host-boot", "hostPath": {"path": "/boot"}},
         ],
     }
     if node_selector:
