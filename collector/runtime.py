@@ -218,7 +218,8 @@ def collect_kubelet(etc_root: str = "/etc") -> Subtype:
     try:
         text = read_text(path)
     except FileNotFoundError:
-        return missing("kubelet", source=shown, reason=f"{shown} not found (kubelet configured by flags only?)")
+        return missing("kubelet", source=shown, reason=f"{shown} not found (kubelet configured by flags only, or "
+                       "another path; the agent pod does not mount it: run 'snapshot --local' on the node)")
     except OSError as e:
         return missing("kubelet", source=shown, reason=short_error(e))
     import yaml

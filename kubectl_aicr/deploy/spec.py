@@ -204,8 +204,6 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
                 # Runtime/cdi: names of the static and the generated CDI specs.
                 {"name": "host-etc-cdi", "mountPath": "/etc/cdi", "readOnly": True},
                 {"name": "host-var-run-cdi", "mountPath": "/var/run/cdi", "readOnly": True},
-                # Runtime/kubelet: cgroup driver, CPU/topology/memory manager policies, eviction, feature gates.
-                {"name": "host-kubelet-config", "mountPath": "/var/lib/kubelet/config.yaml", "readOnly": True},
                 # OS/kernel-config: /boot/config-<release> when the kernel has no /proc/config.gz.
                 {"name": "host-boot", "mountPath": "/boot", "readOnly": True},
             ],
@@ -216,13 +214,16 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
             # empty directory lets it start and the collector reports systemd as unavailable with the reason.
             {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "DirectoryOrCreate"}},
             {"name": "host-os-release", "hostPath": {"path": "/etc/os-release", "type": "File"}},
-            # No type on these: a node without containerd/the toolkit/CDI/a kubelet config file/boot files must
+            # No type on these: a node without containerd/the toolkit/CDI/boot files must
             # still start the pod; the collector then reports that source as unavailable with the reason.
             {"name": "host-containerd", "hostPath": {"path": "/etc/containerd"}},
             {"name": "host-nvidia-container-runtime", "hostPath": {"path": "/etc/nvidia-container-runtime"}},
             {"name": "host-etc-cdi", "hostPath": {"path": "/etc/cdi"}},
             {"name": "host-var-run-cdi", "hostPath": {"path": "/var/run/cdi"}},
-            {"name": "host-kubelet-config", "hostPath": {"path": "/var/lib/kubelet/config.yaml"}},
+            # Not mounted: /var/lib/kubelet/config.yaml (Runtime/kubelet). A single file cannot be mounted without
+            # a type check that refuses the pod where it is missing (EKS and GKE keep it elsewhere), and with no
+            # type the runtime creates a *directory* at that path on such a node; its directory holds pod secrets.
+            # The agent reports Runtime/kubelet as not mounted; `snapshot --local` on the node reads it.
             {"name": "host-boot", "hostPath": {"path": "/boot"}},
         ],
     }

@@ -270,7 +270,8 @@ def test_a_host_with_none_of_it_says_why_for_each_source() -> None:
         ("Runtime", "container-toolkit"): ("unavailable", "/etc/nvidia-container-runtime/config.toml not found"),
         ("Runtime", "cdi"): ("unavailable", "neither /etc/cdi nor /var/run/cdi exists"),
         ("Runtime", "kubelet"): ("unavailable",
-                                 "/var/lib/kubelet/config.yaml not found (kubelet configured by flags only?)"),
+                                 ("/var/lib/kubelet/config.yaml not found (kubelet configured by flags only, or another path; the agent "
+                                  "pod does not mount it: run 'snapshot --local' on the node)")),
         ("OS", "kernel-config"): ("unavailable", "/proc/config.gz not found (CONFIG_IKCONFIG_PROC off, or module "
                                   "configs not loaded); /boot/config-6.1.0-28-cloud-amd64 not found (is /boot mounted?)"),
         ("OS", "iommu"): ("unavailable", f"{sys_root}/class/iommu not found (kernel without IOMMU support?)"),

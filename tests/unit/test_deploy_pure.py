@@ -92,12 +92,14 @@ def test_job_manifest() -> None:
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
     assert {m["mountPath"] for m in c["volumeMounts"]} == {
         "/run/systemd", "/etc/os-release", "/etc/containerd", "/etc/nvidia-container-runtime", "/etc/cdi",
-        "/var/run/cdi", "/var/lib/kubelet/config.yaml", "/boot"}
+        "/var/run/cdi", "/boot"}
     assert all(m["readOnly"] for m in c["volumeMounts"])
     # The runtime/kernel-config sources may be missing on a node: no hostPath type check may refuse the pod.
     typed = {v["hostPath"]["path"]: v["hostPath"].get("type", "") for v in pod["volumes"] if "hostPath" in v}
     assert all(typed[p] == "" for p in ("/etc/containerd", "/etc/nvidia-container-runtime", "/etc/cdi", "/var/run/cdi",
-                                        "/var/lib/kubelet/config.yaml", "/boot"))
+                                        "/boot"))
+    # No single-file hostPath without a type: the runtime would create a directory at a missing file's path.
+    assert not any(p.startswith("/var/lib/kubelet") for p in typed)
     assert {m["name"] for m in c["volumeMounts"]} == {v["name"] for v in pod["volumes"]}
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert pod["tolerations"] == [{"operator": "Exists"}]
