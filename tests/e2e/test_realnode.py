@@ -182,7 +182,7 @@ def test_host_facts_in_the_container_equal_snapshot_local_on_the_node(real_node:
             b_data = {k: v for k, v in b["data"].items() if not k.startswith(moving)}
             assert set(a_data) == set(b_data)
             diff = {k: (a_data[k], b_data[k]) for k in a_data if a_data[k] != b_data[k]}
-            # The pod has its own PID namespace (no hostPID): these read that namespace, not the host's.
+            # With hostPID the pod reads the host's PID namespace: these equal --local's too.
             assert set(diff) <= PID_NS_SYSCTLS, diff
             net = {k for k in a["data"] if k.startswith("/proc/sys/net/")}
             assert net, "the node's net.* sysctls are in the pod's view"
@@ -215,12 +215,10 @@ def test_systemd_is_asked_through_the_mounted_socket_of_a_real_systemd(real_node
     systemctl reaches its private socket through the hostPath. Without SYSTEMD_IGNORE_CHROOT it printed
     "Running in chroot, ignoring command 'show'" and exited 0, so every unit read as not installed.
 
-    What it then gets is the limit of a pod without hostPID: systemctl checks the manager's credentials on that
-    socket (SO_PEERCRED), and a peer outside the caller's PID namespace has PID 0 there, so sd-bus refuses the
-    connection ("Failed to connect to bus: No data available"). The host's systemd (PID 1 of the root PID
-    namespace) is outside every pod's own PID namespace: the agent reports systemd unavailable with that reason,
-    and reads units only with hostPID (not testable here: this systemd is PID 1 of its own namespace, which a
-    hostPID pod cannot share either)."""
+    systemctl also checks the manager's credentials on that socket (SO_PEERCRED): a peer outside the caller's PID
+    namespace has PID 0 there and sd-bus refuses ("Failed to connect to bus: No data available"), which is what a
+    pod without hostPID got. The agent runs with hostPID, where every process of the node is visible, this
+    systemd (PID 1 of its own namespace) included: the units are read."""
     real_node.node_exec(["rm", "-rf", "/run/systemd"])
     name = unique("systemd")
     core.create_namespaced_pod(namespace, systemd_pod(name, real_node))
@@ -236,9 +234,9 @@ def test_systemd_is_asked_through_the_mounted_socket_of_a_real_systemd(real_node
         units = {s["subtype"]: s for m in doc["measurements"] if m["type"] == "SystemD" for s in m["subtypes"]}
         assert units
         for unit in units.values():
-            assert unit["context"]["status"] == "unavailable", unit
-            assert "Failed to connect to bus: No data available" in unit["context"]["reason"], unit
-            assert "chroot" not in unit["context"]["reason"]
+            reason = unit["context"].get("reason") or ""
+            assert "Failed to connect to bus" not in reason and "chroot" not in reason, unit
+        assert any(u["context"]["status"] == "ok" for u in units.values()), units
     finally:
         core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
         real_node.node_exec(["sh", "-c", "umount -R /run/systemd 2>/dev/null; rm -rf /run/systemd"], check=False)
@@ -364,12 +362,15 @@ def pod_runner(real_node: RealNode, namespace: str, core: client.CoreV1Api) -> I
 def test_exit_code_and_logs_through_the_real_pods_log(real_node: RealNode, core: client.CoreV1Api, namespace: str,
                                                       pod_runner: Callable[..., Any]) -> None:
     pod = pod_runner({"image": real_node.artifacts.pause_image,
-                      "command": ["/bin/sh", "-c", "echo first line; echo to stderr >&2; exit 3"]})
+                      "command": ["/bin/sh", "-c", "echo first line; echo to stderr >&2; echo last line; exit 3"]})
     term = pod.status.container_statuses[0].state.terminated
     assert pod.status.phase == "Failed" and term.exit_code == 3 and term.reason == "Error"
-    log = core.read_namespaced_pod_log(pod.metadata.name, namespace, container="c")
-    assert log.splitlines() == ["first line", "to stderr"]
-    assert core.read_namespaced_pod_log(pod.metadata.name, namespace, container="c", tail_lines=1) == "to stderr\n"
+    lines = core.read_namespaced_pod_log(pod.metadata.name, namespace, container="c").splitlines()
+    # Both streams are in the log; each keeps its order, but stdout and stderr arrive through separate pipes.
+    assert sorted(lines) == ["first line", "last line", "to stderr"]
+    assert [x for x in lines if x != "to stderr"] == ["first line", "last line"]
+    tail = core.read_namespaced_pod_log(pod.metadata.name, namespace, container="c", tail_lines=1).splitlines()
+    assert len(tail) == 1 and tail[0] == lines[-1]
 
 
 def test_the_agent_fits_its_own_memory_limit(real_node: RealNode, core: client.CoreV1Api, namespace: str,

@@ -502,6 +502,22 @@ def kill_node_processes(node_id: str, mnt_inode: int, net_inode: int) -> None:
 
 
 def remove_cgroups(node_id: str) -> None:
+    """Remove our cgroup root everywhere; retried for a while (a cgroup whose last process is still exiting
+    refuses rmdir with EBUSY for a moment)."""
+    deadline = time.monotonic() + patience(5)
+    while True:
+        _remove_cgroups_once(node_id)
+        if not any(d.exists() for d in cgroup_dirs(node_id)) or time.monotonic() > deadline:
+            return
+        for pid in _cgroup_pids(node_id):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+def _remove_cgroups_once(node_id: str) -> None:
     for root in cgroup_dirs(node_id):
         if not root.exists():
             continue
