@@ -165,7 +165,10 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
         "automountServiceAccountToken": True,
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 10,
-        # No hostPID: nothing reads the host's processes (systemd is asked over its socket, below).
+        # hostPID: SystemD. systemctl checks the manager's credentials on /run/systemd/private (SO_PEERCRED); a
+        # manager outside the pod's PID namespace shows as PID 0 and sd-bus refuses ("Failed to connect to bus:
+        # No data available": seen on the real node). Also OS: kernel.pid_max/cad_pid are the host's only then.
+        "hostPID": True,
         # hostNetwork: the net.* sysctls (/proc/sys/net) belong to the network namespace; the host's are wanted.
         "hostNetwork": True,
         # hostIPC: the kernel.shm*/msg*/sem sysctls belong to the IPC namespace; the host's are wanted.

@@ -256,13 +256,14 @@ def test_node_facts_round_trip_without_annotations() -> None:
 # ------------------------------------------------------------------ items 7, 8, 15: what the agent gets
 
 
-def test_agent_objects_are_namespaced_and_the_pod_has_no_host_pid() -> None:
+def test_agent_objects_are_namespaced_and_each_pod_privilege_has_its_reason() -> None:
     run = spec.RunSpec(namespace="gpu-ops", run_id="abc123")
     objs = spec.manifests(run, create_namespace=True)
     assert [o["kind"] for o in objs] == ["Namespace", "Job", "ServiceAccount", "Role", "RoleBinding", "ConfigMap"]
     assert not any(o["kind"].startswith("Cluster") for o in objs)
     pod = objs[1]["spec"]["template"]["spec"]
-    assert "hostPID" not in pod
+    assert pod["hostPID"] is True  # systemd's credential check (see spec.py); no other host namespace but net/IPC
+    assert {k for k in pod if k.startswith("host")} == {"hostPID", "hostNetwork", "hostIPC"}
     assert spec.role(run)["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"],
                                         "resourceNames": ["aicr-abc123-snapshot"]}]
     owners = {run.job_name: {"apiVersion": "batch/v1", "kind": "Job", "name": run.job_name, "uid": "j1"}}
