@@ -14,8 +14,9 @@ from typing import Any, Optional, Sequence
 import click
 
 from kubectl_aicr import snapshot_io
-from kubectl_aicr.errors import DRIFT, INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
-from kubectl_aicr.options import kube_options, kube_opts
+from kubectl_aicr.errors import DRIFT, InvalidInput
+from kubectl_aicr.commands._inputs import load_inputs
+from kubectl_aicr.options import kube_options
 
 FORMATS = ("text", "json", "junit", "markdown", "markdown-summary")
 LIST_KIND = "SnapshotList"
@@ -37,28 +38,6 @@ Examples:
   kubectl aicr check --policy policy.yaml current.yaml
   kubectl aicr check --policy policy.yaml fleet.yaml -o junit --output-file check.xml
   kubectl aicr check --policy policy.yaml cm://gpu-ops/fleet -o markdown-summary >> "$GITHUB_STEP_SUMMARY\""""
-
-
-def load_inputs(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Read and schema-validate every input (files, '-', cm://); any failure is exit 2, so 0 and 1 always mean
-    "checked"."""
-    try:
-        locs = [snapshot_io.parse_location(s) for s in sources]
-        if sum(isinstance(loc, snapshot_io.Stdio) for loc in locs) > 1:
-            raise InvalidInput("only one input may be '-' (standard input)")
-        reader = None
-        if any(isinstance(loc, snapshot_io.ConfigMapRef) for loc in locs):
-            from kubectl_aicr import cmstore  # the kubernetes client, only when a ConfigMap is read
-            from kubectl_aicr.kube import connect
-
-            opts = kube_opts(**kube)
-            reader = cmstore.cm_reader(lambda: connect(opts))
-        return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
-    except AicrError as err:
-        if err.exit_code != INTERRUPTED:
-            err.exit_code = INVALID_INPUT
-        err.details = []
-        raise
 
 
 def node_snapshots(docs: Sequence[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -12,8 +12,9 @@ from typing import Any, Optional, Sequence
 import click
 
 from kubectl_aicr import formats, snapshot_io
-from kubectl_aicr.errors import INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
-from kubectl_aicr.options import kube_options, kube_opts
+from kubectl_aicr.errors import InvalidInput
+from kubectl_aicr.commands._inputs import load_inputs
+from kubectl_aicr.options import kube_options
 from kubectl_aicr.schema import LIST_KIND
 
 EPILOG = """\b
@@ -55,32 +56,6 @@ def _check_patterns(ignore: Sequence[str], only: Sequence[str]) -> None:
     for o in only:
         if not o.strip() or o.startswith("/"):
             raise InvalidInput(f"--only {o!r}: expected TYPE or TYPE/SUBTYPE, e.g. 'GPU' or 'OS/sysctl'")
-
-
-def _load_all(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Read and validate every input; any failure is exit 2, as diff(1) does: 0 and 1 then always mean "compared"."""
-    try:
-        return _load_all_inner(sources, kube)
-    except AicrError as err:
-        if err.exit_code != INTERRUPTED:
-            err.exit_code = INVALID_INPUT  # e.g. ConfigMap not found (3), forbidden (4), cluster unreachable (6)
-        err.details = []  # one line: the first schema error is in the message, the hint says how to see them all
-        raise
-
-
-def _load_all_inner(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Parse every location first (so a bad one fails before any I/O), then read and validate each."""
-    locs = [snapshot_io.parse_location(s) for s in sources]
-    if sum(isinstance(loc, snapshot_io.Stdio) for loc in locs) > 1:
-        raise InvalidInput("only one input may be '-' (standard input)")
-    reader = None
-    if any(isinstance(loc, snapshot_io.ConfigMapRef) for loc in locs):
-        from kubectl_aicr import cmstore  # imports the kubernetes client only when a ConfigMap is read
-        from kubectl_aicr.kube import connect
-
-        opts = kube_opts(**kube)
-        reader = cmstore.cm_reader(lambda: connect(opts))
-    return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
 
 
 def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, color: bool) -> str:
@@ -147,7 +122,7 @@ def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, i
     if across_nodes:
         if not inputs:
             raise click.UsageError("--across-nodes needs a SnapshotList file (or several snapshot files)")
-        docs = _load_all(inputs, kube)
+        docs = load_inputs(inputs, kube)
         snapshots: list[dict[str, Any]] = []
         failures: list[dict[str, Any]] = []
         for _, doc in docs:
@@ -167,7 +142,7 @@ def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, i
             raise click.UsageError(f"expected BASE and CURRENT, got {len(inputs)} argument(s)"
                                    + ("; to compare the nodes of a SnapshotList use --across-nodes FILE"
                                       if len(inputs) == 1 else ""))
-        (bsrc, base), (csrc, current) = _load_all(inputs, kube)
+        (bsrc, base), (csrc, current) = load_inputs(inputs, kube)
         for src, doc in ((bsrc, base), (csrc, current)):
             if doc.get("kind") == LIST_KIND:
                 n = len(doc.get("items") or [])

@@ -35,7 +35,8 @@ def init(inputs: tuple[str, ...], output: str, name: str, kubeconfig: Optional[s
     uuid/serial), cluster-wide facts and readings that already differ between nodes are left out, and named in
     the header. Commit it, then loosen and tighten it.
     """
-    from kubectl_aicr.commands.check import load_inputs, node_snapshots
+    from kubectl_aicr.commands._inputs import load_inputs
+    from kubectl_aicr.commands.check import node_snapshots
     from kubectl_aicr.errors import InvalidInput
     from kubectl_aicr.policy.init import build_policy, policy_text
 

@@ -1,0 +1,35 @@
+"""The snapshots a reading command is given (``diff``, ``check``, ``policy init``): files, ``-``, ``cm://``.
+
+Every location is parsed before any I/O (a bad one fails first), then each is read and schema-validated. Any
+failure is exit 2, as diff(1) does, so that 0 and 1 always mean "compared" / "checked". The kubernetes client is
+imported only when a ConfigMap is read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from kubectl_aicr import snapshot_io
+from kubectl_aicr.errors import INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
+from kubectl_aicr.options import kube_opts
+
+
+def load_inputs(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``[(location, document)]`` in the order given; ``kube`` holds the command's connection options."""
+    try:
+        locs = [snapshot_io.parse_location(s) for s in sources]
+        if sum(isinstance(loc, snapshot_io.Stdio) for loc in locs) > 1:
+            raise InvalidInput("only one input may be '-' (standard input)")
+        reader = None
+        if any(isinstance(loc, snapshot_io.ConfigMapRef) for loc in locs):
+            from kubectl_aicr import cmstore
+            from kubectl_aicr.kube import connect
+
+            opts = kube_opts(**kube)
+            reader = cmstore.cm_reader(lambda: connect(opts))
+        return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
+    except AicrError as err:
+        if err.exit_code != INTERRUPTED:
+            err.exit_code = INVALID_INPUT  # e.g. ConfigMap not found (3), forbidden (4), cluster unreachable (6)
+        err.details = []  # one line: the first schema error is in the message, the hint says how to see them all
+        raise
