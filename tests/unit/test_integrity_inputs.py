@@ -359,17 +359,8 @@ main()
 """
 
 
-def _interrupted(tmp_path: Path, setup: str) -> tuple[subprocess.CompletedProcess[bytes], Path]:
-    out = tmp_path / "snap.yaml"
-    out.write_text("old\n")
-    code = INTERRUPT_AT.format(out=str(out), setup=setup)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120,
-                       preexec_fn=terminal_signals)
-    return r, out
-
-
-def test_ctrl_c_while_modules_load_is_130_without_traceback(tmp_path: Path) -> None:
-    setup = """
+#: Ctrl-C while click (the CLI's first heavy import) loads.
+SIGINT_WHILE_LOADING = """
 class Hook:
     def find_spec(self, name, path=None, target=None):
         if name == "click":
@@ -377,15 +368,12 @@ class Hook:
         return None
 sys.meta_path.insert(0, Hook())
 """
-    r, out = _interrupted(tmp_path, setup)
-    assert r.returncode == 130 and r.stderr.strip() == b"interrupted"
-    assert out.read_text() == "old\n" and temp_files(tmp_path) == []
 
 
-@pytest.mark.parametrize("where", ["collector.snapshot.collect_snapshot", "os.fsync"])
-def test_ctrl_c_while_collecting_or_writing_is_130_target_untouched(tmp_path: Path, where: str) -> None:
+def sigint_when_called(where: str) -> str:
+    """Setup code: Ctrl-C as ``module.function`` is called (then it runs)."""
     module, name = where.rsplit(".", 1)
-    setup = f"""
+    return f"""
 import {module}
 _real = {module}.{name}
 def _interrupt(*a, **k):
@@ -393,7 +381,26 @@ def _interrupt(*a, **k):
     return _real(*a, **k)
 {module}.{name} = _interrupt
 """
-    r, out = _interrupted(tmp_path, setup)
+
+
+def _interrupted(tmp_path: Path, setup: str, preexec: Callable[[], None] = terminal_signals,
+                 ) -> tuple[subprocess.CompletedProcess[bytes], Path]:
+    out = tmp_path / "snap.yaml"
+    out.write_text("old\n")
+    code = INTERRUPT_AT.format(out=str(out), setup=setup)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120, preexec_fn=preexec)
+    return r, out
+
+
+def test_ctrl_c_while_modules_load_is_130_without_traceback(tmp_path: Path) -> None:
+    r, out = _interrupted(tmp_path, SIGINT_WHILE_LOADING)
+    assert r.returncode == 130 and r.stderr.strip() == b"interrupted"
+    assert out.read_text() == "old\n" and temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["collector.snapshot.collect_snapshot", "os.fsync"])
+def test_ctrl_c_while_collecting_or_writing_is_130_target_untouched(tmp_path: Path, where: str) -> None:
+    r, out = _interrupted(tmp_path, sigint_when_called(where))
     assert r.returncode == 130 and r.stderr.strip() == b"interrupted"
     assert out.read_text() == "old\n" and temp_files(tmp_path) == []
 
@@ -401,29 +408,12 @@ def _interrupt(*a, **k):
 def test_ctrl_c_ignored_by_whoever_started_the_cli_stays_ignored(tmp_path: Path) -> None:
     """``nohup kubectl aicr snapshot ... &``: SIGINT arrives ignored, and the CLI honours that (POSIX) even while
     its modules load, where it otherwise answers Ctrl-C itself."""
-    out = tmp_path / "snap.yaml"
-    out.write_text("old\n")
-    setup = """
-class Hook:
-    def find_spec(self, name, path=None, target=None):
-        if name == "click":
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-sys.meta_path.insert(0, Hook())
-import collector.snapshot
-_real = collector.snapshot.collect_snapshot
-def _interrupt(*a, **k):
-    os.kill(os.getpid(), signal.SIGINT)
-    return _real(*a, **k)
-collector.snapshot.collect_snapshot = _interrupt
-"""
-    code = INTERRUPT_AT.format(out=str(out), setup=setup)
 
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120,
-                       preexec_fn=ignore_sigint)
+    setup = SIGINT_WHILE_LOADING + sigint_when_called("collector.snapshot.collect_snapshot")
+    r, out = _interrupted(tmp_path, setup, preexec=ignore_sigint)
     assert r.returncode == 0, r.stderr
     assert out.read_text() != "old\n" and "kind: Snapshot" in out.read_text()
 
