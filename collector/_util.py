@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Union
-
-Scalar = Union[str, int, float, bool, None]
+from collector.model import Scalar
 
 #: Largest file any collector reads; /proc and /sys files are far smaller (the original used the same bound).
 MAX_FILE_BYTES = 1 << 20

@@ -24,7 +24,8 @@ import os
 import re
 from typing import Callable
 
-from collector._util import Scalar, as_int, join, try_read_line
+from collector._util import as_int, join, try_read_line
+from collector.model import Scalar
 from collector.model import Subtype, missing, reading
 from collector.os_info import HostRoots
 

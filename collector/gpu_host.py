@@ -43,8 +43,8 @@ import os
 import re
 from typing import Iterable, Mapping, Sequence
 
-from collector._util import (Scalar, as_int, collapse_ws, colon_pairs, join, normalize_bus_id, try_read, try_read_line,
-                             typed)
+from collector._util import as_int, collapse_ws, colon_pairs, join, normalize_bus_id, try_read, try_read_line, typed
+from collector.model import Scalar
 from collector.model import STATUS_PARTIAL, STATUS_UNAVAILABLE, Subtype, missing, reading
 
 __all__ = [

@@ -45,7 +45,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from collector._util import Scalar, collapse_ws, is_na, normalize_bus_id
+from collector._util import collapse_ws, is_na, normalize_bus_id
+from collector.model import Scalar
 from collector.model import STATUS_ERROR, STATUS_OK, STATUS_PARTIAL, Subtype, missing, reading
 from collector.runner import CommandError, CommandNotFound, CommandResult, CommandRunner, CommandTimeout, describe_failure
 

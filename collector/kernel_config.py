@@ -25,7 +25,8 @@ import os
 import re
 from typing import Any, Callable
 
-from collector._util import Scalar, as_int, join, read_text, short_error, try_read, try_read_line, typed
+from collector._util import as_int, join, read_text, short_error, try_read, try_read_line, typed
+from collector.model import Scalar
 from collector.model import STATUS_ERROR, Subtype, missing, reading
 from collector.os_info import HostRoots, parse_cmdline
 

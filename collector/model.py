@@ -18,12 +18,17 @@ empty data and ``context.status`` set to ``unavailable`` (or ``error``) and a hu
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, TypedDict, Union
 
+#: The apiVersion this collector writes (the others we read live in ``kubectl_aicr.formats``).
 API_VERSION = "aicr.nvidia.com/v1alpha1"
+#: ``kind`` of one node's document, and of the document holding many (``snapshot --all-nodes``).
 KIND = "Snapshot"
+LIST_KIND = "SnapshotList"
 
+#: The type of every value in ``data``: readings keep their real JSON type.
 Scalar = Union[str, int, float, bool, None]
 
 #: Values of ``context.status``.
@@ -34,6 +39,57 @@ STATUS_ERROR = "error"  # the source exists but failed (non-zero exit, timeout, 
 
 #: Canonical order of measurement types in a written snapshot; unknown types follow alphabetically.
 TYPE_ORDER = ("GPU", "OS", "SystemD", "K8s", "NodeTopology")
+
+
+# ============================================================================ the documents, as types
+
+class _SubtypeRequired(TypedDict):
+    subtype: str
+
+
+class SubtypeDoc(_SubtypeRequired, total=False):
+    """One subtype on the wire; aicr.run documents may also carry ``items``."""
+
+    data: dict[str, Scalar]
+    context: dict[str, str]
+    items: list[dict[str, Any]]
+
+
+class _MeasurementRequired(TypedDict):
+    type: str
+
+
+class MeasurementDoc(_MeasurementRequired, total=False):
+    subtypes: list[SubtypeDoc]
+
+
+class SnapshotDoc(TypedDict, total=False):
+    """One node's Snapshot. Every key is optional here: documents are typed as read, before the schema checks
+    them (the schema, not this type, says what is required)."""
+
+    kind: str
+    apiVersion: str
+    metadata: dict[str, str]
+    measurements: list[MeasurementDoc]
+    fingerprint: dict[str, Any]
+
+
+class FailureDoc(TypedDict):
+    """A node of a fleet run that gave no snapshot, and why."""
+
+    node: str
+    reason: str
+
+
+class SnapshotListDoc(TypedDict, total=False):
+    kind: str
+    apiVersion: str
+    metadata: dict[str, str]
+    items: list[SnapshotDoc]
+    failures: list[FailureDoc]
+
+
+# ============================================================================ building
 
 
 @dataclass
@@ -73,16 +129,65 @@ def missing(name: str, *, source: str, reason: str, status: str = STATUS_UNAVAIL
     return Subtype(name, {}, {"source": source, "status": status, "reason": reason})
 
 
-def _type_key(t: str) -> tuple[int, str]:
+def type_sort_key(t: str) -> tuple[int, str]:
+    """Sort key of a measurement type: :data:`TYPE_ORDER`, then unknown types alphabetically."""
     return (TYPE_ORDER.index(t), "") if t in TYPE_ORDER else (len(TYPE_ORDER), t)
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as written in ``metadata.timestamp`` (RFC 3339, whole seconds, ``Z``)."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_snapshot(metadata: Mapping[str, str], measurements: Iterable[Measurement]) -> dict[str, Any]:
     """Assemble the wire document with a deterministic order (types canonical, data keys sorted)."""
-    ms = sorted(measurements, key=lambda m: _type_key(m.type))
+    ms = sorted(measurements, key=lambda m: type_sort_key(m.type))
     return {
         "kind": KIND,
         "apiVersion": API_VERSION,
         "metadata": {k: str(v) for k, v in sorted(metadata.items())},
         "measurements": [m.to_wire() for m in ms],
     }
+
+
+def snapshot_list(items: Sequence[Mapping[str, Any]], metadata: Mapping[str, str], *,
+                  failures: Sequence[Mapping[str, str]] = (), api_version: str = API_VERSION) -> dict[str, Any]:
+    """The SnapshotList of a fleet run: node snapshots sorted by node, the nodes that failed sorted too (the key
+    is left out when none failed)."""
+    out: dict[str, Any] = {
+        "kind": LIST_KIND,
+        "apiVersion": api_version,
+        "metadata": {k: str(v) for k, v in metadata.items()},
+        "items": sorted(items, key=lambda d: node_name(d) or ""),
+    }
+    if failures:
+        out["failures"] = sorted(failures, key=lambda f: f["node"])
+    return out
+
+
+# ============================================================================ reading
+
+
+def find_subtype(doc: Mapping[str, Any], type_: str, name: str) -> Optional[Mapping[str, Any]]:
+    """The first subtype ``name`` of the first measurement ``type_`` that has it, or None."""
+    for m in doc.get("measurements") or []:
+        if isinstance(m, Mapping) and m.get("type") == type_:
+            for s in m.get("subtypes") or []:
+                if isinstance(s, Mapping) and s.get("subtype") == name:
+                    return s
+    return None
+
+
+def status_of(context: Optional[Mapping[str, Any]]) -> str:
+    """A subtype's ``context.status``; a subtype without one was read (``ok``), as the original writes them."""
+    return str((context or {}).get("status") or STATUS_OK)
+
+
+def node_name(doc: Mapping[str, Any]) -> Optional[str]:
+    """The node a snapshot describes: ``metadata.source-node``, else the ``K8s/node`` reading ``source-node``."""
+    meta = doc.get("metadata") or {}
+    if isinstance(meta, Mapping) and meta.get("source-node"):
+        return str(meta["source-node"])
+    node = find_subtype(doc, "K8s", "node")
+    value = (node.get("data") or {}).get("source-node") if node is not None else None
+    return str(value) if value else None

@@ -36,8 +36,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from collector._util import (Scalar, as_int, collapse_ws, colon_pairs, join, paragraphs, read_text, short_error, try_read,
-                             try_read_line, typed)
+from collector._util import (as_int, collapse_ws, colon_pairs, join, paragraphs, read_text, short_error,
+                             try_read, try_read_line, typed)
+from collector.model import Scalar
 from collector.model import STATUS_ERROR, STATUS_PARTIAL, Measurement, Subtype, missing, reading
 
 __all__ = [

@@ -28,7 +28,8 @@ import importlib
 import os
 from typing import Any, Callable, Mapping
 
-from collector._util import Scalar, read_text, short_error
+from collector._util import read_text, short_error
+from collector.model import Scalar
 from collector.model import STATUS_ERROR, Subtype, missing, reading
 from collector.os_info import REDACTED, HostRoots, secret_name, secret_value
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
 from collector import k8s
-from collector.model import Measurement, Subtype, build_snapshot
+from collector.model import Measurement, Subtype, build_snapshot, now_rfc3339
 
 
 def node_name(environ: Mapping[str, str] | None = None) -> str:
     """The node this runs on: NODE_NAME (the Job's downward API), then KUBERNETES_NODE_NAME, then the host name."""
     env = os.environ if environ is None else environ
     return env.get("NODE_NAME") or env.get("KUBERNETES_NODE_NAME") or socket.gethostname()
-
-
-def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def collect_snapshot(*, version: str, node: str, api_client: Any | None = None, extra_metadata: Mapping[str, str] | None = None,

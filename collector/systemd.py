@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from collector._util import Scalar, paragraphs, typed
+from collector._util import paragraphs, typed
+from collector.model import Scalar
 from collector.model import STATUS_ERROR, STATUS_UNAVAILABLE, Measurement, Subtype, missing, reading
 from collector.runner import CommandError, CommandNotFound, CommandResult, CommandRunner, CommandTimeout, describe_failure
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -20,10 +21,17 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def kube_options(f: F) -> F:
-    """kubectl's connection flags, which a plugin must parse itself: ``--kubeconfig``, ``--context``,
-    ``-n/--namespace`` and ``--request-timeout`` (passed to the command), and ``--cluster``, ``--user``,
-    ``--token``, ``--as``, ``--as-group`` (kept in the click context; :func:`kube_opts` picks them up)."""
+def kube_options(command: F) -> F:
+    """kubectl's connection flags, which a plugin must parse itself (``--kubeconfig``, ``--context``,
+    ``-n/--namespace``, ``--request-timeout``, ``--cluster``, ``--user``, ``--token``, ``--as``, ``--as-group``),
+    handed to the command as one checked :class:`~kubectl_aicr.kube.KubeOptions` parameter named ``kube``."""
+
+    @functools.wraps(command)
+    def with_kube_options(*args: Any, kubeconfig: str | None, context: str | None, namespace: str | None,
+                          request_timeout: float, **kwargs: Any) -> Any:
+        return command(*args, kube=kube_opts(kubeconfig, context, namespace, request_timeout), **kwargs)
+
+    f: F = with_kube_options
     f = click.option("--as-group", multiple=True, metavar="GROUP", expose_value=False, callback=_remember,
                      help="Group to impersonate (repeatable; needs --as).")(f)
     for decl, metavar, text in [
@@ -43,6 +51,7 @@ def kube_options(f: F) -> F:
 
 
 def kube_opts(kubeconfig: str | None, context: str | None, namespace: str | None, request_timeout: float) -> KubeOptions:
+    """The connection flags as one value; flags that are never valid are refused here, before any I/O."""
     if not math.isfinite(request_timeout) or request_timeout <= 0:
         raise click.BadParameter("must be a finite number of seconds greater than 0", param_hint="--request-timeout")
     ctx = click.get_current_context(silent=True)

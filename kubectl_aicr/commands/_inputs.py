@@ -11,11 +11,11 @@ from typing import Any, Sequence
 
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.errors import INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
-from kubectl_aicr.options import kube_opts
+from kubectl_aicr.kube import KubeOptions
 
 
-def load_inputs(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``[(location, document)]`` in the order given; ``kube`` holds the command's connection options."""
+def load_inputs(sources: Sequence[str], kube: KubeOptions) -> list[tuple[str, dict[str, Any]]]:
+    """``[(location, document)]`` in the order given; ``kube``: the command's connection options."""
     try:
         locs = [snapshot_io.parse_location(s) for s in sources]
         if sum(isinstance(loc, snapshot_io.Stdio) for loc in locs) > 1:
@@ -25,8 +25,7 @@ def load_inputs(sources: Sequence[str], kube: dict[str, Any]) -> list[tuple[str,
             from kubectl_aicr import cmstore
             from kubectl_aicr.kube import connect
 
-            opts = kube_opts(**kube)
-            reader = cmstore.cm_reader(lambda: connect(opts))
+            reader = cmstore.cm_reader(lambda: connect(kube))
         return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
     except AicrError as err:
         if err.exit_code != INTERRUPTED:

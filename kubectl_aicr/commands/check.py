@@ -16,6 +16,7 @@ import click
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.errors import DRIFT, InvalidInput
 from kubectl_aicr.commands._inputs import load_inputs
+from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
 
 FORMATS = ("text", "json", "junit", "markdown", "markdown-summary")
@@ -82,8 +83,7 @@ def _date(text: Optional[str]) -> dt.date:
 @kube_options
 @click.pass_context
 def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
-            fail_on: str, date_text: Optional[str], exit_zero: bool, kubeconfig: Optional[str],
-            context: Optional[str], namespace: Optional[str], request_timeout: float) -> None:
+            fail_on: str, date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> None:
     """Check node snapshots against a policy: every rule on every node it selects, with waivers.
 
     Each input is a Snapshot, a SnapshotList (every node is checked) or '-', as a file or cm://NAMESPACE/NAME.
@@ -96,16 +96,14 @@ def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _check(ctx, inputs, policy_path, fmt, output_file, fail_on, date_text, exit_zero,
-               {"kubeconfig": kubeconfig, "context": context, "namespace": namespace,
-                "request_timeout": request_timeout})
+        _check(ctx, inputs, policy_path, fmt, output_file, fail_on, date_text, exit_zero, kube)
     finally:
         if was_enabled:
             gc.enable()
 
 
 def _check(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
-           fail_on: str, date_text: Optional[str], exit_zero: bool, kube: dict[str, Any]) -> None:
+           fail_on: str, date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> None:
     from kubectl_aicr.policy.engine import check
     from kubectl_aicr.policy.model import load_policy
     from kubectl_aicr.reports import check_report

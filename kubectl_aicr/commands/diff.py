@@ -14,6 +14,7 @@ import click
 from kubectl_aicr import formats, snapshot_io
 from kubectl_aicr.errors import InvalidInput
 from kubectl_aicr.commands._inputs import load_inputs
+from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
 from kubectl_aicr.schema import LIST_KIND
 
@@ -101,8 +102,7 @@ def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, co
 @click.pass_context
 def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, include_volatile: bool,
             ignore_identity: bool, ignore: tuple[str, ...], only: tuple[str, ...], across_nodes: bool,
-            exit_zero: bool, kubeconfig: Optional[str], context: Optional[str], namespace: Optional[str],
-            request_timeout: float) -> None:
+            exit_zero: bool, kube: KubeOptions) -> None:
     """Compare snapshot BASE with snapshot CURRENT and report drift.
 
     Each input is a file, '-' (standard input) or cm://NAMESPACE/NAME (read through the kubectl context).
@@ -114,7 +114,6 @@ def command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, color: str, i
     from kubectl_aicr import diff_render
 
     _check_patterns(ignore, only)
-    kube = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace, "request_timeout": request_timeout}
     options = engine.DiffOptions(include_volatile=include_volatile, ignore_identity=ignore_identity,
                                  ignore=tuple(ignore), only=tuple(only))
     use_color = _color_enabled(color, fmt)

@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from kubectl_aicr import snapshot_io
+from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
 
 
@@ -26,8 +27,7 @@ Example:
               help="Where to write the policy (a file is written atomically).")
 @click.option("--name", default="baseline", show_default=True, help="metadata.name of the policy.")
 @kube_options
-def init(inputs: tuple[str, ...], output: str, name: str, kubeconfig: Optional[str], context: Optional[str],
-         namespace: Optional[str], request_timeout: float) -> None:
+def init(inputs: tuple[str, ...], output: str, name: str, kube: KubeOptions) -> None:
     """Write a starting policy from a known-good snapshot or every node of a SnapshotList.
 
     Every reading is frozen (one 'values' rule per subtype); for a fleet, a 'same-on-every-node' rule per subtype
@@ -44,7 +44,6 @@ def init(inputs: tuple[str, ...], output: str, name: str, kubeconfig: Optional[s
     if isinstance(dest, snapshot_io.ConfigMapRef):
         raise InvalidInput(f"-o {output}: a policy is written to a file or '-' (commit it with your CI job)")
     snapshot_io.check_writable(dest)
-    kube = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace, "request_timeout": request_timeout}
     docs = load_inputs(inputs, kube)
     snaps, _ = node_snapshots(docs)
     if not snaps:

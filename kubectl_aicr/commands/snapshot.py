@@ -10,7 +10,8 @@ import click
 from kubectl_aicr import __version__, formats, snapshot_io
 from kubectl_aicr.deploy import flags
 from kubectl_aicr.errors import EXIT_CODES_HELP, InvalidInput
-from kubectl_aicr.options import format_option, kube_options, kube_opts
+from kubectl_aicr.kube import KubeOptions
+from kubectl_aicr.options import format_option, kube_options
 
 
 def _progress(msg: str) -> None:
@@ -73,8 +74,7 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
 @click.option("--dry-run", "dry_run", type=click.Choice(["none", "client", "server"]), default="none", show_default=True,
               help="client: print every manifest the run would create (a YAML stream) and create nothing; server: "
                    "submit them with dryRun=All so admission answers, nothing persists.")
-def command(local: bool, output: str, fmt: str, api_version: str, kubeconfig: str | None, context: str | None, namespace: str | None,
-            request_timeout: float, image: str | None, job_name: str, service_account_name: str | None,
+def command(local: bool, output: str, fmt: str, api_version: str, kube: KubeOptions, image: str | None, job_name: str, service_account_name: str | None,
             node_selector: tuple[str, ...], toleration: tuple[str, ...], image_pull_secret: tuple[str, ...],
             timeout_text: str, no_cleanup: bool, all_nodes: bool, parallelism: int, overwrite: bool,
             dry_run: str) -> None:
@@ -94,7 +94,7 @@ def command(local: bool, output: str, fmt: str, api_version: str, kubeconfig: st
     t0 = time.monotonic()
     dest = snapshot_io.parse_location(output)
     snapshot_io.check_writable(dest)
-    opts = kube_opts(kubeconfig, context, namespace, request_timeout)
+    opts = kube
     if dry_run != "none" and isinstance(dest, snapshot_io.ConfigMapRef):
         raise InvalidInput(f"--dry-run={dry_run} prints manifests: -o must be '-' or a file, not {output}")
     if local or os.environ.get("AICR_AGENT_MODE") == "true":
@@ -331,14 +331,9 @@ def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_n
 
 def fleet_document(run: Any, docs: list[dict[str, Any]], failures: list[dict[str, str]]) -> dict[str, Any]:
     """One SnapshotList holding every node's snapshot (sorted by node) and the nodes that failed."""
-    from collector.model import API_VERSION
-    from collector.snapshot import now_rfc3339
+    from collector.model import now_rfc3339, snapshot_list
 
-    items = sorted(docs, key=lambda d: d.get("metadata", {}).get("source-node", ""))
     meta = {"timestamp": now_rfc3339(), "version": __version__, "run-id": run.run_id,
             "node-count": str(len(run.targets)),
             "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items()))}
-    out: dict[str, Any] = {"kind": "SnapshotList", "apiVersion": API_VERSION, "metadata": meta, "items": items}
-    if failures:
-        out["failures"] = sorted(failures, key=lambda f: f["node"])
-    return out
+    return snapshot_list(docs, meta, failures=failures)

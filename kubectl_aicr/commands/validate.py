@@ -4,15 +4,15 @@ import click
 
 from kubectl_aicr import formats, snapshot_io
 from kubectl_aicr.errors import SnapshotInvalid
-from kubectl_aicr.options import kube_options, kube_opts
+from kubectl_aicr.kube import KubeOptions
+from kubectl_aicr.options import kube_options
 from kubectl_aicr.schema import problems
 
 
 @click.command("validate")
 @click.argument("source", type=click.Path(), metavar="FILE|-|cm://NS/NAME")
 @kube_options
-def command(source: str, kubeconfig: str | None, context: str | None, namespace: str | None,
-            request_timeout: float) -> None:
+def command(source: str, kube: KubeOptions) -> None:
     """Check a snapshot against the JSON Schema and list every error with its JSON path.
 
     Exit 0 when valid, 2 when it is not (or cannot be read). A ConfigMap is read through the kubectl context.
@@ -24,8 +24,7 @@ def command(source: str, kubeconfig: str | None, context: str | None, namespace:
         from kubectl_aicr import cmstore
         from kubectl_aicr.kube import connect
 
-        opts = kube_opts(kubeconfig, context, namespace, request_timeout)
-        reader = cmstore.cm_reader(lambda: connect(opts))
+        reader = cmstore.cm_reader(lambda: connect(kube))
     doc = snapshot_io.parse_document(snapshot_io.read_raw(loc, cm_reader=reader), source=str(loc))
     found = problems(doc)
     if found:
