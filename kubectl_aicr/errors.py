@@ -85,6 +85,12 @@ class Unavailable(AicrError):
     exit_code = UNAVAILABLE
 
 
+class Conflict(AicrError):
+    """The API server refused a write because the object exists or changed since it was read (409, 412). Callers
+    that expect one (create-or-replace, delete-if-unchanged) catch it; one that reaches the user was not expected
+    here, so it exits as an internal error."""
+
+
 class AgentFailed(AicrError):
     exit_code = AGENT_FAILED
 
