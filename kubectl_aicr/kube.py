@@ -1,4 +1,20 @@
-"""Connecting to the cluster exactly as kubectl would, and turning client errors into clear messages.
+"""The CLI's one boundary to the Kubernetes API: connecting exactly as kubectl would, making each request with a real
+timeout and retries, and turning every failure into one of our typed errors.
+
+Callers make requests through :class:`Kube` only:
+
+* :meth:`Kube.call` - one request; a failure is raised as the error type of its meaning, never as the client's
+  ``ApiException``: :class:`~kubectl_aicr.errors.NotFound` (404), :class:`~kubectl_aicr.errors.Forbidden` (401,
+  403), :class:`~kubectl_aicr.errors.Conflict` (409, 412: exists, or changed since read),
+  :class:`~kubectl_aicr.errors.Timeout` (408, 504), :class:`~kubectl_aicr.errors.InvalidInput` (400, 422),
+  :class:`~kubectl_aicr.errors.Unavailable` (5xx, no answer), :class:`~kubectl_aicr.errors.AicrError` (the rest).
+  Branch on the type; :func:`answer_of` gives what the server said (status, reason) for messages.
+* :meth:`Kube.list_all` - every item of a list call, page by page (:func:`collector.kubeapi.paged`).
+* :meth:`Kube.request` - the layer under both (timeout, retries), raising the client's exceptions unchanged; kept
+  for callers not yet switched to :meth:`Kube.call`.
+
+Callers never pass ``_request_timeout``: the boundary sets it on every request (a value passed is replaced).
+A connection is handed around as a :data:`Connect` (see :func:`connector`): made on first use, then shared.
 
 The ``kubernetes`` package costs over a second to import, so nothing here imports it at module level:
 commands that never touch a cluster (``--help``, ``diff`` of two files, ``validate FILE``) stay fast.
@@ -24,11 +40,11 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import Any, Callable, NoReturn, Optional, Sequence, TypeVar
 
 import yaml
 
-from kubectl_aicr.errors import AicrError, Forbidden, InvalidInput, NotFound, Timeout, Unavailable
+from kubectl_aicr.errors import AicrError, Conflict, Forbidden, InvalidInput, NotFound, Timeout, Unavailable
 
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 #: HTTP statuses worth retrying: the server (or a proxy in front of it) is overloaded or restarting.
@@ -117,11 +133,25 @@ class Kube:
 
     def call(self, fn: Callable[..., T], *args: Any, action: str, idempotent: bool = True,
              cap: float | None = None, **kw: Any) -> T:
-        """:meth:`request`, with every failure turned into one of our errors (one clear line)."""
+        """One request through :meth:`request`, with every failure raised as the error type of its meaning (see the
+        module docstring; one clear line that starts with ``action``)."""
         try:
             return self.request(fn, *args, action=action, idempotent=idempotent, cap=cap, **kw)
         except Exception as e:
             raise_api_error(e, action=action, server=self.server)
+
+    def list_all(self, fn: Callable[..., Any], *args: Any, action: str, cap: float | None = None,
+                 limit: int | None = None, **kw: Any) -> list[Any]:
+        """Every item of a list call (``core.list_node``, ``list_namespaced_pod``, a custom objects list...), asking
+        for ``limit`` items a page and following ``continue`` tokens; each page is one :meth:`call`. The items are
+        the client's model objects, or dicts for the custom objects API."""
+        from collector.kubeapi import PAGE_SIZE, paged
+
+        def page(size: int, token: Optional[str]) -> tuple[Sequence[Any], Optional[str]]:
+            more: dict[str, Any] = {"_continue": token} if token else {}
+            return _page(self.call(fn, *args, action=action, cap=cap, limit=size, **more, **kw))
+
+        return list(paged(page, limit=limit or PAGE_SIZE))
 
     @property
     def core(self) -> Any:
@@ -152,6 +182,36 @@ class Kube:
             self.api_client.close()
         except Exception:  # pragma: no cover - best effort on shutdown
             pass
+
+
+def _page(resp: Any) -> tuple[Sequence[Any], Optional[str]]:
+    """(items, continue token) of one list response: a model object, or a dict from the custom objects API."""
+    if isinstance(resp, dict):
+        return list(resp.get("items") or []), (resp.get("metadata") or {}).get("continue") or None
+    meta = getattr(resp, "metadata", None)
+    return list(resp.items or []), getattr(meta, "_continue", None) or None
+
+
+#: A cluster connection handed to code that may or may not need one (reading or writing ``cm://``): called when
+#: first needed. Make one with :func:`connector` (or :func:`lazy`), so every use shares one :class:`Kube`.
+Connect = Callable[[], Kube]
+
+
+def lazy(factory: Callable[[], Kube]) -> Connect:
+    """``factory`` called on first use only; every later call returns the same :class:`Kube`."""
+    made: list[Kube] = []
+
+    def get() -> Kube:
+        if not made:
+            made.append(factory())
+        return made[0]
+
+    return get
+
+
+def connector(opts: KubeOptions) -> Connect:
+    """A :data:`Connect` for the kubeconfig context ``opts`` selects: connects (:func:`connect`) on first use."""
+    return lazy(lambda: connect(opts))
 
 
 def kubeconfig_paths(explicit: str | None, environ: dict[str, str] | None = None) -> list[str]:
@@ -415,16 +475,53 @@ def retryable(e: BaseException, *, idempotent: bool) -> bool:
     return False
 
 
-def _status_message(exc: Any) -> str:
+@dataclass(frozen=True)
+class Answer:
+    """What the API server answered to a failed request: ``status`` (HTTP; 0 when no answer came, as the client
+    reports it), ``reason`` (the Status object's reason, e.g. ``NotFound``, ``AlreadyExists``, ``Conflict``, else
+    the HTTP reason phrase) and ``message`` (the Status object's message, else ``status reason``)."""
+
+    status: int
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}".strip()
+
+
+def _status_body(exc: Any) -> dict[str, Any]:
+    """The response body when it is a ``Status`` object, else {}: only the API server writes those; a proxy or a
+    load balancer in front of it answers with HTML or its own text, which is no message to show."""
     body = getattr(exc, "body", None)
     if body:
         try:
             data = json.loads(body)
-            if isinstance(data, dict) and data.get("kind") == "Status" and data.get("message"):
-                return str(data["message"])
         except (ValueError, TypeError):
-            pass
-    return f"{getattr(exc, 'status', '')} {getattr(exc, 'reason', '')}".strip()
+            return {}
+        if isinstance(data, dict) and data.get("kind") == "Status":
+            return data
+    return {}
+
+
+def _answer(exc: Any) -> Answer:
+    """The :class:`Answer` in a client ``ApiException``."""
+    status = exc.status if isinstance(getattr(exc, "status", None), int) else 0
+    data = _status_body(exc)
+    reason = str(data.get("reason") or getattr(exc, "reason", None) or "")
+    message = str(data.get("message") or "") or f"{getattr(exc, 'status', '')} {getattr(exc, 'reason', '')}".strip()
+    return Answer(status, reason, message)
+
+
+def answer_of(err: BaseException) -> Answer | None:
+    """What the API server answered: for an error :meth:`Kube.call` (or :func:`api_error`) raised for an answer,
+    or a client ``ApiException`` itself; None for an error of our own (the deadline passed) or when no answer came
+    (the network)."""
+    got = getattr(err, "answer", None)
+    if isinstance(got, Answer):
+        return got
+    from kubernetes.client.exceptions import ApiException
+
+    return _answer(err) if isinstance(err, ApiException) else None
 
 
 def api_error(exc: BaseException, *, action: str, server: str | None = None) -> AicrError:
@@ -434,21 +531,10 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
     if isinstance(exc, AicrError):
         return exc
     if isinstance(exc, ApiException):
-        msg = _status_message(exc)
-        if exc.status == 401:
-            return Forbidden(f"{action}: the cluster rejected your credentials (401 Unauthorized)",
-                             hint="refresh your login or check the kubeconfig user")
-        if exc.status == 403:
-            return Forbidden(f"{action}: {msg}", hint="ask a cluster admin for this permission, or use a context that has it")
-        if exc.status == 404:
-            return NotFound(f"{action}: {msg}")
-        if exc.status in (408, 504):
-            return Timeout(f"{action}: {msg}")
-        if exc.status == 422 or exc.status == 400:
-            return InvalidInput(f"{action}: {msg}")
-        if exc.status == 0 or exc.status is None or exc.status >= 500:
-            return Unavailable(f"{action}: the API server answered {exc.status}: {msg}")
-        return AicrError(f"{action}: {msg}")
+        said = _answer(exc)
+        err = _typed(said, action)
+        setattr(err, "answer", said)  # read back with answer_of (the error types are kubectl_aicr.errors')
+        return err
     import urllib3
 
     inner = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
@@ -465,6 +551,26 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
         return Unavailable(f"{action}: cannot reach the cluster{where}: {reason}",
                            hint="check your network/VPN and that the context points at a running cluster")
     return AicrError(f"{action}: {exc}")
+
+
+def _typed(said: Answer, action: str) -> AicrError:
+    msg, status = said.message, said.status
+    if status == 401:
+        return Forbidden(f"{action}: the cluster rejected your credentials (401 Unauthorized)",
+                         hint="refresh your login or check the kubeconfig user")
+    if status == 403:
+        return Forbidden(f"{action}: {msg}", hint="ask a cluster admin for this permission, or use a context that has it")
+    if status == 404:
+        return NotFound(f"{action}: {msg}")
+    if status in (409, 412):
+        return Conflict(f"{action}: {msg}")
+    if status in (408, 504):
+        return Timeout(f"{action}: {msg}")
+    if status in (400, 422):
+        return InvalidInput(f"{action}: {msg}")
+    if status == 0 or status >= 500:
+        return Unavailable(f"{action}: the API server answered {status}: {msg}")
+    return AicrError(f"{action}: {msg}")
 
 
 def raise_api_error(exc: BaseException, *, action: str, server: str | None = None) -> NoReturn:
