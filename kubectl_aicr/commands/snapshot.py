@@ -1,48 +1,27 @@
+"""``kubectl aicr snapshot``: parse the flags, then make one call - collect here (``--local``, and the agent's
+own run) or run the agent through :mod:`kubectl_aicr.deploy.run` - and deliver the document to ``-o``
+(stdout, a file, or a ConfigMap) in the requested format and apiVersion. Progress lines go to stderr."""
+
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from kubectl_aicr import __version__, formats, snapshot_io
-from kubectl_aicr.deploy import flags
 from kubectl_aicr.errors import EXIT_CODES_HELP, InvalidInput
 from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import format_option, kube_options
 
+if TYPE_CHECKING:
+    from kubectl_aicr.deploy.run import RunOptions, RunOutcome
+    from kubectl_aicr.kube import Kube
+
 
 def _progress(msg: str) -> None:
     click.echo(f"[aicr] {msg}", err=True)
-
-
-def _subtype(doc: dict[str, Any], mtype: str, name: str) -> dict[str, Any]:
-    for m in doc.get("measurements") or []:
-        if m.get("type") == mtype:
-            for s in m.get("subtypes") or []:
-                if s.get("subtype") == name:
-                    found: dict[str, Any] = s
-                    return found
-    return {}
-
-
-def gpu_warning(doc: dict[str, Any]) -> str | None:
-    """A warning when the snapshot shows no GPU through nvidia-smi on the node it describes. Pure."""
-    node = doc.get("metadata", {}).get("source-node", "?")
-    smi = _subtype(doc, "GPU", "smi")
-    count = smi.get("data", {}).get("gpu-count")
-    if smi.get("context", {}).get("status", "ok") == "ok":
-        if isinstance(count, int) and count == 0:
-            return f"nvidia-smi on node {node} sees no GPU; use --node-selector to target a GPU node"
-        return None
-    reason = smi.get("context", {}).get("reason", "unavailable")
-    capacity = _subtype(doc, "K8s", "node").get("data", {}).get("gpu-capacity") or 0
-    if capacity:
-        return (f"nvidia-smi did not run in the agent pod on node {node} ({reason}); the GPU facts come from the "
-                f"driver files, the PCI bus and the node's labels")
-    return f"node {node} shows no GPU (nvidia-smi: {reason}); use --node-selector to target a GPU node"
 
 
 @click.command("snapshot", epilog=EXIT_CODES_HELP)
@@ -94,7 +73,6 @@ def command(local: bool, output: str, fmt: str, api_version: str, kube: KubeOpti
     t0 = time.monotonic()
     dest = snapshot_io.parse_location(output)
     snapshot_io.check_writable(dest)
-    opts = kube
     if dry_run != "none" and isinstance(dest, snapshot_io.ConfigMapRef):
         raise InvalidInput(f"--dry-run={dry_run} prints manifests: -o must be '-' or a file, not {output}")
     if local or os.environ.get("AICR_AGENT_MODE") == "true":
@@ -105,15 +83,23 @@ def command(local: bool, output: str, fmt: str, api_version: str, kube: KubeOpti
         given = [name for name, v in cluster_flags.items() if v]
         if local and given:
             raise InvalidInput(f"{', '.join(given)} only apply when deploying the agent; drop them or drop --local")
-        _local(dest, fmt, opts, overwrite=overwrite, api_version=api_version)
+        _local(dest, fmt, kube, overwrite=overwrite, api_version=api_version)
         return
-    _deploy(dest, fmt, opts, image=image, job_name=job_name, sa=service_account_name, node_selector=node_selector,
-            toleration=toleration, pull_secrets=image_pull_secret, timeout_text=timeout_text, no_cleanup=no_cleanup,
-            all_nodes=all_nodes, parallelism=parallelism, overwrite=overwrite, dry_run=dry_run, t0=t0, api_version=api_version)
+    from kubectl_aicr.deploy import run as agent_run
+
+    # Every flag is checked before the first API call.
+    run_options = agent_run.options(image=image, job_name=job_name, service_account=service_account_name,
+                                    node_selector=node_selector, toleration=toleration,
+                                    image_pull_secret=image_pull_secret, timeout_text=timeout_text,
+                                    all_nodes=all_nodes, parallelism=parallelism, no_cleanup=no_cleanup)
+    outcome = _deploy(dest, fmt, kube, run_options, overwrite=overwrite, dry_run=dry_run, t0=t0,
+                      api_version=api_version)
+    if outcome is not None and outcome.failures:
+        _raise_for_failures(outcome)
 
 
-def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_factory: Any, overwrite: bool,
-             api_version: str = formats.DEFAULT_WRITE) -> str:
+def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_factory: Callable[[], Kube],
+             overwrite: bool, api_version: str = formats.DEFAULT_WRITE) -> str:
     """``output.deliver``, except that a ConfigMap is replaced only when it is ours (or ``--overwrite``); the
     document is written in ``api_version`` (:func:`formats.convert`)."""
     from kubectl_aicr.output import deliver
@@ -131,7 +117,7 @@ def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_
     return deliver(doc, dest, fmt, kube_factory=kube_factory)
 
 
-def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool = False,
+def _local(dest: snapshot_io.Location, fmt: str, opts: KubeOptions, *, overwrite: bool = False,
            api_version: str = formats.DEFAULT_WRITE) -> None:
     from collector.snapshot import collect_snapshot, node_name
     from kubectl_aicr.schema import validate
@@ -144,7 +130,7 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool =
     doc = collect_snapshot(version=__version__, node=node_name(), api_client=api, extra_metadata={"mode": "local"})
     validate(doc, source="collected snapshot")
 
-    def kube_factory() -> Any:
+    def kube_factory() -> Kube:
         from kubectl_aicr.kube import connect
 
         return connect(opts)
@@ -152,188 +138,39 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: Any, *, overwrite: bool =
     _deliver(doc, dest, fmt, kube_factory=kube_factory, overwrite=overwrite, api_version=api_version)
 
 
-def _deploy(dest: snapshot_io.Location, fmt: str, opts: Any, *, image: str | None, job_name: str, sa: str | None,
-            node_selector: tuple[str, ...], toleration: tuple[str, ...], pull_secrets: tuple[str, ...],
-            timeout_text: str, no_cleanup: bool, all_nodes: bool = False, parallelism: int = 4,
-            overwrite: bool = False, dry_run: str = "none", t0: float | None = None,
-            api_version: str = formats.DEFAULT_WRITE) -> None:
-    from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, new_run_id
-
-    # Every flag is checked before the first API call.
-    selector = flags.parse_node_selectors(node_selector)
-    tolerations = flags.parse_tolerations(toleration)
-    timeout = flags.parse_duration(timeout_text)
-    flags.check_name(job_name, "--job-name")
-    if sa is not None:
-        flags.check_name(sa, "--service-account-name", max_len=253)
-    for s in pull_secrets:
-        flags.check_name(s, "--image-pull-secret", max_len=253)
-    img = flags.check_image(image or DEFAULT_IMAGE)
-    if parallelism < 1:
-        raise InvalidInput("--parallelism: must be at least 1")
-
-    from kubectl_aicr.deploy import access
-    from kubectl_aicr.deploy.deployer import Deployer
+def _deploy(dest: snapshot_io.Location, fmt: str, opts: KubeOptions, run_options: RunOptions, *, overwrite: bool,
+            dry_run: str, t0: float, api_version: str) -> RunOutcome | None:
+    """Plan the run, then print its manifests (``--dry-run``) or execute it, delivering to ``dest``."""
+    from kubectl_aicr.deploy import run as agent_run
     from kubectl_aicr.kube import connect
 
     kube = connect(opts)
-    # --timeout is a hard deadline for the whole run, cleanup included: no request outlives it.
-    kube.deadline = (time.monotonic() if t0 is None else t0) + timeout
-    d = Deployer(kube, _progress)
     try:
-        run = RunSpec(namespace=kube.namespace, run_id=new_run_id(), image=img, job_prefix=job_name, service_account=sa,
-                      node_selector=selector, tolerations=tuple(tolerations), timeout_seconds=timeout,
-                      image_pull_secrets=tuple(pull_secrets))
-        create_ns = not d.namespace_exists(run.namespace)
-        if dry_run != "client":
-            access.check(kube, run, create_namespace=create_ns)
-        if isinstance(dest, snapshot_io.ConfigMapRef) and not overwrite:
-            from kubectl_aicr import cmstore
-
-            cmstore.check_replaceable(kube, dest)  # before anything is created
-        nodes = d.list_nodes()
-        if all_nodes:
-            if nodes is None:
-                raise InvalidInput("--all-nodes needs permission to list nodes")
-            if not selector and any(((n.get("metadata") or {}).get("labels") or {}).get(GPU_PRESENT_LABEL) == "true"
-                                    for n in nodes):
-                selector = {GPU_PRESENT_LABEL: "true"}
-                _progress(f"--all-nodes without --node-selector: targeting nodes labelled {GPU_PRESENT_LABEL}=true")
-            run = dataclasses.replace(run, node_selector=selector)
-            run = dataclasses.replace(run, nodes=tuple(d.check_placement(run, nodes)))
-        else:
-            d.check_placement(run, nodes)
+        replaces = dest if isinstance(dest, snapshot_io.ConfigMapRef) and not overwrite else None
+        planned = agent_run.plan(kube, run_options, _progress, started_at=t0, check_access=dry_run != "client",
+                                 replaces=replaces)
         if dry_run != "none":
-            _dry_run(d, run, dest, dry_run, create_ns=create_ns)
-            return
-        _execute(d, run, dest, fmt, create_ns=create_ns, timeout=timeout, parallelism=parallelism,
-                 no_cleanup=no_cleanup, kube=kube, overwrite=overwrite, api_version=api_version)
+            text = agent_run.dry_run(planned, dry_run, _progress)
+            if isinstance(dest, snapshot_io.FilePath):
+                snapshot_io.write_file_atomic(dest.path, text)
+            else:
+                click.echo(text, nl=False)
+            return None
+
+        def deliver(doc: dict[str, Any]) -> str:
+            return _deliver(doc, dest, fmt, kube_factory=lambda: kube, overwrite=overwrite, api_version=api_version)
+
+        return agent_run.execute(planned, _progress, deliver)
     finally:
         kube.close()
 
 
-def manifest_stream(objects: list[dict[str, Any]]) -> str:
-    """A YAML stream (``---`` between documents), as ``kubectl apply -f`` reads it. Pure."""
-    import yaml
-
-    return "".join("---\n" + yaml.safe_dump(o, sort_keys=False, default_flow_style=False) for o in objects)
-
-
-def _strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    for k in ("managedFields", "resourceVersion", "creationTimestamp", "uid", "generation"):
-        meta.pop(k, None)
-    obj.pop("status", None)
-    return obj
-
-
-def _dry_run(d: Any, run: Any, dest: snapshot_io.Location, mode: str, *, create_ns: bool) -> None:
-    """--dry-run=client prints the manifests; =server has the API server (admission included) accept each one
-    with dryRun=All first. Nothing is created either way."""
-    from kubectl_aicr.deploy import spec
-    from kubectl_aicr.deploy.deployer import Created
-
-    objects = spec.manifests(run, create_namespace=create_ns)
-    if mode == "server":
-        accepted = d.create(run, Created(), create_namespace=create_ns, dry_run=True)
-        _progress(f"run {run.run_id}: the API server accepted {len(accepted)} objects with dryRun=All "
-                  f"({', '.join(accepted)}); nothing was created")
-    else:
-        _progress(f"run {run.run_id}: {len(objects)} objects would be created (Jobs suspended, then started; "
-                  "the namespaced objects get an ownerReference to their Job once it exists); nothing was created")
-    text = manifest_stream([_strip_server_fields(o) for o in objects])
-    if isinstance(dest, snapshot_io.FilePath):
-        snapshot_io.write_file_atomic(dest.path, text)
-    else:
-        click.echo(text, nl=False)
-
-
-def cleanup_reserve(timeout: float) -> float:
-    """Of the --timeout, the part kept for cleanup (the wait gets the rest). Pure."""
-    return min(CLEANUP_RESERVE, timeout / 4)
-
-
-CLEANUP_RESERVE = 15.0
-
-
-def _execute(d: Any, run: Any, dest: snapshot_io.Location, fmt: str, *, create_ns: bool, timeout: float,
-             parallelism: int, no_cleanup: bool, kube: Any, overwrite: bool = False,
-             api_version: str = formats.DEFAULT_WRITE) -> None:
-    from kubectl_aicr.deploy.deployer import Created
-    from kubectl_aicr.deploy.spec import cleanup_commands
+def _raise_for_failures(outcome: RunOutcome) -> None:
+    """A fleet run whose nodes did not all produce a snapshot fails, after the others' were written."""
     from kubectl_aicr.errors import AgentFailed
-    from kubectl_aicr.schema import validate
 
-    created = Created()
-    ok = False
-    fleet = bool(run.nodes)
-    try:
-        what = f"{len(run.targets)} Jobs (one per node, {parallelism} at a time)" if fleet else f"Job {run.job_name}"
-        _progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
-        d.create(run, created, create_namespace=create_ns)
-        wait_for = (kube.deadline - time.monotonic() - cleanup_reserve(timeout)) if kube.deadline else timeout
-        results = d.run_jobs(run, timeout=wait_for, parallelism=parallelism if fleet else 1, fail_fast=not fleet,
-                             reported_timeout=timeout, created=created)
-        docs: list[dict[str, Any]] = []
-        failures: list[dict[str, str]] = []
-        last_done = 0.0
-        total_bytes = 0
-        for res in results.values():
-            if not res.ok:
-                failures.append({"node": res.target.node or res.node or "?", "reason": res.failure or "failed"})
-                continue
-            source = f"agent snapshot from {res.node}"
-            try:
-                raw = d.fetch(run, res.target, res, created)
-                one = validate(snapshot_io.parse_document(raw, source=source), source=source)
-                d.check_document(run, res, one)
-                docs.append(one)
-                total_bytes += len(raw)
-            except Exception as e:  # noqa: BLE001 - recorded per node in a fleet, raised for one node
-                if not fleet:
-                    raise
-                failures.append({"node": res.target.node or "?", "reason": str(e)})
-            last_done = max(last_done, res.finished_at)
-        if fleet:
-            doc = fleet_document(run, docs, failures)
-            validate(doc, source="fleet snapshot")
-        else:
-            doc = docs[0]
-        where = _deliver(doc, dest, fmt, kube_factory=lambda: kube, overwrite=overwrite, api_version=api_version)
-        overhead = time.monotonic() - last_done
-        nodes_txt = f"{len(docs)} nodes" if fleet else f"node {doc['metadata'].get('source-node')}"
-        _progress(f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "
-                  f"{overhead:.2f}s after the last pod completed)")
-        if not fleet:
-            warning = gpu_warning(doc)
-            if warning:
-                _progress(f"warning: {warning}")
-        if failures:
-            raise AgentFailed(f"{len(failures)} of {len(run.targets)} nodes produced no snapshot; first: "
-                              f"{failures[0]['node']}: {failures[0]['reason'].splitlines()[0]}",
-                              details=[f"{f['node']}: {f['reason'].splitlines()[0]}" for f in failures],
-                              hint="the snapshots of the other nodes were written; 'failures' in the output lists these")
-        ok = True
-    finally:
-        if no_cleanup:
-            _progress("--no-cleanup: kept everything this run created; delete it with:")
-            for c in cleanup_commands(run):
-                _progress(f"  {c}")
-        elif created.objects:
-            problems = d.cleanup(run, created)
-            if problems:
-                _progress("warning: cleanup left objects behind: " + "; ".join(problems))
-                for c in cleanup_commands(run):
-                    _progress(f"  {c}")
-            elif ok:
-                _progress(f"cleaned up {len(created.objects)} objects")
-
-
-def fleet_document(run: Any, docs: list[dict[str, Any]], failures: list[dict[str, str]]) -> dict[str, Any]:
-    """One SnapshotList holding every node's snapshot (sorted by node) and the nodes that failed."""
-    from collector.model import now_rfc3339, snapshot_list
-
-    meta = {"timestamp": now_rfc3339(), "version": __version__, "run-id": run.run_id,
-            "node-count": str(len(run.targets)),
-            "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items()))}
-    return snapshot_list(docs, meta, failures=failures)
+    failures = outcome.failures
+    raise AgentFailed(f"{len(failures)} of {outcome.targets} nodes produced no snapshot; first: "
+                      f"{failures[0]['node']}: {failures[0]['reason'].splitlines()[0]}",
+                      details=[f"{f['node']}: {f['reason'].splitlines()[0]}" for f in failures],
+                      hint="the snapshots of the other nodes were written; 'failures' in the output lists these")

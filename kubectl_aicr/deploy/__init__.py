@@ -1,2 +1,4 @@
-"""Deploying the snapshot agent: manifests (``spec``), flag parsing (``flags``), RBAC pre-checks (``access``),
-waiting (``wait``) and the create/fetch/cleanup orchestration (``deployer``)."""
+"""Deploying the snapshot agent: flag parsing (``flags``), manifests (``spec``), RBAC pre-checks (``access``),
+pod/Job/node classifiers (``classify``), the decisions of the wait (``scheduler``), the API calls of a run -
+create, start, watch, fetch, clean up (``deployer``), the receipt check (``verify``) and one run from plan to
+outcome (``run``)."""

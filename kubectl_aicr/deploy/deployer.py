@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from kubectl_aicr import cmstore
-from kubectl_aicr.deploy import access, spec, verify, wait
+from kubectl_aicr.deploy import access, classify, spec, verify
+from kubectl_aicr.deploy.scheduler import Scheduler, TargetResult
 from kubectl_aicr.deploy.spec import RunSpec
 from kubectl_aicr.errors import AgentFailed, AicrError, NotFound, SnapshotMismatch, Timeout
 from kubectl_aicr.kube import Kube, raise_api_error, retryable
@@ -47,7 +48,7 @@ class CreatedObject:
 
 
 @dataclass
-class Created:
+class CreatedObjects:
     """What this run created, in creation order (deleted in reverse, pods first), each with its uid."""
 
     objects: list[CreatedObject] = field(default_factory=list)
@@ -57,16 +58,6 @@ class Created:
 
     def uid_of(self, kind: str, name: str) -> str:
         return next((o.uid for o in self.objects if o.kind == kind and o.name == name), "")
-
-
-@dataclass
-class TargetResult:
-    target: spec.Target
-    ok: bool
-    pod: str | None
-    node: str | None
-    finished_at: float  # monotonic time the CLI saw the pod end
-    failure: str | None = None
 
 
 def _to_dict(kube: Kube, obj: Any) -> dict[str, Any]:
@@ -145,24 +136,24 @@ class Deployer:
         """Fail before creating anything when no node could run the agent; returns the matching nodes."""
         if nodes is None:
             return []
-        m = wait.match_nodes(nodes, run.node_selector, run.tolerations)
+        match = classify.match_nodes(nodes, run.node_selector, run.tolerations)
         sel = ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items()))
-        if not m.matching:
-            if m.selected == 0:
-                raise NotFound(f"no node matches --node-selector {sel} ({m.total} nodes checked)" if sel
+        if not match.matching:
+            if match.selected == 0:
+                raise NotFound(f"no node matches --node-selector {sel} ({match.total} nodes checked)" if sel
                                else "the cluster has no nodes", hint="check the labels with 'kubectl get nodes --show-labels'")
-            taints = "; ".join(f"{n}: {t}" for n, t in sorted(m.blocked.items())[:5])
-            raise NotFound(f"{m.selected} node(s) match the selector but carry taints the tolerations do not allow ({taints})",
+            taints = "; ".join(f"{n}: {t}" for n, t in sorted(match.blocked.items())[:5])
+            raise NotFound(f"{match.selected} node(s) match the selector but carry taints the tolerations do not allow ({taints})",
                            hint="add --toleration KEY=VALUE:EFFECT for those taints (no --toleration tolerates all)")
         if not run.node_selector and not run.nodes:
             gpu = [n for n in nodes if ((n.get("metadata") or {}).get("labels") or {}).get(spec.GPU_PRESENT_LABEL) == "true"]
             if not gpu:
                 self.progress(f"warning: no node is labelled {spec.GPU_PRESENT_LABEL}=true; the agent may land on a node without GPUs")
-        return m.matching
+        return match.matching
 
     # ------------------------------------------------------------ create
 
-    def _create(self, created: Created | None, kind: str, fn: Callable[..., Any], *args: Any, name: str,
+    def _create(self, created: CreatedObjects | None, kind: str, fn: Callable[..., Any], *args: Any, name: str,
                 namespace: str | None, dry_run: bool = False) -> Any:
         where = f" in namespace {namespace!r}" if namespace else ""
         kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
@@ -173,13 +164,13 @@ class Deployer:
         return obj
 
     def _creators(self) -> dict[str, Callable[..., Any]]:
-        k = self.kube
-        return {"Namespace": k.core.create_namespace, "Job": k.batch.create_namespaced_job,
-                "ServiceAccount": k.core.create_namespaced_service_account, "Role": k.rbac.create_namespaced_role,
-                "RoleBinding": k.rbac.create_namespaced_role_binding,
-                "ConfigMap": k.core.create_namespaced_config_map}
+        kube = self.kube
+        return {"Namespace": kube.core.create_namespace, "Job": kube.batch.create_namespaced_job,
+                "ServiceAccount": kube.core.create_namespaced_service_account, "Role": kube.rbac.create_namespaced_role,
+                "RoleBinding": kube.rbac.create_namespaced_role_binding,
+                "ConfigMap": kube.core.create_namespaced_config_map}
 
-    def create(self, run: RunSpec, created: Created, *, create_namespace: bool, dry_run: bool = False) -> list[str]:
+    def create(self, run: RunSpec, created: CreatedObjects, *, create_namespace: bool, dry_run: bool = False) -> list[str]:
         """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet.
 
         ``dry_run``: send every create with ``dryRun=All`` (admission answers, nothing persists); returns what
@@ -187,10 +178,10 @@ class Deployer:
         creators = self._creators()
         owners: dict[str, dict[str, Any]] = {}
         accepted: list[str] = []
-        for m in spec.manifests(run, create_namespace=create_namespace):
-            kind, meta = m["kind"], m["metadata"]
+        for manifest in spec.manifests(run, create_namespace=create_namespace):
+            kind, meta = manifest["kind"], manifest["metadata"]
             if kind == "Namespace" and dry_run:
-                self._create(None, kind, creators[kind], m, name=meta["name"], namespace=None, dry_run=True)
+                self._create(None, kind, creators[kind], manifest, name=meta["name"], namespace=None, dry_run=True)
                 accepted.append(f"Namespace {meta['name']}")
                 self.progress(f"namespace {run.namespace!r} does not exist, so the namespaced objects cannot be "
                               "checked by the server until it does")
@@ -201,7 +192,7 @@ class Deployer:
                 refs = [r for r in refs if r.get("uid")]
                 if refs:
                     meta["ownerReferences"] = refs
-            args = (m,) if kind == "Namespace" else (run.namespace, m)
+            args = (manifest,) if kind == "Namespace" else (run.namespace, manifest)
             obj = self._create(created, kind, creators[kind], *args, name=meta["name"],
                                namespace=None if kind == "Namespace" else run.namespace, dry_run=dry_run)
             if kind == "Job":
@@ -279,34 +270,34 @@ class Deployer:
     # ------------------------------------------------------------ wait
 
     def _job_problem(self, run: RunSpec, target: spec.Target, seen_pod: bool) -> str | None:
-        k = self.kube
-        job = _to_dict(k, k.call(k.batch.read_namespaced_job, target.job_name, run.namespace,
+        kube = self.kube
+        job = _to_dict(kube, kube.call(kube.batch.read_namespaced_job, target.job_name, run.namespace,
                                  action=f"reading Job {target.job_name!r}"))
-        failed = wait.job_failure(job)
+        failed = classify.job_failure(job)
         if failed or seen_pod:
             return failed
         try:
-            evs = k.request(k.core.list_namespaced_event, run.namespace,
+            evs = kube.request(kube.core.list_namespaced_event, run.namespace,
                             field_selector=f"involvedObject.kind=Job,involvedObject.name={target.job_name}",
                             action="reading the Job's events")
         except AicrError:
             raise
         except Exception:
             return None  # events are a nicety; the timeout will still report the state
-        return wait.creation_failure(_to_dict(k, e) for e in evs.items)
+        return classify.creation_failure(_to_dict(kube, e) for e in evs.items)
 
     def _pod_problem(self, run: RunSpec, pod: str) -> str | None:
-        """A permanent start failure the kubelet reports only as an event on the pod (see wait.start_failure)."""
-        k = self.kube
+        """A permanent start failure the kubelet reports only as an event on the pod (see classify.start_failure)."""
+        kube = self.kube
         try:
-            evs = k.request(k.core.list_namespaced_event, run.namespace,
+            evs = kube.request(kube.core.list_namespaced_event, run.namespace,
                             field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
                             action="reading the agent pod's events", cap=10)
         except AicrError:
             raise
         except Exception:
             return None  # events are a nicety; the timeout will still report the state
-        return wait.start_failure(_to_dict(k, e) for e in evs.items)
+        return classify.start_failure(_to_dict(kube, e) for e in evs.items)
 
     def _node_gone(self, node: str) -> bool:
         """Whether ``node`` no longer exists (False when we may not tell)."""
@@ -354,140 +345,63 @@ class Deployer:
         return text.strip() if isinstance(text, str) else ""
 
     def run_jobs(self, run: RunSpec, *, timeout: float, parallelism: int = 1, fail_fast: bool = True,
-                 reported_timeout: float | None = None, created: Created | None = None) -> dict[str, TargetResult]:
+                 reported_timeout: float | None = None,
+                 created: CreatedObjects | None = None) -> dict[str, TargetResult]:
         """Start the Jobs (at most ``parallelism`` at once) and watch their pods until each succeeds or fails.
 
         With ``fail_fast`` (one node) the first failure raises. Otherwise a node's failure is recorded and the
         others go on - except an image that cannot be pulled, which would fail on every node. Transient API
-        failures (a restarting API server) are retried until ``timeout``.
+        failures (a restarting API server) are retried until ``timeout``. The decisions are the
+        :class:`~kubectl_aicr.deploy.scheduler.Scheduler`'s; this method lists, watches and acts.
         """
         from kubernetes import watch
 
-        k = self.kube
+        kube = self.kube
         deadline = time.monotonic() + timeout
-        targets = {t.job_name: t for t in run.targets}
-        pending = list(run.targets)
-        started: set[str] = set()
-        results: dict[str, TargetResult] = {}
-        states: dict[str, str] = {}
-        bound: dict[str, tuple[str, str]] = {}  # job name -> (pod, node) once scheduled
         job_uids = {t.job_name: created.uid_of("Job", t.job_name) for t in run.targets} if created else {}
+        sched = Scheduler(run.targets, parallelism=parallelism, fail_fast=fail_fast, job_uids=job_uids)
         selector = f"{spec.RUN_LABEL}={run.run_id}"
-        total = len(targets)
 
-        def launch() -> None:
-            while pending and len(started) - len(results) < parallelism:
-                t = pending.pop(0)
-                self.start(run, t)
-                started.add(t.job_name)
-                states[t.job_name] = "Job started; no pod yet"
-
-        def finish(job_name: str, res: TargetResult) -> None:
-            results[job_name] = res
-            if total > 1:
-                self.progress(f"{len(results)}/{total} nodes done ({job_name}: {'ok' if res.ok else 'failed'})")
-
-        def fail(job_name: str, text: str, kind: str, pod: str | None, node: str | None) -> None:
-            if fail_fast or kind == "image":
-                raise AgentFailed(text, hint=_hint_for(kind, run))
-            finish(job_name, TargetResult(targets[job_name], False, pod, node, time.monotonic(), failure=text))
-
-        def judge(pod_obj: Any, deleted: bool = False) -> None:
-            pod = _to_dict(k, pod_obj)
-            meta = pod["metadata"]
-            labels = meta.get("labels") or {}
-            job_name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
-            if job_name not in targets or job_name in results:
-                return
-            owner_uids = {r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")}
-            if job_uids.get(job_name) and job_uids[job_name] not in owner_uids:
-                return  # not our Job's pod (someone else's pod with our labels)
-            name = meta["name"]
-            v = wait.pod_verdict(pod)
-            if v.node and job_name not in bound:
-                bound[job_name] = (name, v.node)
-                self.hand_over_facts(run, targets[job_name], v.node)
-            if deleted and not v.done and not v.failure:
-                node = v.node or ""
-                if node and self._node_gone(node):
-                    fail(job_name, f"node {node} went away (deleted from the cluster) while the agent pod ran on it",
-                         "node", name, node)
-                else:
-                    fail(job_name, f"the agent pod {name} was deleted before it finished", "pod", name, v.node)
-                return
-            if v.state != states.get(job_name):
-                states[job_name] = v.state
-                self.progress(f"pod {name}: {v.state}")
-            if v.done:
-                finish(job_name, TargetResult(targets[job_name], True, name, v.node, time.monotonic()))
-            elif v.failure:
-                text = v.failure
-                if v.kind == "container":
-                    tail = self._log_tail(run, name)
-                    if tail and tail not in text:
-                        text += "\n--- last log lines ---\n" + tail
-                fail(job_name, text, v.kind, name, v.node)
-
-        launch()
+        self._launch(run, sched)
         resource_version: str | None = None
-        while len(results) < total:
+        while not sched.done:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                stuck = {j: states.get(j, "not started") for j in targets if j not in results}
-                last = "; ".join(f"{targets[j].node or j}: {s}" for j, s in sorted(stuck.items())[:5])
                 shown = reported_timeout if reported_timeout is not None else timeout
-                raise Timeout(f"the agent did not finish within {_fmt_secs(shown)}; last state: {last}",
+                raise Timeout(f"the agent did not finish within {_fmt_secs(shown)}; last state: {sched.stuck()}",
                               hint="raise --timeout, or look at 'kubectl describe pod' (rerun with --no-cleanup to keep it)")
             try:
-                pods = k.request(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
-                                 action="listing the agent pods", cap=max(1.0, remaining))
+                pods = kube.request(kube.core.list_namespaced_pod, run.namespace, label_selector=selector,
+                                    action="listing the agent pods", cap=max(1.0, remaining))
             except AicrError:
                 raise
             except Exception as e:
                 if retryable(e, idempotent=True) and deadline - time.monotonic() > 1:
                     time.sleep(0.5)
                     continue  # still restarting: the next list retries again, up to the deadline
-                raise_api_error(e, action="listing the agent pods", server=k.server)
+                raise_api_error(e, action="listing the agent pods", server=kube.server)
             resource_version = pods.metadata.resource_version
             seen_jobs = set()
-            for p in pods.items:
-                seen_jobs.add((p.metadata.labels or {}).get("batch.kubernetes.io/job-name"))
-                judge(p)
-            for j in sorted(started - set(results)):
-                problem = self._job_problem(run, targets[j], j in seen_jobs)
-                if problem:
-                    # The Job's verdict can overtake the pod status listed above (its pod failed since): the
-                    # pod says why (exit code, last log lines), so read it again before settling for the Job's.
-                    for pod in self._job_pods(run, j, selector):
-                        judge(pod)
-                    if j not in results:
-                        fail(j, problem, "job", None, targets[j].node)
-                    continue
-                if j in bound and j not in results and self._node_gone(bound[j][1]):
-                    fail(j, f"node {bound[j][1]} went away (deleted from the cluster) while the agent pod "
-                            f"{bound[j][0]} was on it", "node", bound[j][0], bound[j][1])
-                    continue
-                if j in bound and j not in results and states.get(j, "").startswith("Pending on"):
-                    problem = self._pod_problem(run, bound[j][0])
-                    if problem:
-                        fail(j, problem, "pod", bound[j][0], bound[j][1])
-            launch()
-            if len(results) >= total:
+            for pod in pods.items:
+                seen_jobs.add((pod.metadata.labels or {}).get("batch.kubernetes.io/job-name"))
+                self._judge(run, sched, pod)
+            for job_name in sched.unfinished():
+                self._check_unfinished(run, sched, job_name, seen=job_name in seen_jobs, selector=selector)
+            self._launch(run, sched)
+            if sched.done:
                 break
-            w = watch.Watch()
+            stream = watch.Watch()
             chunk = min(deadline - time.monotonic(), WATCH_CHUNK)
             if chunk <= 0:
                 continue
             try:
-                for ev in w.stream(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
-                                   resource_version=resource_version, timeout_seconds=max(1, int(chunk)),
-                                   _request_timeout=k.timeout_for("watching the agent pods", cap=chunk + 5)):
+                for ev in stream.stream(kube.core.list_namespaced_pod, run.namespace, label_selector=selector,
+                                        resource_version=resource_version, timeout_seconds=max(1, int(chunk)),
+                                        _request_timeout=kube.timeout_for("watching the agent pods", cap=chunk + 5)):
                     if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        before = len(results)
-                        judge(ev["object"], deleted=ev.get("type") == "DELETED")
-                        if len(results) != before:
-                            launch()
-                    if len(results) >= total or time.monotonic() >= deadline:
+                        self._judge(run, sched, ev["object"], deleted=ev.get("type") == "DELETED")
+                        self._launch(run, sched)
+                    if sched.done or time.monotonic() >= deadline:
                         break
             except AicrError:
                 raise
@@ -495,16 +409,86 @@ class Deployer:
                 # An expired resourceVersion (410), a dropped connection or a restarting API server: list
                 # again (with retries) and re-watch, until the deadline.
                 if getattr(e, "status", None) not in (410, None) and not retryable(e, idempotent=True):
-                    raise_api_error(e, action="watching the agent pods", server=k.server)
+                    raise_api_error(e, action="watching the agent pods", server=kube.server)
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             finally:
-                w.stop()
-        return results
+                stream.stop()
+        return sched.results
+
+    def _launch(self, run: RunSpec, sched: Scheduler) -> None:
+        for target in sched.launch():
+            self.start(run, target)
+
+    def _settle(self, sched: Scheduler, result: TargetResult) -> None:
+        if sched.total > 1:
+            self.progress(f"{len(sched.results)}/{sched.total} nodes done "
+                          f"({result.target.job_name}: {'ok' if result.ok else 'failed'})")
+
+    def _fail(self, run: RunSpec, sched: Scheduler, job_name: str, text: str, kind: str, pod: str | None,
+              node: str | None) -> None:
+        if sched.aborts(kind):
+            raise AgentFailed(text, hint=_hint_for(kind, run))
+        self._settle(sched, sched.fail(job_name, text, pod, node, now=time.monotonic()))
+
+    def _judge(self, run: RunSpec, sched: Scheduler, pod_obj: Any, deleted: bool = False) -> None:
+        """Act on what one listed or watched pod says (see :meth:`Scheduler.observe`)."""
+        update = sched.observe(_to_dict(self.kube, pod_obj), deleted=deleted)
+        if update is None:
+            return
+        job_name, name, verdict = update.job_name, update.pod, update.verdict
+        if update.bound_now and verdict.node:
+            self.hand_over_facts(run, sched.targets[job_name], verdict.node)
+        if update.vanished:
+            node = verdict.node or ""
+            if node and self._node_gone(node):
+                self._fail(run, sched, job_name,
+                           f"node {node} went away (deleted from the cluster) while the agent pod ran on it",
+                           "node", name, node)
+            else:
+                self._fail(run, sched, job_name, f"the agent pod {name} was deleted before it finished", "pod",
+                           name, verdict.node)
+            return
+        if update.new_state is not None:
+            self.progress(f"pod {name}: {update.new_state}")
+        if verdict.done:
+            self._settle(sched, sched.succeed(job_name, name, verdict.node, now=time.monotonic()))
+        elif verdict.failure:
+            text = verdict.failure
+            if verdict.kind == "container":
+                tail = self._log_tail(run, name)
+                if tail and tail not in text:
+                    text += "\n--- last log lines ---\n" + tail
+            self._fail(run, sched, job_name, text, verdict.kind, name, verdict.node)
+
+    def _check_unfinished(self, run: RunSpec, sched: Scheduler, job_name: str, *, seen: bool,
+                          selector: str) -> None:
+        """Look for what pod status does not show: the Job failed as a whole, its node went away, or the
+        kubelet cannot start the pod (an event only)."""
+        target = sched.targets[job_name]
+        problem = self._job_problem(run, target, seen)
+        if problem:
+            # The Job's verdict can overtake the pod status listed above (its pod failed since): the pod says
+            # why (exit code, last log lines), so read it again before settling for the Job's.
+            for pod in self._job_pods(run, job_name, selector):
+                self._judge(run, sched, pod)
+            if job_name not in sched.results:
+                self._fail(run, sched, job_name, problem, "job", None, target.node)
+            return
+        bound = sched.bound.get(job_name)
+        if bound and job_name not in sched.results and self._node_gone(bound[1]):
+            self._fail(run, sched, job_name, f"node {bound[1]} went away (deleted from the cluster) while the agent "
+                       f"pod {bound[0]} was on it", "node", bound[0], bound[1])
+            return
+        waiting = sched.waiting_on_node(job_name)
+        if waiting:
+            problem = self._pod_problem(run, waiting[0])
+            if problem:
+                self._fail(run, sched, job_name, problem, "pod", waiting[0], waiting[1])
 
     # ------------------------------------------------------------ fetch + verify
 
     def fetch(self, run: RunSpec, target: spec.Target, result: TargetResult | None = None,
-              created: Created | None = None) -> bytes:
+              created: CreatedObjects | None = None) -> bytes:
         """The snapshot the agent wrote, after checking it is exactly that (see :mod:`verify`)."""
         ref = ConfigMapRef(run.namespace, target.staging_cm)
         cm = cmstore.read_object(self.kube, ref)
@@ -531,20 +515,20 @@ class Deployer:
 
     # ------------------------------------------------------------ cleanup
 
-    def cleanup(self, run: RunSpec, created: Created) -> list[str]:
+    def cleanup(self, run: RunSpec, created: CreatedObjects) -> list[str]:
         """Delete what was created (pods first, RBAC after they are gone), each only if it still has the uid we
         recorded. Transient failures are retried until the deadline. Returns what could not be deleted."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        k = self.kube
-        if k.deadline is None or k.deadline - time.monotonic() < CLEANUP_MIN:
-            k.deadline = time.monotonic() + CLEANUP_MIN if k.deadline is not None else time.monotonic() + 45.0
+        kube = self.kube
+        if kube.deadline is None or kube.deadline - time.monotonic() < CLEANUP_MIN:
+            kube.deadline = time.monotonic() + CLEANUP_MIN if kube.deadline is not None else time.monotonic() + 45.0
         failures: list[str] = []
         deleters: dict[str, Callable[..., Any]] = {
-            "Job": k.batch.delete_namespaced_job, "ServiceAccount": k.core.delete_namespaced_service_account,
-            "Role": k.rbac.delete_namespaced_role, "RoleBinding": k.rbac.delete_namespaced_role_binding,
-            "ConfigMap": k.core.delete_namespaced_config_map, "Namespace": k.core.delete_namespace,
+            "Job": kube.batch.delete_namespaced_job, "ServiceAccount": kube.core.delete_namespaced_service_account,
+            "Role": kube.rbac.delete_namespaced_role, "RoleBinding": kube.rbac.delete_namespaced_role_binding,
+            "ConfigMap": kube.core.delete_namespaced_config_map, "Namespace": kube.core.delete_namespace,
         }
 
         def delete(o: CreatedObject) -> None:
@@ -552,7 +536,7 @@ class Deployer:
                                           propagation_policy="Background")
             args = (o.name,) if o.namespace is None else (o.name, o.namespace)
             try:
-                k.request(deleters[o.kind], *args, body=body, action=f"deleting {o.kind} {o.name}")
+                kube.request(deleters[o.kind], *args, body=body, action=f"deleting {o.kind} {o.name}")
             except ApiException as e:
                 if e.status == _PRECONDITION_FAILED:
                     self.progress(f"warning: {o.kind} {o.name} was replaced by someone else; left it alone")
@@ -583,21 +567,21 @@ class Deployer:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        k = self.kube
+        kube = self.kube
         selector = f"{spec.RUN_LABEL}={run.run_id}"
         delay = 0.1
         forced: set[str] = set()
         started = time.monotonic()
         while True:
             try:
-                left = k.request(k.core.list_namespaced_pod, run.namespace, label_selector=selector,
+                left = kube.request(kube.core.list_namespaced_pod, run.namespace, label_selector=selector,
                                  action="checking that the agent pods are gone", cap=10).items
             except Exception as e:
                 failures.append(f"could not check that the agent pods are gone: {getattr(e, 'message', None) or e}")
                 return
             if not left:
                 return
-            time_left = k.time_left() or 0.0
+            time_left = kube.time_left() or 0.0
             overdue = time.monotonic() - started > POD_GRACE
             if time_left <= 0.2 or (overdue and {p.metadata.name for p in left} <= forced
                                     and time.monotonic() - started > POD_GRACE + 10):
@@ -613,7 +597,7 @@ class Deployer:
                     body = client.V1DeleteOptions(grace_period_seconds=0,
                                                   preconditions=client.V1Preconditions(uid=p.metadata.uid))
                     try:
-                        k.request(k.core.delete_namespaced_pod, name, run.namespace, body=body,
+                        kube.request(kube.core.delete_namespaced_pod, name, run.namespace, body=body,
                                   action=f"deleting pod {name}", cap=5)
                     except ApiException as e:
                         if e.status not in (_GONE, _PRECONDITION_FAILED):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_aicr.deploy import flags, spec, wait
+from kubectl_aicr.deploy import classify, flags, spec
 from kubectl_aicr.deploy.access import required
 from kubectl_aicr.deploy.flags import TOLERATE_ALL, Toleration
 from kubectl_aicr.errors import InvalidInput
@@ -173,30 +173,30 @@ def pod(phase: str = "Pending", node: str | None = None, conditions: list | None
 
 
 def test_verdicts() -> None:
-    assert wait.pod_verdict(pod()).state == "Pending (waiting for the scheduler)"
-    v = wait.pod_verdict(pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+    assert classify.pod_verdict(pod()).state == "Pending (waiting for the scheduler)"
+    v = classify.pod_verdict(pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                           "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."}]))
     assert v.kind == "unschedulable" and "didn't match Pod's node affinity/selector" in v.failure
-    v = wait.pod_verdict(pod(node="n1", cstatus=[{"image": "x/y:1", "state": {"waiting": {"reason": "ImagePullBackOff",
+    v = classify.pod_verdict(pod(node="n1", cstatus=[{"image": "x/y:1", "state": {"waiting": {"reason": "ImagePullBackOff",
                                                                                           "message": "Back-off pulling image"}}}]))
     assert v.kind == "image" and "'x/y:1'" in v.failure and "ImagePullBackOff" in v.failure
-    v = wait.pod_verdict(pod(node="n1", cstatus=[{"state": {"waiting": {"reason": "ContainerCreating"}}}]))
+    v = classify.pod_verdict(pod(node="n1", cstatus=[{"state": {"waiting": {"reason": "ContainerCreating"}}}]))
     assert v.failure is None and v.state == "Pending on n1 (ContainerCreating)"
-    assert wait.pod_verdict(pod("Running", "n1")).state == "Running on n1"
-    v = wait.pod_verdict(pod("Failed", "n1", cstatus=[{"state": {"terminated": {"exitCode": 3, "reason": "Error",
+    assert classify.pod_verdict(pod("Running", "n1")).state == "Running on n1"
+    v = classify.pod_verdict(pod("Failed", "n1", cstatus=[{"state": {"terminated": {"exitCode": 3, "reason": "Error",
                                                                                "message": "boom\nlast line"}}}]))
     assert v.kind == "container" and v.exit_code == 3 and "exited with code 3" in v.failure and "last line" in v.failure
-    assert wait.pod_verdict(pod("Succeeded", "n1")).done
+    assert classify.pod_verdict(pod("Succeeded", "n1")).done
 
 
 def test_job_and_event_failures() -> None:
     job = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
                                       "message": "Job was active longer than specified deadline"}]}}
-    assert "DeadlineExceeded" in wait.job_failure(job)
-    assert wait.job_failure({"status": {}}) is None
+    assert "DeadlineExceeded" in classify.job_failure(job)
+    assert classify.job_failure({"status": {}}) is None
     evs = [{"reason": "SuccessfulCreate", "type": "Normal"},
            {"reason": "FailedCreate", "type": "Warning", "message": "pods is forbidden: exceeded quota"}]
-    assert "exceeded quota" in wait.creation_failure(evs)
+    assert "exceeded quota" in classify.creation_failure(evs)
 
 
 def node(name: str, labels: dict | None = None, taints: list | None = None, cordoned: bool = False) -> dict:
@@ -207,17 +207,17 @@ def test_match_nodes() -> None:
     gpu_taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
     nodes = [node("cpu"), node("gpu-a", {"gpu": "yes"}), node("gpu-b", {"gpu": "yes"}, [gpu_taint]),
              node("gpu-c", {"gpu": "yes"}, cordoned=True)]
-    assert wait.match_nodes(nodes, {"gpu": "yes"}, [TOLERATE_ALL]).matching == ["gpu-a", "gpu-b", "gpu-c"]
-    m = wait.match_nodes(nodes, {"gpu": "yes"}, [Toleration("other", "Exists", None, None)])
+    assert classify.match_nodes(nodes, {"gpu": "yes"}, [TOLERATE_ALL]).matching == ["gpu-a", "gpu-b", "gpu-c"]
+    m = classify.match_nodes(nodes, {"gpu": "yes"}, [Toleration("other", "Exists", None, None)])
     assert m.matching == ["gpu-a"] and m.selected == 3
     assert m.blocked == {"gpu-b": "nvidia.com/gpu=present:NoSchedule", "gpu-c": "node.kubernetes.io/unschedulable:NoSchedule"}
-    assert wait.match_nodes(nodes, {"gpu": "no"}, [TOLERATE_ALL]).selected == 0
-    m = wait.match_nodes(nodes, {}, [Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule")])
+    assert classify.match_nodes(nodes, {"gpu": "no"}, [TOLERATE_ALL]).selected == 0
+    m = classify.match_nodes(nodes, {}, [Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule")])
     assert m.matching == ["cpu", "gpu-a", "gpu-b"]
 
 
 def test_gpu_warning() -> None:
-    from kubectl_aicr.commands.snapshot import gpu_warning
+    from kubectl_aicr.deploy.run import gpu_warning
 
     def doc(smi: dict, capacity: int | None = None) -> dict:
         ms = [{"type": "GPU", "subtypes": [{"subtype": "smi", **smi}]}]
@@ -230,3 +230,39 @@ def test_gpu_warning() -> None:
     missing = {"data": {}, "context": {"status": "unavailable", "reason": "nvidia-smi not found"}}
     assert "come from the driver files" in gpu_warning(doc(missing, capacity=8))
     assert "node n1 shows no GPU (nvidia-smi: nvidia-smi not found)" in gpu_warning(doc(missing))
+
+
+def test_run_options_check_every_flag_before_any_call() -> None:
+    from kubectl_aicr.deploy import run as agent_run
+    from kubectl_aicr.errors import InvalidInput
+
+    def options(**kw: object) -> agent_run.RunOptions:
+        args: dict[str, object] = dict(image=None, job_name="aicr", service_account=None, node_selector=(),
+                                       toleration=(), image_pull_secret=(), timeout_text="5m", all_nodes=False,
+                                       parallelism=4, no_cleanup=False)
+        args.update(kw)
+        return agent_run.options(**args)  # type: ignore[arg-type]
+
+    got = options(node_selector=("a=b",), toleration=("k=v:NoSchedule",), timeout_text="90s")
+    assert got.image == spec.DEFAULT_IMAGE and got.node_selector == {"a": "b"} and got.timeout == 90
+    assert got.tolerations == (Toleration("k", "Equal", "v", "NoSchedule"),)
+    bad_flags: list[tuple[dict[str, object], str | None]] = [
+        (dict(parallelism=0), "--parallelism"), (dict(job_name="Bad_Name"), "--job-name"),
+        (dict(service_account="x/y"), "--service-account-name"), (dict(image_pull_secret=("UPPER",)), "--image-pull-secret"),
+        (dict(timeout_text="soon"), None), (dict(node_selector=("novalue",)), None)]
+    for bad, match in bad_flags:
+        with pytest.raises(InvalidInput, match=match):
+            options(**bad)
+
+
+def test_fleet_document_lists_nodes_and_failures_sorted() -> None:
+    from kubectl_aicr.deploy.run import fleet_document
+
+    r = spec.RunSpec(namespace="ns", run_id="abc123", nodes=("b", "a"), node_selector={"z": "1", "y": "2"})
+    docs = [{"metadata": {"source-node": n}, "measurements": []} for n in ("b", "a")]
+    doc = fleet_document(r, docs, [{"node": "d", "reason": "x"}, {"node": "c", "reason": "y"}])
+    assert doc["kind"] == "SnapshotList" and [d["metadata"]["source-node"] for d in doc["items"]] == ["a", "b"]
+    assert [f["node"] for f in doc["failures"]] == ["c", "d"]
+    assert doc["metadata"]["run-id"] == "abc123" and doc["metadata"]["node-count"] == "2"
+    assert doc["metadata"]["node-selector"] == "y=2,z=1"
+    assert "failures" not in fleet_document(r, docs, [])

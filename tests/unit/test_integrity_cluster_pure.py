@@ -19,8 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 from collector import k8s
 from kubectl_aicr import cmstore
-from kubectl_aicr.commands.snapshot import cleanup_reserve, manifest_stream
 from kubectl_aicr.deploy import spec, verify
+from kubectl_aicr.deploy.run import cleanup_reserve, manifest_stream
 from kubectl_aicr.errors import InvalidInput, NotFound, Timeout, Unavailable
 from kubectl_aicr.kube import Kube, KubeOptions, api_error, connect, retryable
 

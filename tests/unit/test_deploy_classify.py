@@ -1,8 +1,8 @@
-"""wait.start_failure: a FailedMount the real kubelet reports only as an event fails the run; transient ones do not."""
+"""classify.start_failure: a FailedMount the real kubelet reports only as an event fails the run; transient ones do not."""
 
 from __future__ import annotations
 
-from kubectl_aicr.deploy.wait import start_failure
+from kubectl_aicr.deploy.classify import start_failure
 
 
 def ev(reason: str, message: str, type_: str = "Warning") -> dict[str, str]:
