@@ -19,8 +19,8 @@ from kubectl_aicr import cmstore
 from kubectl_aicr.deploy import access, classify, spec, verify
 from kubectl_aicr.deploy.scheduler import Scheduler, TargetResult
 from kubectl_aicr.deploy.spec import RunSpec
-from kubectl_aicr.errors import AgentFailed, AicrError, NotFound, SnapshotMismatch, Timeout
-from kubectl_aicr.kube import Kube, raise_api_error, retryable
+from kubectl_aicr.errors import AgentFailed, AicrError, Forbidden, NotFound, SnapshotMismatch, Timeout
+from kubectl_aicr.kube import Kube, answer_of, raise_api_error, retryable
 from kubectl_aicr.snapshot_io import ConfigMapRef
 
 Progress = Callable[[str], None]
@@ -93,44 +93,26 @@ class Deployer:
     # ------------------------------------------------------------ preflight
 
     def namespace_exists(self, name: str) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
-        action = f"reading namespace {name!r}"
         try:
-            self.kube.request(self.kube.core.read_namespace, name, action=action)
+            self.kube.call(self.kube.core.read_namespace, name, action=f"reading namespace {name!r}")
             return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            if e.status == 403:
+        except NotFound:
+            return False
+        except Forbidden as e:
+            if _status(e) == 403:
                 return True  # cannot tell; creating objects in it will say if it is missing
-            raise_api_error(e, action=action, server=self.kube.server)
-        except Exception as e:
-            raise_api_error(e, action=action, server=self.kube.server)
+            raise
 
     def list_nodes(self) -> list[dict[str, Any]] | None:
         """All nodes as dicts, or None when the user may not list them."""
-        from kubernetes.client.exceptions import ApiException
-
-        out: list[dict[str, Any]] = []
-        token = None
         try:
-            while True:
-                kw: dict[str, Any] = {"limit": 500}
-                if token:
-                    kw["_continue"] = token
-                resp = self.kube.request(self.kube.core.list_node, action="listing nodes", **kw)
-                out.extend(_to_dict(self.kube, n) for n in resp.items)
-                token = resp.metadata._continue
-                if not token:
-                    self.nodes = out
-                    return out
-        except ApiException as e:
-            if e.status == 403:
+            items = self.kube.list_all(self.kube.core.list_node, action="listing nodes", limit=500)
+        except Forbidden as e:
+            if _status(e) == 403:
                 return None
-            raise_api_error(e, action="listing nodes", server=self.kube.server)
-        except Exception as e:
-            raise_api_error(e, action="listing nodes", server=self.kube.server)
+            raise
+        self.nodes = [_to_dict(self.kube, n) for n in items]
+        return self.nodes
 
     def check_placement(self, run: RunSpec, nodes: list[dict[str, Any]] | None) -> list[str]:
         """Fail before creating anything when no node could run the agent; returns the matching nodes."""
@@ -301,22 +283,20 @@ class Deployer:
 
     def _node_gone(self, node: str) -> bool:
         """Whether ``node`` no longer exists (False when we may not tell)."""
-        from kubernetes.client.exceptions import ApiException
-
         if not self._can_read_nodes:
             return False
         try:
-            self.kube.request(self.kube.core.read_node, node, action=f"reading node {node!r}", cap=10)
+            self.kube.call(self.kube.core.read_node, node, action=f"reading node {node!r}", cap=10)
             return False
-        except ApiException as e:
-            if e.status == 404:
-                return True
-            if e.status == 403:
+        except NotFound:
+            return True
+        except Timeout as e:
+            if answer_of(e) is None:
+                raise  # the run's deadline passed
+            return False
+        except AicrError as e:
+            if _status(e) == 403:
                 self._can_read_nodes = False
-            return False
-        except AicrError:
-            raise
-        except Exception:
             return False
 
     def _job_pods(self, run: RunSpec, job_name: str, selector: str) -> list[Any]:
@@ -615,6 +595,12 @@ class _Json:
         import json
 
         self.data = json.dumps(obj)
+
+
+def _status(err: BaseException) -> int | None:
+    """The HTTP status the API server answered with, for an error :meth:`Kube.call` raised (None: no answer)."""
+    said = answer_of(err)
+    return said.status if said is not None else None
 
 
 def _fmt_secs(s: float) -> str:
