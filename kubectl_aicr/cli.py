@@ -1,6 +1,10 @@
-"""The ``kubectl aicr`` command line: a click group whose sub-commands are imported only when used.
+"""The ``kubectl aicr`` entry point (:func:`main`): runs the root group of :mod:`kubectl_aicr.group`, whose
+sub-commands are imported only when used.
 
-This is also the single place where errors become exit codes (see :mod:`kubectl_aicr.errors`).
+:func:`main` is the single place where errors become exit codes (the table is :data:`kubectl_aicr.errors.EXIT_CODES`):
+an :class:`~kubectl_aicr.errors.AicrError` exits with its ``exit_code``, a command that returns an ``int`` (``diff``
+returns :data:`~kubectl_aicr.errors.DRIFT`) exits with it, click's usage errors with 2, Ctrl-C and SIGTERM with 130,
+a closed output with 141, anything else with 8.
 """
 
 from __future__ import annotations
@@ -27,90 +31,14 @@ if threading.current_thread() is threading.main_thread() and not _SIGINT_IGNORED
     _PREVIOUS_SIGINT = signal.signal(signal.SIGINT, _interrupted_outside_main)  # put back at the end of this module
 
 import errno  # noqa: E402 - the handler above must be in place while these load
-import importlib  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
 
 import click  # noqa: E402
 
-from kubectl_aicr import __version__  # noqa: E402
-from kubectl_aicr.errors import (  # noqa: E402
-    BROKEN_PIPE,
-    EXIT_CODES_HELP,
-    INTERNAL,
-    INTERRUPTED,
-    AicrError,
-    InvalidInput,
-    safe_text,
-)
+from kubectl_aicr.errors import BROKEN_PIPE, INTERNAL, INTERRUPTED, OK, AicrError, InvalidInput, safe_text  # noqa: E402
+from kubectl_aicr.group import COMMANDS, COMPLETE_VAR, HIDDEN, PROG, LazyGroup, OutputClosed, cli  # noqa: E402
 
-PROG = "kubectl aicr"
-#: click's shell-completion switch; explicit, since click would derive "_KUBECTL AICR_COMPLETE" from PROG.
-COMPLETE_VAR = "_KUBECTL_AICR_COMPLETE"
-
-#: name -> (module, short help). Modules are imported only when the command runs (or its --help is shown).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "snapshot": ("kubectl_aicr.commands.snapshot", "Capture a node's configuration (through an agent Job, or --local)."),
-    "diff": ("kubectl_aicr.commands.diff", "Compare two snapshots and report drift (exit 1 on drift)."),
-    "check": ("kubectl_aicr.commands.check", "Check snapshots against a policy, with waivers (exit 1 on violations)."),
-    "policy": ("kubectl_aicr.commands.policy", "Write a starting policy from a snapshot (init); print its schema."),
-    "validate": ("kubectl_aicr.commands.validate", "Check a snapshot against the JSON Schema."),
-    "schema": ("kubectl_aicr.commands.schema", "Print the Snapshot JSON Schema."),
-    "version": ("kubectl_aicr.commands.version", "Print the plugin version."),
-    "completion": ("kubectl_aicr.commands.completion", "Shell completion: bash, zsh, fish scripts; kubectl plugin completion."),
-    "agent": ("kubectl_aicr.commands.agent", "Collect inside the agent pod and store the snapshot (used by the Job)."),
-}
-HIDDEN = {"agent"}
-
-
-class OutputClosed(Exception):
-    """Standard output (or a pipe given to -o) was closed by its reader: raised instead of ``BrokenPipeError`` so
-    that click, which turns every EPIPE into exit 1 (``diff``'s "drift"), lets it through to :func:`main`."""
-
-
-class LazyGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError:
-            raise OutputClosed from None
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module = importlib.import_module(COMMANDS[name][0])
-        cmd: click.Command = module.command
-        cmd.hidden = name in HIDDEN
-        return cmd
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Short help from the table above, so listing commands imports none of them.
-        rows = [(n, h) for n, (_, h) in sorted(COMMANDS.items()) if n not in HIDDEN]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(
-    cls=LazyGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=EXIT_CODES_HELP,
-)
-@click.version_option(__version__, "--version", prog_name="kubectl-aicr", message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, envvar="AICR_DEBUG", help="Show tracebacks for unexpected errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """Snapshot the configuration of GPU-accelerated Kubernetes nodes and detect drift.
-
-    \b
-    kubectl aicr snapshot -o snapshot.yaml          # run the agent on a GPU node
-    kubectl aicr snapshot --local                   # collect on this machine, no cluster
-    kubectl aicr diff baseline.yaml snapshot.yaml   # exit 1 when something drifted
-    kubectl aicr validate cm://gpu-ops/baseline
-    """
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+__all__ = ["COMMANDS", "COMPLETE_VAR", "HIDDEN", "PROG", "LazyGroup", "OutputClosed", "cli", "main"]
 
 
 def _print_error(err: AicrError) -> None:
@@ -168,13 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None:
         sys.stdout = _ClosedStdout()  # type: ignore[assignment,unused-ignore]
     debug = os.environ.get("AICR_DEBUG", "") not in ("", "0", "false") or "--debug" in (argv or sys.argv[1:])
-    code = 0
+    code = OK
     if os.environ.get(COMPLETE_VAR):  # a completion request: also answer kubectl's plugin protocol (the shim)
         import kubectl_aicr.completion  # noqa: F401 - registers the "kubectl" completion class
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False,
                           complete_var=COMPLETE_VAR)
-        code = result if isinstance(result, int) else 0
+        code = result if isinstance(result, int) else OK  # a command may return its exit code (diff: DRIFT)
         sys.stdout.flush()  # here, where a failure is reported, not at interpreter exit
     except AicrError as err:
         _print_error(err)

@@ -25,7 +25,7 @@ from typing import Sequence
 import click
 from click.shell_completion import CompletionItem, ShellComplete, add_completion_class
 
-from kubectl_aicr.cli import COMMANDS, COMPLETE_VAR, PROG, cli
+from kubectl_aicr.group import COMMANDS, COMPLETE_VAR, PROG, cli
 
 __all__ = ["COMPLETE_VAR", "KubectlPluginComplete", "main"]
 #: The executable the scripts complete and the shim runs (krew links it into $KREW_ROOT/bin).

@@ -1,26 +1,23 @@
-"""Every error the CLI reports, and the one place where errors become exit codes.
+"""Every error the CLI reports, and the one table of exit codes.
 
-Exit codes (documented in ``--help`` and the README):
+:data:`EXIT_CODES` is that table: each row is a code, the name of its constant here, what it means (the README's
+"Exit codes" table is its rendering, :func:`exit_codes_markdown`; a test keeps the two equal) and the short line
+``--help`` shows (:data:`EXIT_CODES_HELP`). Every :class:`AicrError` subclass names its code as ``exit_code``;
+:func:`kubectl_aicr.cli.main` is the one place where errors become exit codes, and where a command's ``int``
+return value becomes the process's (``diff`` returns :data:`DRIFT`).
 
-====  ===============================================================================
-0     success; for ``diff``: no drift; for ``check``: compliant
-1     ``diff``: drift found; ``check``: a policy rule is violated
-2     invalid input: bad flags, unreadable/invalid snapshot, schema violations
-3     not found: ConfigMap, kubeconfig context, or no node matches the selector
-4     forbidden: the Kubernetes user lacks a permission (named in the message)
-5     timed out waiting for the agent
-6     the cluster could not be reached
-7     the agent ran but failed (unschedulable, image pull, container exit, Job failed)
-8     internal error (a bug: please report it)
-130   interrupted (Ctrl-C / SIGTERM); everything created was cleaned up
-141   standard output (or the pipe given to ``-o``) was closed by its reader, e.g. ``| head``; as a shell reports
-      a process stopped by SIGPIPE (128 + 13). Nothing is printed.
-====  ===============================================================================
+An error that a command wants reported under another code is wrapped, never changed: ``raise
+InvalidInput.wrapping(err) from err`` (``diff`` exits 2 on every error, as diff(1) does).
+
+The table, as the README shows it:
+
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Iterable
 
 OK = 0
 DRIFT = 1
@@ -34,19 +31,66 @@ INTERNAL = 8
 INTERRUPTED = 130
 BROKEN_PIPE = 141
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0    success (diff: no drift; check: compliant)
-  1    diff: drift found; check: policy violated
-  2    invalid input (flags, snapshot, schema)
-  3    not found (ConfigMap, context, matching node)
-  4    forbidden (missing Kubernetes permission)
-  5    timed out waiting for the agent
-  6    cluster unreachable
-  7    agent failed (unschedulable, image pull, exit code)
-  8    internal error
-  130  interrupted (cleanup still ran)
-  141  output closed by its reader (e.g. | head), as SIGPIPE"""
+
+@dataclass(frozen=True)
+class ExitCode:
+    """One row of the exit-code table: ``meaning`` is the README's wording (Markdown), ``short`` the ``--help`` line."""
+
+    code: int
+    name: str
+    meaning: str
+    short: str
+
+
+#: The exit codes, in order. ``name`` is the constant above holding ``code`` (a test checks each pair).
+EXIT_CODES: tuple[ExitCode, ...] = (
+    ExitCode(OK, "OK", "success; `diff`: no drift; `check`: compliant",
+             "success (diff: no drift; check: compliant)"),
+    ExitCode(DRIFT, "DRIFT", "`diff`: drift found; `check`: a policy rule is violated",
+             "diff: drift found; check: policy violated"),
+    ExitCode(INVALID_INPUT, "INVALID_INPUT",
+             "invalid input: flags, unreadable or schema-invalid snapshot, standard input/output closed, no space left "
+             "for the output, an `-o` path that is no place for a snapshot; for `diff` every error",
+             "invalid input (flags, snapshot, schema)"),
+    ExitCode(NOT_FOUND, "NOT_FOUND", "not found: ConfigMap, kubeconfig context, no node matches the selector",
+             "not found (ConfigMap, context, matching node)"),
+    ExitCode(FORBIDDEN, "FORBIDDEN", "forbidden: a Kubernetes permission is missing (the message names it)",
+             "forbidden (missing Kubernetes permission)"),
+    ExitCode(TIMEOUT, "TIMEOUT", "timed out waiting for the agent", "timed out waiting for the agent"),
+    ExitCode(UNAVAILABLE, "UNAVAILABLE", "the cluster could not be reached", "cluster unreachable"),
+    ExitCode(AGENT_FAILED, "AGENT_FAILED",
+             "the agent failed: unschedulable, image pull, container exit code, Job failed; `--all-nodes`: some node "
+             "failed",
+             "agent failed (unschedulable, image pull, exit code)"),
+    ExitCode(INTERNAL, "INTERNAL", "internal error (a bug; rerun with `--debug` for the traceback)", "internal error"),
+    ExitCode(INTERRUPTED, "INTERRUPTED", "interrupted (Ctrl-C or SIGTERM); cleanup still ran",
+             "interrupted (cleanup still ran)"),
+    ExitCode(BROKEN_PIPE, "BROKEN_PIPE",
+             "the output was closed by its reader (e.g. `| head`): 128 + SIGPIPE, as a shell reports it; nothing is "
+             "printed",
+             "output closed by its reader (e.g. | head), as SIGPIPE"),
+)
+
+
+def exit_codes_help(rows: Iterable[ExitCode] = EXIT_CODES, title: str = "Exit codes:") -> str:
+    """The rows as a click epilog paragraph (``\\b``: kept as written), one ``  CODE MEANING`` line each."""
+    return "\n".join(["\b", title, *(f"  {row.code:<5}{row.short}" for row in rows)])
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def exit_codes_markdown(rows: Iterable[ExitCode] = EXIT_CODES) -> str:
+    """The rows as the README's Markdown table (``|`` in a meaning escaped)."""
+    lines = ["| code | meaning |", "|---|---|"]
+    lines += [f"| {row.code} | {_md_cell(row.meaning)} |" for row in rows]
+    return "\n".join(lines)
+
+
+#: The exit codes in ``--help`` (the root command's and ``snapshot``'s epilog).
+EXIT_CODES_HELP = exit_codes_help()
+__doc__ = (__doc__ or "") + exit_codes_markdown()
 
 
 class AicrError(Exception):
@@ -63,6 +107,11 @@ class AicrError(Exception):
 
 class InvalidInput(AicrError):
     exit_code = INVALID_INPUT
+
+    @classmethod
+    def wrapping(cls, err: AicrError) -> InvalidInput:
+        """``err``'s message and hint as invalid input (exit 2), without its details; raise it ``from err``."""
+        return cls(err.message, hint=err.hint)
 
 
 class SnapshotInvalid(InvalidInput):
@@ -93,14 +142,6 @@ class Conflict(AicrError):
 
 class AgentFailed(AicrError):
     exit_code = AGENT_FAILED
-
-
-class Interrupted(AicrError):
-    exit_code = INTERRUPTED
-
-
-class InternalError(AicrError):
-    exit_code = INTERNAL
 
 
 #: Characters that steer a terminal rather than print: C0 controls but tab, DEL, C1 controls (CSI, OSC, NEL...), the

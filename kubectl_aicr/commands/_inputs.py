@@ -1,8 +1,9 @@
 """The snapshots a reading command is given (``diff``, ``check``, ``policy init``): files, ``-``, ``cm://``.
 
 Every location is parsed before any I/O (a bad one fails first), then each is read and schema-validated. Any
-failure is exit 2, as diff(1) does, so that 0 and 1 always mean "compared" / "checked". The kubernetes client is
-imported only when a ConfigMap is read.
+failure is exit 2, as diff(1) does, so that 0 and 1 always mean "compared" / "checked": the error is raised again as
+:class:`~kubectl_aicr.errors.InvalidInput` with the same message and hint (``from`` the original). The kubernetes
+client is imported only when a ConfigMap is read.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from kubectl_aicr import snapshot_io
-from kubectl_aicr.errors import INTERRUPTED, INVALID_INPUT, AicrError, InvalidInput
+from kubectl_aicr.errors import AicrError, InvalidInput
 from kubectl_aicr.kube import KubeOptions
 
 
@@ -28,7 +29,6 @@ def load_inputs(sources: Sequence[str], kube: KubeOptions) -> list[tuple[str, di
             reader = cmstore.cm_reader(lambda: connect(kube))
         return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
     except AicrError as err:
-        if err.exit_code != INTERRUPTED:
-            err.exit_code = INVALID_INPUT  # e.g. ConfigMap not found (3), forbidden (4), cluster unreachable (6)
-        err.details = []  # one line: the first schema error is in the message, the hint says how to see them all
-        raise
+        # Exit 2 for any error, e.g. ConfigMap not found (3), forbidden (4), cluster unreachable (6); and one line: the
+        # first schema error is in the message, the hint says how to see them all (the details are left out).
+        raise InvalidInput.wrapping(err) from err

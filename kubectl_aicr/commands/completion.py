@@ -44,7 +44,7 @@ def command(shell: str, install_dir: str | None) -> None:
         raise InvalidInput("--install-dir applies to 'kubectl-plugin' only")
     from click.shell_completion import get_completion_class
 
-    from kubectl_aicr.cli import cli
+    from kubectl_aicr.group import cli
 
     cls = get_completion_class(shell)
     assert cls is not None  # bash, zsh and fish are click's built-in shells
