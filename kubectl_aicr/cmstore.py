@@ -4,17 +4,22 @@
 ``app.kubernetes.io/name: aicr`` and ``app.kubernetes.io/component: Snapshot``. A document too large for a
 ConfigMap's data is gzip-compressed into ``binaryData`` (``snapshot.yaml.gz``); one that does not fit even then
 is refused with a clear error - never truncated.
+
+Every request goes through :meth:`kubectl_aicr.kube.Kube.call`, so failures arrive as our error types (a missing
+ConfigMap is :class:`~kubectl_aicr.errors.NotFound`, one that exists or changed is
+:class:`~kubectl_aicr.errors.Conflict`). Reading and writing a location (file, ``-`` or ``cm://``) is
+:func:`kubectl_aicr.snapshot_io.load` / :func:`kubectl_aicr.snapshot_io.save`, which come here for ``cm://``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import gzip
-from typing import Any
+from typing import Any, Callable
 
 from kubectl_aicr import __version__
-from kubectl_aicr.errors import InvalidInput, NotFound
-from kubectl_aicr.kube import Kube, raise_api_error
+from kubectl_aicr.errors import AicrError, Conflict, InvalidInput, NotFound
+from kubectl_aicr.kube import Kube, lazy
 from kubectl_aicr.snapshot_io import ConfigMapRef
 
 #: The API server refuses objects over 1 MiB; keep room for metadata.
@@ -99,16 +104,10 @@ def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source
 
 def read_object(kube: Kube, ref: ConfigMapRef) -> Any:
     """The ConfigMap itself (a ``V1ConfigMap``); :class:`NotFound` when it does not exist."""
-    from kubernetes.client.exceptions import ApiException
-
     try:
-        return kube.request(kube.core.read_namespaced_config_map, ref.name, ref.namespace, action=f"reading {ref}")
-    except ApiException as e:
-        if e.status == 404:
-            raise NotFound(f"{ref}: ConfigMap {ref.name!r} not found in namespace {ref.namespace!r}") from None
-        raise_api_error(e, action=f"reading {ref}", server=kube.server)
-    except Exception as e:  # network errors
-        raise_api_error(e, action=f"reading {ref}", server=kube.server)
+        return kube.call(kube.core.read_namespaced_config_map, ref.name, ref.namespace, action=f"reading {ref}")
+    except NotFound:
+        raise NotFound(f"{ref}: ConfigMap {ref.name!r} not found in namespace {ref.namespace!r}") from None
 
 
 def read(kube: Kube, ref: ConfigMapRef) -> bytes:
@@ -144,10 +143,8 @@ def check_replaceable(kube: Kube, ref: ConfigMapRef) -> None:
     """Before a run: fail early when ``-o cm://`` names a ConfigMap that is not ours (nothing created yet)."""
     try:
         cm = read_object(kube, ref)
-    except NotFound:
-        return
-    except Exception:
-        return  # no permission to read it (or the like): the write itself will say
+    except AicrError:
+        return  # missing (it will be created), or no permission to read it (or the like): the write itself will say
     refuse_foreign(ref, cm)
 
 
@@ -157,7 +154,6 @@ def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[st
     one of our snapshots, unless ``overwrite``. The replacement is conditional on the resourceVersion read,
     so a ConfigMap changed in between is not clobbered."""
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     data, binary = encode(text, fmt)
     body = client.V1ConfigMap(
@@ -167,39 +163,27 @@ def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[st
     )
     action = f"writing {ref}"
     try:
-        kube.request(kube.core.create_namespaced_config_map, ref.namespace, body, action=action, idempotent=False)
+        kube.call(kube.core.create_namespaced_config_map, ref.namespace, body, action=action, idempotent=False)
         return
-    except ApiException as e:
-        if e.status != 409:
-            raise_api_error(e, action=action, server=kube.server)
-    except Exception as e:
-        raise_api_error(e, action=action, server=kube.server)
+    except Conflict:
+        pass  # it exists: replaced below, when it may be
     existing = read_object(kube, ref)
     if not overwrite:
         refuse_foreign(ref, existing)
     body.metadata.resource_version = existing.metadata.resource_version
     try:
-        kube.request(kube.core.replace_namespaced_config_map, ref.name, ref.namespace, body, action=action,
-                     idempotent=False)
-    except ApiException as e:
-        if e.status == 409:
-            raise InvalidInput(f"{ref} was changed by someone else while it was being replaced; nothing written",
-                               hint="run again") from None
-        raise_api_error(e, action=action, server=kube.server)
-    except Exception as e:
-        raise_api_error(e, action=action, server=kube.server)
+        kube.call(kube.core.replace_namespaced_config_map, ref.name, ref.namespace, body, action=action,
+                  idempotent=False)
+    except Conflict:
+        raise InvalidInput(f"{ref} was changed by someone else while it was being replaced; nothing written",
+                           hint="run again") from None
 
 
-def cm_reader(kube_factory: Any) -> Any:
-    """A :data:`kubectl_aicr.snapshot_io.CMReader` that connects on first use."""
-    state: dict[str, Kube] = {}
-
-    def _read(ref: ConfigMapRef) -> bytes:
-        if "kube" not in state:
-            state["kube"] = kube_factory()
-        return read(state["kube"], ref)
-
-    return _read
+def cm_reader(kube_factory: Callable[[], Kube]) -> Callable[[ConfigMapRef], bytes]:
+    """Deprecated (for callers not yet on ``snapshot_io.load(loc, connect=...)``): a reader of ``cm://`` locations
+    that connects on first use."""
+    connect = lazy(kube_factory)
+    return lambda ref: read(connect(), ref)
 
 
 def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> tuple[str, str]:

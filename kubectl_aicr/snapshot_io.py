@@ -1,5 +1,9 @@
 """Reading and writing snapshots: files, standard input/output and ``cm://namespace/name`` ConfigMaps.
 
+The two directions are symmetric: :func:`load` (``read_raw`` for the bytes) and :func:`save` take a location and,
+for ``cm://``, the same ``connect`` (a :data:`kubectl_aicr.kube.Connect`: called only when a ConfigMap is read or
+written, so file and stdio runs never connect); the ConfigMap layout is :mod:`kubectl_aicr.cmstore`'s.
+
 Reading is strict and safe: size-bounded, UTF-8 only, ``yaml`` safe loading, then :func:`check_structure` (no
 aliases, duplicate or non-string keys, NaN/infinity, huge integers or deep nesting), then the JSON Schema. Writing a
 file is atomic for regular files (a temporary file renamed into place, following symlinks), so a failed run never
@@ -18,13 +22,16 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterable, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Union
 
 import yaml
 
 from kubectl_aicr import fastyaml
 from kubectl_aicr.errors import InvalidInput, safe_text
 from kubectl_aicr.schema import validate
+
+if TYPE_CHECKING:
+    from kubectl_aicr.kube import Connect
 
 #: Largest snapshot document read (a fleet of 64 nodes is about 10 MB).
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
@@ -260,27 +267,55 @@ def _read_stdin(stream: IO[bytes] | None = None) -> bytes:
     return stream.read(MAX_DOCUMENT_BYTES + 1)
 
 
-#: A function that fetches the text stored at a ConfigMap location (see :mod:`kubectl_aicr.cmstore`).
+#: Deprecated (use ``connect``): a function that fetches the bytes stored at a ConfigMap location.
 CMReader = Callable[[ConfigMapRef], bytes]
 
 
-def read_raw(loc: Location, *, cm_reader: CMReader | None = None, stdin: IO[bytes] | None = None) -> bytes:
+def read_raw(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None,
+             cm_reader: CMReader | None = None) -> bytes:
+    """The bytes at ``loc``: a file, standard input (``stdin``, else the process's) or a ConfigMap (through
+    ``connect``)."""
     if isinstance(loc, Stdio):
         return _read_stdin(stdin)
     if isinstance(loc, FilePath):
         return _read_file(loc.path)
-    if cm_reader is None:
+    if cm_reader is not None:
+        return cm_reader(loc)
+    if connect is None:
         raise InvalidInput(f"{loc}: reading a ConfigMap needs a cluster connection")
-    return cm_reader(loc)
+    from kubectl_aicr import cmstore
+
+    return cmstore.read(connect(), loc)
 
 
-def load(loc: Location, *, cm_reader: CMReader | None = None, stdin: IO[bytes] | None = None) -> dict[str, Any]:
+def load(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None,
+         cm_reader: CMReader | None = None) -> dict[str, Any]:
     """Read, parse and schema-validate the snapshot (or SnapshotList) at ``loc``."""
-    raw = read_raw(loc, cm_reader=cm_reader, stdin=stdin)
+    raw = read_raw(loc, connect=connect, stdin=stdin, cm_reader=cm_reader)
     return validate(parse_document(raw, source=str(loc)), source=str(loc))
 
 
 # ---------------------------------------------------------------- writing
+
+def save(doc: Any, dest: Location, fmt: str, *, connect: Connect | None = None, overwrite: bool = False) -> str:
+    """Serialise ``doc`` (:func:`dumps`) and write it to ``dest``: standard output, a file (:func:`write_file_atomic`)
+    or a ConfigMap through ``connect`` (:func:`kubectl_aicr.cmstore.write`: replaced only when it is one of our
+    snapshots, unless ``overwrite``). Returns where it went, for messages: ``stdout``, the path or ``cm://ns/name``."""
+    text = dumps(doc, fmt)
+    if isinstance(dest, Stdio):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return "stdout"
+    if isinstance(dest, FilePath):
+        write_file_atomic(dest.path, text)
+        return dest.path
+    if connect is None:
+        raise InvalidInput(f"{dest}: writing a ConfigMap needs a cluster connection")
+    from kubectl_aicr import cmstore
+
+    cmstore.write(connect(), dest, text, fmt, overwrite=overwrite)
+    return str(dest)
+
 
 def dumps(doc: Any, fmt: str) -> str:
     """Serialise in the document's own key order (we order snapshots deterministically when we build them)."""

@@ -193,11 +193,10 @@ class _FakeCore:
 @pytest.fixture
 def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> _FakeCore:
     core = _FakeCore({("gpu-ops", "baseline"): {"snapshot.yaml": Path(A).read_text(), "format": "yaml"}})
-    def request(fn: Any, *args: Any, action: str, **kw: Any) -> Any:  # Kube.request without retries
-        return fn(*args, **kw)
+    from kubectl_aicr.kube import Kube
 
-    kube = type("Kube", (), {"core": core, "request_timeout": 5.0, "server": "https://fake",
-                             "request": staticmethod(request)})()
+    # A real Kube (its call wrapper, error mapping and timeouts) in front of the fake CoreV1Api.
+    kube = type("FakeKube", (Kube,), {"core": core})(None, "default", None, "https://fake", 5.0)
     connects: list[Any] = []
 
     def connect(opts: Any) -> Any:
