@@ -107,8 +107,8 @@ class Kube:
                 cap: float | None = None, **kw: Any) -> T:
         """Call one client method with a real timeout, retrying transient failures with backoff.
 
-        Non-transient errors (and the last transient one) are raised unchanged, so callers can look at the
-        status (404, 409, ...); use :meth:`call` to get our error types instead."""
+        Non-transient errors (and the last transient one) are raised as the client raised them: the layer under
+        :meth:`call`, which callers use to get our error types instead. A ``_request_timeout`` passed is replaced."""
         attempt = 0
         delay = BACKOFF_FIRST
         while True:
