@@ -4,18 +4,27 @@
 Every snapshot the CLI reads or writes goes through :func:`validate` (or :func:`problems`), which reports every
 error with its JSON path, plus the few rules a JSON Schema cannot express (unique measurement types and
 unique subtypes within a type).
+
+What a check costs: a document is first put to :func:`kubectl_aicr.quickschema.compile`'s yes/no check of the
+same schema (no jsonschema import); only a document it calls invalid goes to jsonschema, which then words every
+error. jsonschema is imported without the format libraries its ``format-nongpl`` extra would load
+(:data:`UNUSED_FORMAT_MODULES`) and checks exactly the formats the schema declares
+(:func:`kubectl_aicr.quickschema.format_checker`), with jsonschema's own messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
-from importlib import resources
+import os
+import sys
+from typing import Iterator
 from typing import Any
 
 from collector.model import KIND
-from kubectl_aicr import formats
+from kubectl_aicr import formats, quickschema
 from kubectl_aicr.errors import SnapshotInvalid
 
 LIST_KIND = "SnapshotList"
@@ -24,35 +33,96 @@ _MAX_MESSAGE = 240
 MAX_PROBLEMS = 100
 
 
+def _read(path: str) -> str:
+    """A file shipped in this package: read straight from disk when the package is a directory (the usual case;
+    ``importlib.resources`` would import its readers and ``zipfile``), through ``importlib.resources`` otherwise."""
+    on_disk = os.path.join(os.path.dirname(__file__), path)
+    if os.path.isfile(on_disk):
+        with open(on_disk, encoding="utf-8") as f:
+            return f.read()
+    from importlib import resources
+
+    return resources.files("kubectl_aicr").joinpath(path).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=len(formats.SUPPORTED))
+def _shipped(api_version: str) -> tuple[str, dict[str, Any]]:
+    """The text of ``api_version``'s schema file and its document, parsed once."""
+    text = _read(formats.SCHEMA_FILES[api_version])
+    return text, json.loads(text)
+
+
+def _renamed(api_version: str) -> dict[str, Any] | None:
+    """``api_version``'s schema when it is the shipped file under another name (see :func:`schema_text`); None when
+    the file is ``api_version``'s own."""
+    shipped = _shipped(api_version)[1]
+    shipped_as = shipped["$defs"]["apiVersion"].get("const", api_version)
+    if shipped_as == api_version:
+        return None
+    doc: dict[str, Any] = json.loads(_shipped(api_version)[0])  # a copy: the shipped one stays as read
+    doc["$defs"]["apiVersion"]["const"] = api_version
+    doc["$id"] = doc["$id"].replace(shipped_as.replace("/", "-"), api_version.replace("/", "-"))
+    doc["title"] = doc["title"].replace(shipped_as, api_version)
+    return doc
+
+
 def schema_text(api_version: str = formats.V1ALPHA1) -> str:
     """The schema document of ``api_version`` (one of :data:`formats.SUPPORTED`).
 
     v1alpha1 and v1 are the files exactly as shipped. aicr.run/v1alpha2 is aicr.run/v1 under its earlier name
     (the original's ADR-013 renamed the group and nothing else), so its schema is the v1 file with the name set
     in ``$defs.apiVersion``, ``$id`` and ``title``: one file to keep right, two exact schemas."""
-    path = formats.SCHEMA_FILES[api_version]
-    text = resources.files("kubectl_aicr").joinpath(path).read_text(encoding="utf-8")
-    shipped_as = json.loads(text)["$defs"]["apiVersion"].get("const", api_version)
-    if shipped_as == api_version:
-        return text
-    doc = json.loads(text)
-    doc["$defs"]["apiVersion"]["const"] = api_version
-    doc["$id"] = doc["$id"].replace(shipped_as.replace("/", "-"), api_version.replace("/", "-"))
-    doc["title"] = doc["title"].replace(shipped_as, api_version)
-    return json.dumps(doc, indent=2) + "\n"
+    renamed = _renamed(api_version)
+    return _shipped(api_version)[0] if renamed is None else json.dumps(renamed, indent=2) + "\n"
 
 
 @functools.lru_cache(maxsize=len(formats.SUPPORTED))
 def schema(api_version: str = formats.V1ALPHA1) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(schema_text(api_version))
-    return doc
+    """The parsed schema of ``api_version`` (one document per version for the whole process: do not modify it)."""
+    renamed = _renamed(api_version)
+    return _shipped(api_version)[1] if renamed is None else renamed
+
+
+#: What jsonschema 4.17's ``_format`` module imports, if installed, for formats no schema of ours declares (hostname,
+#: idn-hostname, iri, uri, color, json-pointer, uri-template, duration; ``isoduration`` brings ``arrow``), and
+#: ``rfc3339_validator`` (date-time), which :mod:`kubectl_aicr.quickschema` checks itself: about 40 ms at start-up.
+UNUSED_FORMAT_MODULES = ("fqdn", "idna", "rfc3987", "rfc3986_validator", "webcolors", "jsonpointer", "uri_template",
+                         "isoduration", "rfc3339_validator")
+
+
+@contextlib.contextmanager
+def _unimportable(names: tuple[str, ...]) -> Iterator[None]:
+    """While inside, ``import NAME`` raises ImportError for each of ``names`` not yet imported (Python's own
+    ``sys.modules[NAME] = None`` rule); afterwards they import normally again."""
+    blocked = [n for n in names if n not in sys.modules]
+    for n in blocked:
+        sys.modules[n] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for n in blocked:
+            if n in sys.modules and sys.modules[n] is None:
+                del sys.modules[n]
 
 
 @functools.lru_cache(maxsize=len(formats.SUPPORTED))
 def _validator(api_version: str = formats.V1ALPHA1) -> Any:
-    from jsonschema import Draft202012Validator  # imported lazily: keeps --help fast
+    # Imported lazily (keeps --help fast) and without the format libraries we never use: jsonschema.__init__
+    # imports jsonschema._format, whose optional imports are each guarded by ``suppress(ImportError)``.
+    with _unimportable(UNUSED_FORMAT_MODULES):
+        from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(schema(api_version), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    doc = schema(api_version)
+    return Draft202012Validator(doc, format_checker=quickschema.format_checker(quickschema.declared_formats(doc)))
+
+
+@functools.lru_cache(maxsize=len(formats.SUPPORTED))
+def _quick(api_version: str = formats.V1ALPHA1) -> quickschema.Check | None:
+    """The yes/no check of ``api_version``'s schema; None if the schema needs jsonschema for every document."""
+    try:
+        return quickschema.compile(schema(api_version))
+    except quickschema.Unsupported:
+        return None
 
 
 def _json_path(parts: Any) -> str:
@@ -163,7 +233,11 @@ def problems(doc: Any, *, limit: int = MAX_PROBLEMS) -> list[str]:
     head = _header_problem(doc)
     if head:
         return [head]
-    found = list(itertools.islice(_validator(formats.detect(doc)).iter_errors(_without_valid_data(doc, limit + 1)), limit + 1))
+    version = formats.detect(doc)
+    checked = _without_valid_data(doc, limit + 1)
+    quick = _quick(version)
+    found = [] if quick is not None and quick(checked) else \
+        list(itertools.islice(_validator(version).iter_errors(checked), limit + 1))
     stopped = len(found) > limit
     errors = sorted(found[:limit], key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
     out = [f"{_json_path(e.absolute_path)}: {_short(e.message)}" for e in errors]
