@@ -98,11 +98,11 @@ def test_generated_documents_get_jsonschemas_answer() -> None:
         for version in formats.SUPPORTED:
             s = schema(version)
             quick = quickschema.compile(s)
-            for d in _mutants(base, rng, 120):
+            for d in _mutants(base, rng, 60):
                 expected = _jsonschema_valid(s, d)
                 assert quick(d) == expected, (path.name, version, json.dumps(d, default=repr)[:2000])
                 seen[expected] += 1
-    assert seen[False] > 1000 and seen[True] > 100, seen  # both answers were exercised
+    assert seen[False] > 500 and seen[True] > 50, seen  # both answers were exercised
 
 
 def test_problems_is_unchanged_by_the_quick_check() -> None:
