@@ -50,7 +50,8 @@ def kube_options(command: F) -> F:
     return f
 
 
-def kube_opts(kubeconfig: str | None, context: str | None, namespace: str | None, request_timeout: float) -> KubeOptions:
+def kube_opts(kubeconfig: str | None, context: str | None, namespace: str | None,
+              request_timeout: float) -> KubeOptions:
     """The connection flags as one value; flags that are never valid are refused here, before any I/O."""
     if not math.isfinite(request_timeout) or request_timeout <= 0:
         raise click.BadParameter("must be a finite number of seconds greater than 0", param_hint="--request-timeout")

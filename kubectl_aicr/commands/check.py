@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence
 import click
 
 from kubectl_aicr import snapshot_io
-from kubectl_aicr.errors import DRIFT, InvalidInput
 from kubectl_aicr.commands._inputs import load_inputs
+from kubectl_aicr.errors import DRIFT, InvalidInput
 from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
 
@@ -70,7 +70,8 @@ def _date(text: Optional[str]) -> dt.date:
 @click.command("check", epilog=EPILOG)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="SNAPSHOT|LIST|cm://NS/NAME...")
 @click.option("--policy", "policy_path", required=True, type=click.Path(), metavar="FILE",
-              help="The policy (YAML or JSON; 'kubectl aicr policy init' writes one, 'policy schema' shows the format).")
+              help="The policy (YAML or JSON; 'kubectl aicr policy init' writes one, 'policy schema' shows the "
+                   "format).")
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Report format.")
 @click.option("--output-file", metavar="FILE", type=click.Path(dir_okay=False),

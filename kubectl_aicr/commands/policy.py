@@ -3,8 +3,6 @@ Schema (``schema``)."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import click
 
 from kubectl_aicr import snapshot_io

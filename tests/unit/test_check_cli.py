@@ -118,7 +118,8 @@ def test_fail_on_warning(policy: Path) -> None:
 def test_waiver_turns_the_violation_into_an_accepted_deviation(waived: Path) -> None:
     r = run("check", "--policy", str(waived), FLEET, "--date", "2026-06-01")
     assert r.code == 0, r.out
-    assert "WAIVED  gpu-driver [error] gpu-node-07: GPU/smi/driver: 575.51.03, expected version >= 570.86, < 571" in r.out
+    assert ("WAIVED  gpu-driver [error] gpu-node-07: GPU/smi/driver: 575.51.03, expected version >= 570.86, < 571"
+            in r.out)
     assert ("accepted deviation, waivers[0]: canary for the 575 branch (owner gpu-platform@example.com, "
             "expires 2026-12-31)") in r.out
     assert "compliant: 58 of 60 checks passed (1 accepted deviation (waived); 1 finding below --fail-on error)" in r.out

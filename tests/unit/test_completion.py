@@ -194,7 +194,8 @@ complete -p kubectl-aicr
     assert lines[3].endswith("kubectl-aicr") and "_kubectl_aicr_completion" in lines[3]
 
 
-@pytest.mark.parametrize("shell, cword, expected", [("zsh", "1", "plain\nsnapshot\n"), ("fish", "sn", "plain,snapshot")])
+@pytest.mark.parametrize("shell, cword, expected",
+                         [("zsh", "1", "plain\nsnapshot\n"), ("fish", "sn", "plain,snapshot")])
 def test_zsh_and_fish_protocols(shell: str, cword: str, expected: str, exe_dir: Path) -> None:
     """What the zsh and fish scripts ask kubectl-aicr (the shells themselves are not installed here)."""
     env = _env(exe_dir, _KUBECTL_AICR_COMPLETE=f"{shell}_complete", COMP_WORDS="kubectl-aicr sn", COMP_CWORD=cword)
