@@ -15,7 +15,7 @@ import click
 
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.commands._inputs import load_inputs
-from kubectl_aicr.errors import DRIFT, InvalidInput
+from kubectl_aicr.errors import DRIFT, OK, InvalidInput
 from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
 
@@ -82,9 +82,8 @@ def _date(text: Optional[str]) -> dt.date:
               help="Judge waiver expiry as of this day (default: today, UTC).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when not compliant (errors still exit 2).")
 @kube_options
-@click.pass_context
-def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
-            fail_on: str, date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> None:
+def command(inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str], fail_on: str,
+            date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> int:
     """Check node snapshots against a policy: every rule on every node it selects, with waivers.
 
     Each input is a Snapshot, a SnapshotList (every node is checked) or '-', as a file or cm://NAMESPACE/NAME.
@@ -97,14 +96,15 @@ def command(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _check(ctx, inputs, policy_path, fmt, output_file, fail_on, date_text, exit_zero, kube)
+        return _check(inputs, policy_path, fmt, output_file, fail_on, date_text, exit_zero, kube)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _check(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
-           fail_on: str, date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> None:
+def _check(inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
+           fail_on: str, date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> int:
+    """Runs the check and prints the report; the exit code (:func:`kubectl_aicr.cli.main` exits with it)."""
     from kubectl_aicr.policy.engine import check
     from kubectl_aicr.policy.model import load_policy
     from kubectl_aicr.reports import check_report
@@ -127,5 +127,4 @@ def _check(ctx: click.Context, inputs: tuple[str, ...], policy_path: str, fmt: s
     else:
         click.echo(report, nl=False)
     sys.stdout.flush()
-    if not result.compliant and not exit_zero:
-        ctx.exit(DRIFT)
+    return DRIFT if not result.compliant and not exit_zero else OK
