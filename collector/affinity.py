@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable
 
 from collector._util import as_int, join, try_read_line
-from collector.model import Scalar
-from collector.model import Subtype, missing, reading
-from collector.os_info import HostRoots
+from collector.model import Scalar, Subtype, missing, reading
 
-__all__ = ["AFFINITY_SUBTYPES", "collect_affinity", "relation"]
+__all__ = ["collect_affinity", "relation"]
 
 _PCI_ADDR = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _ROOT = re.compile(r"pci[0-9a-f]{4}:[0-9a-f]{2}")
@@ -134,8 +131,3 @@ def collect_affinity(sys_root: str = "/sys") -> Subtype:
         data[f"{gpu}.nics-same-switch"] = ",".join(same_switch)
         data[f"{gpu}.nics-same-numa"] = ",".join(same_numa)
     return reading("gpu-nic-affinity", data, source="/sys/bus/pci/devices, /sys/class/{net,infiniband}")
-
-
-AFFINITY_SUBTYPES: tuple[tuple[str, Callable[[HostRoots], Subtype]], ...] = (
-    ("gpu-nic-affinity", lambda r: collect_affinity(r.sys_root)),
-)

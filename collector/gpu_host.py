@@ -23,25 +23,16 @@ These subtypes join ``smi``/``gpu-<i>`` (see :mod:`collector.gpu_smi`) in the on
 ``labels``        the node's GPU labels as given by the caller (``node_labels``): every ``nvidia.com/*`` label and the
                   NFD ``feature.node.kubernetes.io/pci-10de*`` ones, as strings, under their own keys, except the
                   volatile ``*.timestamp`` and ``nvidia.com/gpu-driver-upgrade-state``.
-``consistency``   the same facts from every source side by side, built by :func:`build_consistency`.
+``consistency`` (the same facts from every source side by side) is :mod:`collector.gpu_consistency`'s.
 
 Bus addresses ``<bus>`` are in sysfs form everywhere (``0000:04:00.0``) so keys line up across sources.
-
-Consistency keys: ``<fact>.<source>`` holds what each source says, ``<fact>.mismatch`` (bool) is present when at
-least two sources gave the fact and is ``true`` when they disagree. Facts: ``gpu-count``, ``driver-version``,
-``cuda-version``, ``gpu-model``, ``gpu-memory-mib``, ``bus-ids``, ``uuid``, ``vbios-version``. Sources:
-``smi`` (nvidia-smi), ``smi-attached`` (nvidia-smi's ``attached_gpus``), ``pci`` (sysfs PCI), ``procfs``
-(/proc/driver/nvidia), ``sysfs`` (/sys/module/nvidia/version), ``label`` (node labels). For the set-valued facts the
-keys are ``bus-ids.missing-in-<source>``, ``uuid.mismatch-bus-ids``, ``vbios-version.mismatch-bus-ids`` (comma
-lists). Summary: ``consistent`` (bool) and ``mismatched-facts`` (comma list, ``""`` when none);
-``context.sources`` lists the sources that contributed.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping
 
 from collector._util import as_int, collapse_ws, colon_pairs, join, normalize_bus_id, try_read, try_read_line, typed
 from collector.model import Scalar
@@ -49,7 +40,7 @@ from collector.model import STATUS_PARTIAL, STATUS_UNAVAILABLE, Subtype, missing
 
 __all__ = [
     "DRIVER_MODULES",
-    "build_consistency",
+    "GPU_HOST_SUBTYPES",
     "collect_driver",
     "collect_driver_gpus",
     "collect_driver_params",
@@ -331,10 +322,14 @@ def labels_subtype(node_labels: Mapping[str, str] | None) -> Subtype:
     return reading("labels", data, source=source)
 
 
+#: What :func:`collect_gpu_host` yields, in that order.
+GPU_HOST_SUBTYPES = ("driver", "driver-params", "driver-gpus", "pci", "labels")
+
+
 def collect_gpu_host(
     *, proc_root: str = "/proc", sys_root: str = "/sys", node_labels: Mapping[str, str] | None = None
 ) -> list[Subtype]:
-    """``driver``, ``driver-params``, ``driver-gpus``, ``pci``, ``labels``. Never raises for a missing source."""
+    """:data:`GPU_HOST_SUBTYPES`. Never raises for a missing source."""
     return [
         collect_driver(proc_root, sys_root),
         collect_driver_params(proc_root),
@@ -342,190 +337,3 @@ def collect_gpu_host(
         collect_pci(sys_root),
         labels_subtype(node_labels),
     ]
-
-
-# -------------------------------------------------------------------------------------------------- consistency
-
-
-def _usable(sub: Subtype | None) -> bool:
-    return sub is not None and bool(sub.data) and sub.context.get("status") != "error"
-
-
-def _per_bus(sub: Subtype | None, suffix: str) -> dict[str, str]:
-    """``{bus: value}`` from ``<bus>.<suffix>`` keys."""
-    if sub is None:
-        return {}
-    out: dict[str, str] = {}
-    tail = "." + suffix
-    for k, v in sub.data.items():
-        if k.endswith(tail) and v is not None:
-            out[k[: -len(tail)]] = str(v)
-    return out
-
-
-def _label_version(labels: Mapping[str, str], full: str, parts: Sequence[str]) -> str | None:
-    if labels.get(full):
-        return labels[full]
-    vals = [labels.get(p, "") for p in parts]
-    if not vals[0]:
-        return None
-    return ".".join(v for v in vals if v)
-
-
-def _norm_model(name: str) -> str:
-    n = re.sub(r"\s+", "-", name.strip()).lower()
-    return n.removesuffix("-shared")
-
-
-def build_consistency(
-    smi_subtypes: Sequence[Subtype],
-    host_subtypes: Sequence[Subtype],
-    node_labels: Mapping[str, str] | None = None,
-) -> Subtype:
-    """Cross-check the GPU facts of every source; pure function of already collected subtypes and labels."""
-    by_name = {s.name: s for s in [*smi_subtypes, *host_subtypes]}
-    smi = by_name.get("smi")
-    smi_ok = _usable(smi)
-    gpus = [s for s in smi_subtypes if s.name.startswith("gpu-")] if smi_ok else []
-    pci = by_name.get("pci")
-    pci_ok = pci is not None and "gpu-count" in pci.data
-    drv = by_name.get("driver")
-    dgpus = by_name.get("driver-gpus")
-    dgpus_ok = _usable(dgpus)
-    labels = {k: str(v) for k, v in (node_labels or {}).items()}
-
-    data: dict[str, Scalar] = {}
-    used: set[str] = set()
-    mismatched: list[str] = []
-
-    def fact(name: str, values: Mapping[str, Scalar], normalize=lambda v: v) -> None:  # type: ignore[no-untyped-def]
-        present = {src: v for src, v in values.items() if v is not None}
-        if not present:
-            return
-        for src, v in present.items():
-            data[f"{name}.{src}"] = v
-            used.add(src.split("-")[0] if src.startswith("smi") else src)
-        if len(present) >= 2:
-            bad = len({normalize(v) for v in present.values()}) > 1
-            data[f"{name}.mismatch"] = bad
-            if bad:
-                mismatched.append(name)
-
-    # gpu-count
-    fact(
-        "gpu-count",
-        {
-            "smi": smi.data.get("gpu-count") if smi_ok and smi else None,
-            "smi-attached": smi.data.get("attached-gpus") if smi_ok and smi else None,
-            "pci": pci.data.get("gpu-count") if pci_ok and pci else None,
-            "procfs": dgpus.data.get("gpu-count") if dgpus_ok and dgpus else None,
-            "label": as_int(labels.get("nvidia.com/gpu.count")),
-        },
-    )
-    # driver-version
-    fact(
-        "driver-version",
-        {
-            "smi": smi.data.get("driver") if smi_ok and smi else None,
-            "procfs": drv.data.get("kernel-module-version") if drv else None,
-            "sysfs": drv.data.get("module.nvidia.version") if drv else None,
-            "label": _label_version(
-                labels,
-                "nvidia.com/cuda.driver-version.full",
-                ("nvidia.com/cuda.driver.major", "nvidia.com/cuda.driver.minor", "nvidia.com/cuda.driver.rev"),
-            ),
-        },
-        normalize=lambda v: str(v).strip(),
-    )
-    # cuda-version (the CUDA version the driver supports)
-    fact(
-        "cuda-version",
-        {
-            "smi": smi.data.get("cuda-version") if smi_ok and smi else None,
-            "label": _label_version(
-                labels,
-                "nvidia.com/cuda.runtime-version.full",
-                ("nvidia.com/cuda.runtime.major", "nvidia.com/cuda.runtime.minor"),
-            ),
-        },
-        normalize=lambda v: str(v).strip(),
-    )
-    # gpu-model
-    smi_models = sorted({str(g.data.get("product-name")) for g in gpus if g.data.get("product-name")})
-    proc_models = sorted({v for v in _per_bus(dgpus, "model").values()}) if dgpus_ok else []
-    label_model = labels.get("nvidia.com/gpu.product")
-    model_values: dict[str, Scalar] = {
-        "smi": "; ".join(smi_models) or None,
-        "procfs": "; ".join(proc_models) or None,
-        "label": label_model,
-    }
-    fact("gpu-model", model_values, normalize=lambda v: _model_key(str(v), [*smi_models, *proc_models]))
-    # gpu-memory-mib
-    mems = sorted({g.data["memory-total-mib"] for g in gpus if isinstance(g.data.get("memory-total-mib"), int)})  # type: ignore[type-var]
-    fact(
-        "gpu-memory-mib",
-        {
-            "smi": (mems[0] if len(mems) == 1 else ",".join(map(str, mems))) if mems else None,
-            "label": as_int(labels.get("nvidia.com/gpu.memory")),
-        },
-    )
-    # bus-ids (sets)
-    sets: dict[str, set[str]] = {}
-    if gpus:
-        sets["smi"] = {str(g.data["pci-bus-id"]) for g in gpus if g.data.get("pci-bus-id")}
-    if pci_ok and pci is not None and pci.data.get("gpu-count", 0):
-        sets["pci"] = {b for b, kind in _per_bus(pci, "kind").items() if kind == "gpu"}
-    if dgpus_ok:
-        sets["procfs"] = set(_per_bus(dgpus, "model")) | set(_per_bus(dgpus, "uuid"))
-    if len(sets) >= 2:
-        union = set().union(*sets.values())
-        bad = False
-        for src, s in sorted(sets.items()):
-            used.add(src)
-            lacking = sorted(union - s)
-            if lacking:
-                data[f"bus-ids.missing-in-{src}"] = ",".join(lacking)
-                bad = True
-        data["bus-ids.mismatch"] = bad
-        if bad:
-            mismatched.append("bus-ids")
-    # per-GPU identity: smi vs procfs, matched by bus id
-    if gpus and dgpus_ok:
-        smi_by_bus = {str(g.data.get("pci-bus-id")): g.data for g in gpus}
-        for fact_name, smi_key, proc_suffix in (("uuid", "uuid", "uuid"), ("vbios-version", "vbios-version", "vbios-version")):
-            proc_vals = _per_bus(dgpus, proc_suffix)
-            common = sorted(set(proc_vals) & set(smi_by_bus))
-            if not common:
-                continue
-            bad_buses = [
-                b for b in common if str(smi_by_bus[b].get(smi_key, "")).lower() != proc_vals[b].lower()
-            ]
-            data[f"{fact_name}.mismatch"] = bool(bad_buses)
-            if bad_buses:
-                data[f"{fact_name}.mismatch-bus-ids"] = ",".join(bad_buses)
-                mismatched.append(fact_name)
-
-    if not used:
-        return missing("consistency", source="nvidia-smi, /sys/bus/pci, /proc/driver/nvidia, node labels",
-                       reason="no GPU facts from any source")
-    data["consistent"] = not mismatched
-    data["mismatched-facts"] = ",".join(mismatched)
-    sub = reading("consistency", data, source="nvidia-smi, /sys/bus/pci, /proc/driver/nvidia, node labels")
-    sub.context["sources"] = ",".join(sorted(used))
-    any_gpu = any(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for k, v in data.items() if k.startswith("gpu-count.")
-    )
-    if not any_gpu:
-        sub.context["status"] = STATUS_UNAVAILABLE
-        sub.context["reason"] = "no source found an NVIDIA GPU"
-    return sub
-
-
-def _model_key(value: str, known_models: Iterable[str]) -> str:
-    """Normalise a model name so that the GFD label (``NVIDIA-H100-80GB-HBM3[-SHARED|-MIG-...]``) matches the name."""
-    n = _norm_model(value)
-    for m in sorted({_norm_model(k) for k in known_models}, key=len, reverse=True):
-        if n == m or n.startswith(m + "-"):
-            return m
-    return n
-

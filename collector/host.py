@@ -1,17 +1,13 @@
-"""Everything collected on the host itself: ``GPU``, ``OS``, ``SystemD``, ``Network`` and ``Runtime`` measurements,
-concurrently.
+"""Everything collected on the host itself, concurrently: the sources of :mod:`collector.sources`.
 
-Each source runs in its own worker thread under its own bound (``timeout``; commands get it as their timeout, the
-file readers are fast and get the same deadline). A source that fails, raises or overruns becomes subtypes with
-``status: error`` and the reason; :func:`collect_host` itself never raises for a source failure.
+Each source runs in its own worker thread under one deadline (``timeout`` plus :data:`GRACE_S`; commands get
+``timeout`` as their own timeout and kill themselves at it, the file readers are fast). A source that raises or
+overruns is replaced by its placeholders (each of its subtypes, empty, ``status: error`` and the reason), and the
+collection goes on without waiting for it: :func:`collect_host` never raises for a source failure.
 
-The ``GPU`` measurement merges ``nvidia-smi`` (``smi``, ``gpu-<i>``) with the driver-free sources (``driver``,
-``driver-params``, ``driver-gpus``, ``pci``, ``labels``) and ends with ``consistency``, the cross-check of them all.
-Every subtype's context gets ``duration-ms`` (how long its source took).
-
-``Network`` (:mod:`collector.net`, :mod:`collector.affinity`) and ``Runtime`` (:mod:`collector.runtime`) are file
-readers under the same roots; :mod:`collector.kernel_config` adds ``kernel-config``, ``iommu`` and ``hugepages`` to
-``OS``, after the subtypes of :mod:`collector.os_info`.
+Subtypes are grouped into one measurement per type, in the registry's order (``GPU``, ``OS``, ``SystemD``,
+``Network``, ``Runtime``), then each measurement's summaries are appended (``GPU/consistency``, the cross-check of
+all GPU sources). Every subtype a source gave gets ``duration-ms`` in its context (how long that source took).
 """
 
 from __future__ import annotations
@@ -19,32 +15,18 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
-from collector.affinity import AFFINITY_SUBTYPES
-from collector.gpu_host import build_consistency, collect_gpu_host
-from collector.gpu_smi import SOURCE as SMI_SOURCE
-from collector.gpu_smi import collect_gpu_smi
-from collector.kernel_config import KERNEL_SUBTYPES
-from collector.model import STATUS_ERROR, Measurement, Subtype, missing
-from collector.net import NET_SUBTYPES
-from collector.os_info import OS_SUBTYPES, HostRoots
+from collector.model import Measurement, Subtype
+from collector.os_info import HostRoots
 from collector.runner import CommandRunner, SubprocessRunner
-from collector.runtime import RUNTIME_SUBTYPES
-from collector.systemd import DEFAULT_UNITS, collect_systemd
+from collector.sources import SOURCES, SUMMARIES, HostOptions, Source, Summary
+from collector.systemd import DEFAULT_UNITS
 
-__all__ = ["GPU_HOST_SUBTYPES", "collect_host"]
-
-#: Names of the driver-free GPU subtypes, in emitted order (used for placeholders when that source fails).
-GPU_HOST_SUBTYPES = ("driver", "driver-params", "driver-gpus", "pci", "labels")
+__all__ = ["GRACE_S", "collect_host", "run_sources"]
 
 #: Extra time granted past ``timeout`` before a source is declared stuck (commands kill themselves at ``timeout``).
 GRACE_S = 2.0
-
-
-def _failed(names: Sequence[str], reason: str) -> list[Subtype]:
-    return [missing(n, source=n, status=STATUS_ERROR, reason=reason) for n in names]
 
 
 def collect_host(
@@ -60,81 +42,70 @@ def collect_host(
     timeout: float = 10.0,
     nvlink: bool = True,
     uname: Callable[[], Any] = os.uname,
+    sources: Sequence[Source] = SOURCES,
+    summaries: Sequence[Summary] = SUMMARIES,
 ) -> list[Measurement]:
-    """Collect the ``GPU``, ``OS``, ``SystemD``, ``Network`` and ``Runtime`` measurements of this host, in that order."""
-    run = runner if runner is not None else SubprocessRunner()
-    roots = HostRoots(proc_root, sys_root, etc_root, uname)
-    units = list(units)
+    """The measurements of this host's ``sources`` (default: the registry), one per type, in registry order."""
+    options = HostOptions(
+        runner=runner if runner is not None else SubprocessRunner(),
+        roots=HostRoots(proc_root, sys_root, etc_root, uname),
+        units=tuple(units),
+        node_labels=node_labels,
+        nvidia_smi=nvidia_smi,
+        systemctl=systemctl,
+        timeout=timeout,
+        nvlink=nvlink,
+    )
+    results = run_sources(sources, options)
+    measurements: list[Measurement] = []
+    for measurement_type in dict.fromkeys(source.measurement for source in sources):
+        subtypes = [s for source, got in zip(sources, results) if source.measurement == measurement_type for s in got]
+        for summary in summaries:
+            if summary.measurement == measurement_type:
+                subtypes.append(_summarize(summary, subtypes, options))
+        measurements.append(Measurement(measurement_type, subtypes))
+    return measurements
 
-    # name -> (callable, fallback subtype names)
-    def smi_source() -> list[Subtype]:
-        return collect_gpu_smi(run, nvidia_smi=nvidia_smi, timeout=timeout, nvlink=nvlink)
 
-    def gpu_host_source() -> list[Subtype]:
-        return collect_gpu_host(proc_root=proc_root, sys_root=sys_root, node_labels=node_labels)
+def run_sources(sources: Sequence[Source], options: HostOptions) -> list[list[Subtype]]:
+    """Read every source concurrently; what each gave (or its placeholders), in the order of ``sources``.
 
-    def systemd_source() -> list[Subtype]:
-        return collect_systemd(run, units, systemctl=systemctl, timeout=timeout).subtypes
-
-    tasks: dict[str, tuple[Callable[[], Any], Sequence[str]]] = {
-        "gpu-smi": (smi_source, ("smi",)),
-        "gpu-host": (gpu_host_source, GPU_HOST_SUBTYPES),
-        "systemd": (systemd_source, units),
-    }
-    for name, reader in OS_SUBTYPES:
-        tasks[f"os-{name}"] = (partial(reader, roots), (name,))
-    # Network, Runtime and the kernel-config OS subtypes: file readers like the OS ones, one task per subtype.
-    for prefix, table in (("os", KERNEL_SUBTYPES), ("net", NET_SUBTYPES + AFFINITY_SUBTYPES),
-                          ("runtime", RUNTIME_SUBTYPES)):
-        for name, reader in table:
-            tasks[f"{prefix}-{name}"] = (partial(reader, roots), (name,))
-
-    results: dict[str, list[Subtype]] = {}
-    durations: dict[str, float] = {}
-    pool = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="aicr-collect")
+    Each subtype's context gets ``duration-ms``: how long its source ran (the deadline, for one cut off).
+    """
+    deadline = options.timeout + GRACE_S
+    results: list[list[Subtype]] = []
+    pool = ThreadPoolExecutor(max_workers=max(len(sources), 1), thread_name_prefix="aicr-collect")
     try:
-        futures: dict[Future[Any], str] = {}
-        starts: dict[str, float] = {}
-        for name, (fn, _) in tasks.items():
-            starts[name] = time.monotonic()
-            futures[pool.submit(_timed, fn)] = name
-        done, not_done = wait(futures, timeout=timeout + GRACE_S)
-        for fut in done:
-            name = futures[fut]
-            try:
-                value, took = fut.result()
-            except Exception as e:  # noqa: BLE001 - a collector bug must not lose the other sources
-                results[name] = _failed(tasks[name][1], f"internal error: {type(e).__name__}: {e}")
-                durations[name] = time.monotonic() - starts[name]
-                continue
-            results[name] = [value] if isinstance(value, Subtype) else list(value)
-            durations[name] = took
-        for fut in not_done:
-            name = futures[fut]
-            fut.cancel()
-            results[name] = _failed(tasks[name][1], f"did not finish within {timeout + GRACE_S:g}s")
-            durations[name] = timeout + GRACE_S
+        started = time.monotonic()
+        futures: list[Future[tuple[Any, float]]] = [pool.submit(_timed, source.read, options) for source in sources]
+        finished, _ = wait(futures, timeout=deadline)
+        for source, future in zip(sources, futures):
+            if future not in finished:
+                future.cancel()
+                got, took = source.placeholders(options, f"did not finish within {deadline:g}s"), deadline
+            else:
+                try:
+                    value, took = future.result()
+                    got = [value] if isinstance(value, Subtype) else list(value)
+                except Exception as e:  # noqa: BLE001 - a collector bug must not lose the other sources
+                    got = source.placeholders(options, f"internal error: {type(e).__name__}: {e}")
+                    took = time.monotonic() - started
+            for subtype in got:
+                subtype.context.setdefault("duration-ms", str(int(took * 1000)))
+            results.append(got)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-    for name, subs in results.items():
-        for s in subs:
-            s.context.setdefault("duration-ms", str(int(durations[name] * 1000)))
-
-    smi_subs = results["gpu-smi"]
-    if smi_subs and smi_subs[0].name == "smi" and smi_subs[0].context.get("source") == "smi":
-        smi_subs[0].context["source"] = SMI_SOURCE
-    host_subs = results["gpu-host"]
-    consistency = build_consistency(smi_subs, host_subs, node_labels)
-    gpu = Measurement("GPU", [*smi_subs, *host_subs, consistency])
-    os_m = Measurement("OS", [s for name, _ in OS_SUBTYPES + KERNEL_SUBTYPES for s in results[f"os-{name}"]])
-    systemd_m = Measurement("SystemD", results["systemd"])
-    network = Measurement("Network", [s for name, _ in NET_SUBTYPES + AFFINITY_SUBTYPES for s in results[f"net-{name}"]])
-    runtime = Measurement("Runtime", [s for name, _ in RUNTIME_SUBTYPES for s in results[f"runtime-{name}"]])
-    return [gpu, os_m, systemd_m, network, runtime]
+    return results
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+def _summarize(summary: Summary, subtypes: Sequence[Subtype], options: HostOptions) -> Subtype:
+    try:
+        return summary.build(subtypes, options)
+    except Exception as e:  # noqa: BLE001 - a summary bug must not lose the measurement
+        return summary.placeholder(f"internal error: {type(e).__name__}: {e}")
+
+
+def _timed(read: Callable[[HostOptions], Any], options: HostOptions) -> tuple[Any, float]:
     start = time.monotonic()
-    value = fn()
+    value = read(options)
     return value, time.monotonic() - start

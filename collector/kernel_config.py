@@ -26,11 +26,10 @@ import re
 from typing import Any, Callable
 
 from collector._util import as_int, join, read_text, short_error, try_read, try_read_line, typed
-from collector.model import Scalar
-from collector.model import STATUS_ERROR, Subtype, missing, reading
-from collector.os_info import HostRoots, parse_cmdline
+from collector.model import STATUS_ERROR, Scalar, Subtype, missing, reading
+from collector.os_info import parse_cmdline
 
-__all__ = ["CONFIG_NAMES", "CONFIG_PREFIXES", "KERNEL_SUBTYPES", "collect_hugepages", "collect_iommu",
+__all__ = ["CONFIG_NAMES", "CONFIG_PREFIXES", "collect_hugepages", "collect_iommu",
            "collect_kernel_config", "parse_kernel_config"]
 
 #: Whole option names kept.
@@ -194,10 +193,3 @@ def collect_hugepages(sys_root: str = "/sys") -> Subtype:
             m = re.search(r"\[([^\]]+)\]", text)
             data[key] = m.group(1) if m else typed(text)
     return reading("hugepages", data, source="/sys/kernel/mm/hugepages, /sys/devices/system/node")
-
-
-KERNEL_SUBTYPES: tuple[tuple[str, Callable[[HostRoots], Subtype]], ...] = (
-    ("kernel-config", lambda r: collect_kernel_config(r.proc_root, r.etc_root, r.uname)),
-    ("iommu", lambda r: collect_iommu(r.proc_root, r.sys_root)),
-    ("hugepages", lambda r: collect_hugepages(r.sys_root)),
-)

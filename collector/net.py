@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable
 
 from collector._util import as_int, join, try_read, try_read_line
-from collector.model import Scalar
-from collector.model import Subtype, missing, reading
-from collector.os_info import HostRoots, parse_modules
+from collector.model import Scalar, Subtype, missing, reading
+from collector.os_info import parse_modules
 
-__all__ = ["NET_SUBTYPES", "RDMA_MODULES", "collect_infiniband", "collect_nics", "collect_rdma_modules"]
+__all__ = ["RDMA_MODULES", "collect_infiniband", "collect_nics", "collect_rdma_modules"]
 
 #: RDMA / GPUDirect kernel modules reported by ``rdma-modules`` (loaded or not).
 RDMA_MODULES: tuple[str, ...] = (
@@ -179,11 +177,3 @@ def collect_rdma_modules(proc_root: str = "/proc", sys_root: str = "/sys") -> Su
         if version:
             data[f"{mod}.version"] = version
     return reading("rdma-modules", data, source="/proc/modules, /sys/module/*/version")
-
-
-#: Subtypes of ``Network`` from this module, in emitted order, each a function of the roots.
-NET_SUBTYPES: tuple[tuple[str, Callable[[HostRoots], Subtype]], ...] = (
-    ("nic", lambda r: collect_nics(r.sys_root)),
-    ("infiniband", lambda r: collect_infiniband(r.sys_root)),
-    ("rdma-modules", lambda r: collect_rdma_modules(r.proc_root, r.sys_root)),
-)

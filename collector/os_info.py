@@ -39,10 +39,9 @@ from typing import Any, Callable, Iterator
 from collector._util import (as_int, collapse_ws, colon_pairs, join, paragraphs, read_text, short_error,
                              try_read, try_read_line, typed)
 from collector.model import Scalar
-from collector.model import STATUS_ERROR, STATUS_PARTIAL, Measurement, Subtype, missing, reading
+from collector.model import STATUS_PARTIAL, Subtype, missing, reading
 
 __all__ = [
-    "OS_SUBTYPES",
     "SYSCTL_EXCLUDE",
     "SYSCTL_MAX_KEYS",
     "HostRoots",
@@ -51,7 +50,6 @@ __all__ = [
     "collect_kernel",
     "collect_kmod",
     "collect_memory",
-    "collect_os",
     "collect_release",
     "collect_sysctl",
     "parse_cmdline",
@@ -550,33 +548,4 @@ def collect_memory(proc_root: str = "/proc", sys_root: str = "/sys") -> Subtype:
         if value is not None:
             data[key] = value
     return reading("memory", data, source="/proc/meminfo, /sys/kernel/mm")
-
-
-#: Subtypes of ``OS`` in emitted order, each a function of the roots.
-OS_SUBTYPES: tuple[tuple[str, Callable[[HostRoots], Subtype]], ...] = (
-    ("grub", lambda r: collect_grub(r.proc_root)),
-    ("sysctl", lambda r: collect_sysctl(r.proc_root)),
-    ("kmod", lambda r: collect_kmod(r.proc_root)),
-    ("release", lambda r: collect_release(r.etc_root)),
-    ("kernel", lambda r: collect_kernel(r.proc_root, r.uname)),
-    ("cpu", lambda r: collect_cpu(r.proc_root, r.sys_root)),
-    ("memory", lambda r: collect_memory(r.proc_root, r.sys_root)),
-)
-
-
-def collect_os(
-    proc_root: str = "/proc",
-    sys_root: str = "/sys",
-    etc_root: str = "/etc",
-    uname: Callable[[], Any] = os.uname,
-) -> Measurement:
-    """All ``OS`` subtypes, sequentially (``collect_host`` runs them concurrently instead). Never raises."""
-    roots = HostRoots(proc_root, sys_root, etc_root, uname)
-    subs: list[Subtype] = []
-    for name, fn in OS_SUBTYPES:
-        try:
-            subs.append(fn(roots))
-        except Exception as e:  # noqa: BLE001 - one broken source must not hide the others
-            subs.append(missing(name, source=name, status=STATUS_ERROR, reason=f"{type(e).__name__}: {e}"))
-    return Measurement("OS", subs)
 

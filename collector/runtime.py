@@ -29,11 +29,10 @@ import os
 from typing import Any, Callable, Mapping
 
 from collector._util import read_text, short_error
-from collector.model import Scalar
-from collector.model import STATUS_ERROR, Subtype, missing, reading
-from collector.os_info import REDACTED, HostRoots, secret_name, secret_value
+from collector.model import STATUS_ERROR, Scalar, Subtype, missing, reading
+from collector.os_info import REDACTED, secret_name, secret_value
 
-__all__ = ["KUBELET_KEYS", "RUNTIME_SUBTYPES", "TOOLKIT_KEYS", "collect_cdi", "collect_containerd",
+__all__ = ["KUBELET_KEYS", "TOOLKIT_KEYS", "collect_cdi", "collect_containerd",
            "collect_kubelet", "collect_toolkit", "containerd_facts", "kubelet_facts", "toolkit_facts"]
 
 TOML_NEEDS = "TOML parser needs Python 3.11"
@@ -232,12 +231,3 @@ def collect_kubelet(etc_root: str = "/etc") -> Subtype:
     if not isinstance(doc, Mapping):
         return missing("kubelet", source=shown, status=STATUS_ERROR, reason=f"{shown}: not a YAML mapping")
     return reading("kubelet", kubelet_facts(doc), source=shown)
-
-
-RUNTIME_SUBTYPES: tuple[tuple[str, Callable[[HostRoots], Subtype]], ...] = (
-    ("containerd", lambda r: collect_containerd(r.etc_root)),
-    ("container-toolkit", lambda r: collect_toolkit(r.etc_root)),
-    ("cdi", lambda r: collect_cdi(r.etc_root)),
-    ("kubelet", lambda r: collect_kubelet(r.etc_root)),
-)
-

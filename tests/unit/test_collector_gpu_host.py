@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from collector.gpu_consistency import build_consistency
 from collector.gpu_host import (
     DRIVER_MODULES,
-    build_consistency,
     collect_driver,
     collect_driver_gpus,
     collect_driver_params,
@@ -131,7 +131,8 @@ def test_driver_without_proc_modules_uses_sys_module(tmp_path: Path) -> None:
 def test_driver_params() -> None:
     sub = collect_driver_params(tree("h100x8")[0])
     assert len(sub.data) == 42
-    assert (sub.data["EnableGpuFirmware"], sub.data["ResmanDebugLevel"], sub.data["RegistryDwords"]) == (18, 4294967295, "")
+    params = (sub.data["EnableGpuFirmware"], sub.data["ResmanDebugLevel"], sub.data["RegistryDwords"])
+    assert params == (18, 4294967295, "")
     assert (sub.data["NvLinkDisable"], sub.data["DeviceFileMode"]) == (0, 438)
     assert collect_driver_params(tree("no-gpu")[0]).context["status"] == "unavailable"
 
@@ -306,7 +307,8 @@ def test_consistency_without_nvidia_smi_issue_8() -> None:
     sub = build_consistency(no_smi, host("h100x8", GFD_LABELS), GFD_LABELS)
     d = sub.data
     assert sub.context["status"] == "ok" and sub.context["sources"] == "label,pci,procfs,sysfs"
-    assert (d["gpu-count.pci"], d["gpu-count.procfs"], d["gpu-count.label"], d["gpu-count.mismatch"]) == (8, 8, 8, False)
+    counts = (d["gpu-count.pci"], d["gpu-count.procfs"], d["gpu-count.label"], d["gpu-count.mismatch"])
+    assert counts == (8, 8, 8, False)
     assert d["driver-version.procfs"] == d["driver-version.sysfs"] == d["driver-version.label"] == "570.86.15"
     assert d["gpu-model.procfs"] == "NVIDIA H100 80GB HBM3" and d["gpu-model.mismatch"] is False
     assert "gpu-count.smi" not in d and d["bus-ids.mismatch"] is False and d["consistent"] is True

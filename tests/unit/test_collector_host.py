@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 import collector.host as host_mod
-from collector.host import GPU_HOST_SUBTYPES, collect_host
+import collector.sources as sources_mod
+from collector.gpu_host import GPU_HOST_SUBTYPES
+from collector.host import collect_host
 from collector.model import build_snapshot
 from collector.runner import CommandNotFound, CommandResult
 from collector.systemd import DEFAULT_UNITS
@@ -90,7 +92,7 @@ def test_a_crashing_source_is_contained(monkeypatch: pytest.MonkeyPatch) -> None
     def boom(**_: object) -> None:
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(host_mod, "collect_gpu_host", boom)
+    monkeypatch.setattr(sources_mod, "collect_gpu_host", boom)
     gpu = collect_host(runner=FakeRunner(), **h100_roots())[0]
     by = {s.name: s for s in gpu.subtypes}
     for name in GPU_HOST_SUBTYPES:

@@ -7,9 +7,12 @@ import platform
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import pytest
 
+from collector.host import collect_host
+from collector.model import Measurement
 from collector.os_info import (
     REDACTED,
     collect_cpu,
@@ -17,13 +20,13 @@ from collector.os_info import (
     collect_kernel,
     collect_kmod,
     collect_memory,
-    collect_os,
     collect_release,
     collect_sysctl,
     parse_cmdline,
     parse_os_release,
     sysctl_excluded,
 )
+from collector.sources import SOURCES
 
 HOST = Path(__file__).resolve().parents[1] / "fixtures" / "host"
 H100 = HOST / "h100x8"
@@ -32,6 +35,14 @@ NOGPU = HOST / "no-gpu"
 
 def roots(tree: Path) -> dict[str, str]:
     return {"proc_root": str(tree / "proc"), "sys_root": str(tree / "sys"), "etc_root": str(tree / "etc")}
+
+
+def collect_os(proc_root: str = "/proc", sys_root: str = "/sys", etc_root: str = "/etc",
+               uname: Callable[[], Any] = os.uname) -> Measurement:
+    """The ``OS`` measurement alone: the registry's OS sources, run as collect_host runs them."""
+    [measurement] = collect_host(proc_root=proc_root, sys_root=sys_root, etc_root=etc_root, uname=uname,
+                                 sources=[s for s in SOURCES if s.measurement == "OS"])
+    return measurement
 
 
 # ---------------------------------------------------------------------------------------------------- release
@@ -328,8 +339,10 @@ def test_memory_h100() -> None:
 def test_collect_os_order_and_missing_sources(tmp_path: Path) -> None:
     m = collect_os(**roots(H100))
     assert m.type == "OS"
-    assert [s.name for s in m.subtypes] == ["grub", "sysctl", "kmod", "release", "kernel", "cpu", "memory"]
-    assert all(s.context["status"] == "ok" for s in m.subtypes)
+    assert [s.name for s in m.subtypes] == ["grub", "sysctl", "kmod", "release", "kernel", "cpu", "memory",
+                                            "kernel-config", "iommu", "hugepages"]
+    original = m.subtypes[:7]  # the h100x8 tree has no kernel config or IOMMU (see test_collector_net.py)
+    assert all(s.context["status"] == "ok" for s in original)
     empty = collect_os(str(tmp_path / "p"), str(tmp_path / "s"), str(tmp_path / "e"),
                        uname=lambda: (_ for _ in ()).throw(OSError("no uname")))
     by = {s.name: s for s in empty.subtypes}
@@ -378,7 +391,8 @@ def test_against_this_host() -> None:
 def test_kernel_random_keeps_its_settings_and_drops_counters_and_ids(tmp_path: Path) -> None:
     rnd = tmp_path / "sys" / "kernel" / "random"
     rnd.mkdir(parents=True)
-    for name, value in (("boot_id", "0c2b3f1e-5a6d-4e7f-8a9b-0c1d2e3f4a5b"), ("uuid", "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a"),
+    for name, value in (("boot_id", "0c2b3f1e-5a6d-4e7f-8a9b-0c1d2e3f4a5b"),
+                        ("uuid", "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a"),
                         ("entropy_avail", "256"), ("poolsize", "256"), ("urandom_min_reseed_secs", "60"),
                         ("write_wakeup_threshold", "896")):
         (rnd / name).write_text(value + "\n")
