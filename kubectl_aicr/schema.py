@@ -20,8 +20,7 @@ import itertools
 import json
 import os
 import sys
-from typing import Iterator
-from typing import Any
+from typing import Any, Iterator
 
 from collector.model import KIND
 from kubectl_aicr import formats, quickschema
