@@ -172,19 +172,19 @@ def collect_hugepages(sys_root: str = "/sys") -> Subtype:
         return missing("hugepages", source="/sys/kernel/mm/hugepages",
                        reason=f"{base} not found or empty (kernel without CONFIG_HUGETLBFS?)")
     data: dict[str, Scalar] = {}
-    for size, d in sorted(pools.items(), key=lambda kv: int(kv[0])):
+    for size, pool_dir in sorted(pools.items(), key=lambda kv: int(kv[0])):
         for key, rel in (("total", "nr_hugepages"), ("overcommit", "nr_overcommit_hugepages")):
-            v = as_int(try_read_line(os.path.join(d, rel)))
-            if v is not None:
-                data[f"{size}kb.{key}"] = v
+            pages = as_int(try_read_line(os.path.join(pool_dir, rel)))
+            if pages is not None:
+                data[f"{size}kb.{key}"] = pages
     nodes_dir = join(sys_root, "devices/system/node")
     for node in _listdir(nodes_dir) or []:
         if not re.fullmatch(r"node\d+", node):
             continue
-        for size, d in _pools(os.path.join(nodes_dir, node, "hugepages")).items():
-            v = as_int(try_read_line(os.path.join(d, "nr_hugepages")))
-            if v is not None:
-                data[f"{node}.{size}kb.total"] = v
+        for size, pool_dir in _pools(os.path.join(nodes_dir, node, "hugepages")).items():
+            pages = as_int(try_read_line(os.path.join(pool_dir, "nr_hugepages")))
+            if pages is not None:
+                data[f"{node}.{size}kb.total"] = pages
     thp = join(sys_root, "kernel/mm/transparent_hugepage")
     for key, rel in (("thp.shmem-enabled", "shmem_enabled"), ("thp.use-zero-page", "use_zero_page"),
                      ("thp.khugepaged-defrag", "khugepaged/defrag")):

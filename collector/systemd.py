@@ -25,9 +25,15 @@ import re
 from typing import Sequence
 
 from collector._util import paragraphs, typed
-from collector.model import Scalar
-from collector.model import STATUS_ERROR, STATUS_UNAVAILABLE, Measurement, Subtype, missing, reading
-from collector.runner import CommandError, CommandNotFound, CommandResult, CommandRunner, CommandTimeout, describe_failure
+from collector.model import STATUS_ERROR, STATUS_UNAVAILABLE, Measurement, Scalar, Subtype, missing, reading
+from collector.runner import (
+    CommandError,
+    CommandNotFound,
+    CommandResult,
+    CommandRunner,
+    CommandTimeout,
+    describe_failure,
+)
 
 __all__ = [
     "BOOL_PROPERTIES",
@@ -160,7 +166,7 @@ def _manager_missing(result: CommandResult) -> bool:
     return any(s in text for s in _NO_MANAGER)
 
 
-def _all(units: Sequence[str], *, status: str, reason: str) -> list[Subtype]:
+def _every_unit_missing(units: Sequence[str], *, status: str, reason: str) -> list[Subtype]:
     return [missing(u, source=f"{SOURCE} {u}", status=status, reason=reason) for u in units]
 
 
@@ -209,27 +215,30 @@ def collect_systemd(
 
 
 def _collect_valid(runner: CommandRunner, units: list[str], systemctl: str, timeout: float) -> dict[str, Subtype]:
-    res = _run(runner, _argv(systemctl, units), timeout)
-    if isinstance(res, Subtype):
-        return {s.name: s for s in _all(units, status=res.context["status"], reason=res.context["reason"])}
-    if res.returncode != 0:
-        if _manager_missing(res):
+    answer = _run(runner, _argv(systemctl, units), timeout)
+    if isinstance(answer, Subtype):
+        failed = _every_unit_missing(units, status=answer.context["status"], reason=answer.context["reason"])
+        return {s.name: s for s in failed}
+    if answer.returncode != 0:
+        if _manager_missing(answer):
             reason = (
-                f"no systemd manager reachable ({describe_failure(res, 200)}); in a pod, mount the host's /run/systemd "
-                "and run as root"
+                f"no systemd manager reachable ({describe_failure(answer, 200)}); in a pod, mount the host's "
+                "/run/systemd and run as root"
             )
-            return {s.name: s for s in _all(units, status=STATUS_UNAVAILABLE, reason=reason)}
+            return {s.name: s for s in _every_unit_missing(units, status=STATUS_UNAVAILABLE, reason=reason)}
         if len(units) > 1:
             out: dict[str, Subtype] = {}
             for u in units:  # one bad unit must not hide the others
                 out.update(_collect_valid(runner, [u], systemctl, timeout))
             return out
-        return {units[0]: missing(units[0], source=f"{SOURCE} {units[0]}", status=STATUS_ERROR, reason=describe_failure(res))}
-    matched = _match_blocks(units, parse_systemctl_show(res.stdout))
+        unit = units[0]
+        return {unit: missing(unit, source=f"{SOURCE} {unit}", status=STATUS_ERROR, reason=describe_failure(answer))}
+    matched = _match_blocks(units, parse_systemctl_show(answer.stdout))
     out = {}
     for u in units:
         if u in matched:
             out[u] = reading(u, unit_data(matched[u]), source=f"{SOURCE} {u}")
         else:
-            out[u] = missing(u, source=f"{SOURCE} {u}", status=STATUS_ERROR, reason="unit missing from systemctl output")
+            out[u] = missing(u, source=f"{SOURCE} {u}", status=STATUS_ERROR,
+                             reason="unit missing from systemctl output")
     return out
