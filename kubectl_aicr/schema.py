@@ -83,16 +83,18 @@ def schema(api_version: str = formats.V1ALPHA1) -> dict[str, Any]:
 
 
 #: What jsonschema 4.17's ``_format`` module imports, if installed, for formats no schema of ours declares (hostname,
-#: idn-hostname, iri, uri, color, json-pointer, uri-template, duration; ``isoduration`` brings ``arrow``), and
-#: ``rfc3339_validator`` (date-time), which :mod:`kubectl_aicr.quickschema` checks itself: about 40 ms at start-up.
-UNUSED_FORMAT_MODULES = ("fqdn", "idna", "rfc3987", "rfc3986_validator", "webcolors", "jsonpointer", "uri_template",
+#: iri, uri, color, json-pointer, uri-template, duration; ``isoduration`` brings ``arrow``), and ``rfc3339_validator``
+#: (date-time), which :mod:`kubectl_aicr.quickschema` checks itself: about 40 ms at start-up. Not ``idna``
+#: (idn-hostname, 2 ms): requests imports it lazily, maybe in another thread at the moment the block is in place.
+UNUSED_FORMAT_MODULES = ("fqdn", "rfc3987", "rfc3986_validator", "webcolors", "jsonpointer", "uri_template",
                          "isoduration", "rfc3339_validator")
 
 
 @contextlib.contextmanager
 def _unimportable(names: tuple[str, ...]) -> Iterator[None]:
     """While inside, ``import NAME`` raises ImportError for each of ``names`` not yet imported (Python's own
-    ``sys.modules[NAME] = None`` rule); afterwards they import normally again."""
+    ``sys.modules[NAME] = None`` rule); afterwards they import normally again. Used once per process, around the
+    first import of jsonschema (only a document the quick check calls invalid gets there)."""
     blocked = [n for n in names if n not in sys.modules]
     for n in blocked:
         sys.modules[n] = None  # type: ignore[assignment]
