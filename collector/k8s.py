@@ -5,6 +5,11 @@ come from the CLI, which reads them with the user's credentials and hands them o
 ConfigMap (:func:`collect` with ``facts``): the agent's own ServiceAccount can read nothing cluster-wide.
 Without facts (``kubectl-aicr agent`` run by hand) it reads them with whatever client it is given.
 
+The client is injected as a :class:`Reader` (``get(path, query) -> dict``): the agent's
+:class:`kubectl_aicr.incluster.InCluster`, or a kubernetes package ``ApiClient`` through :class:`ClientReader`.
+Everything here works on the API server's JSON (camelCase dicts); the pure transforms also take kubernetes model
+objects (:func:`plain`), so neither this module nor its callers need the kubernetes package to be imported.
+
 Every sub-collection is independent: a failure becomes that subtype's ``error`` status, never an exception.
 Lists are paginated so a large cluster stays bounded in memory. Secrets, ConfigMaps, pod specs and
 environment variables are never read; ClusterPolicy ``env`` values and credential-looking fields are
@@ -15,11 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+from urllib.parse import quote
 
+from collector import kubeapi
 from collector.model import STATUS_ERROR, STATUS_UNAVAILABLE, Measurement, Scalar, Subtype, missing, reading
 
-PAGE_SIZE = 500
+PAGE_SIZE = kubeapi.PAGE_SIZE
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 MAX_POLICY_KEYS = 2000
@@ -44,15 +51,18 @@ def not_in_cluster(reason: str = NOT_IN_CLUSTER) -> Measurement:
 
 
 def _err_reason(e: BaseException) -> str:
+    """Why a read failed: ``STATUS: message`` when the answer was a ``Status``, ``STATUS: reason`` for any other answer
+    (a proxy's page is not trusted, nor copied), else the exception itself (no answer came)."""
     status = getattr(e, "status", None)
-    body = getattr(e, "body", None)
-    if status is not None and body:
+    if isinstance(status, int) and status > 0:
+        body = getattr(e, "body", None)
         try:
-            msg = json.loads(body).get("message")
-            if msg:
-                return f"{status}: {msg}"
-        except (ValueError, AttributeError):
-            pass
+            doc = json.loads(body) if body else None
+        except (ValueError, TypeError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("kind") == "Status" and doc.get("message"):
+            return f"{status}: {doc['message']}"
+        return f"{status}: {getattr(e, 'reason', None) or 'error'}"
     return f"{type(e).__name__}: {e}".strip()
 
 
@@ -74,49 +84,91 @@ def _qty_int(q: Any) -> int | None:
 
 # ------------------------------------------------------------------ pure transforms (unit-tested)
 
+def plain(obj: Any) -> Any:
+    """``obj`` as the API server's JSON (camelCase keys, no None values): dicts and lists as they are, a kubernetes
+    model object (``V1Node``...) through its ``attribute_map``, as the client's ``sanitize_for_serialization``
+    does. So the transforms here take either, without importing the kubernetes package. Pure."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, Mapping):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    names = getattr(obj, "attribute_map", None)
+    types = getattr(obj, "openapi_types", None)
+    if isinstance(names, Mapping) and isinstance(types, Mapping):
+        out: dict[str, Any] = {}
+        for attr in types:
+            value = getattr(obj, attr, None)
+            if value is not None:
+                out[str(names[attr])] = _plain_value(value)
+        return out
+    return obj
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return plain(value)
+
+
+def _node(node: Any) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]:
+    """(metadata, spec, status) of a Node (JSON or V1Node), each a mapping."""
+    n = plain(node)
+    return n.get("metadata") or {}, n.get("spec") or {}, n.get("status") or {}
+
+
 def node_data(node: Any) -> dict[str, Scalar]:
-    """Facts about one node (a V1Node) under the original tool's key names, plus GPU capacity."""
-    info = node.status.node_info
-    provider_id = node.spec.provider_id or ""
+    """Facts about one node (its JSON, or a V1Node) under the original tool's key names, plus GPU capacity."""
+    meta, spec, status = _node(node)
+    info = status.get("nodeInfo") or {}
+    provider_id = spec.get("providerID") or ""
     prefix = provider_id.split("://", 1)[0] if "://" in provider_id else ""
-    runtime = info.container_runtime_version or ""
+    runtime = info.get("containerRuntimeVersion") or ""
     rname, _, rver = runtime.partition("://")
-    alloc = node.status.allocatable or {}
-    cap = node.status.capacity or {}
+    alloc = status.get("allocatable") or {}
+    cap = status.get("capacity") or {}
     data: dict[str, Scalar] = {
-        "source-node": node.metadata.name,
-        "kubelet-version": info.kubelet_version,
-        "kernel-version": info.kernel_version,
-        "os-image": info.os_image,
-        "operating-system": info.operating_system,
-        "architecture": info.architecture,
+        "source-node": meta.get("name"),
+        "kubelet-version": info.get("kubeletVersion"),
+        "kernel-version": info.get("kernelVersion"),
+        "os-image": info.get("osImage"),
+        "operating-system": info.get("operatingSystem"),
+        "architecture": info.get("architecture"),
         "container-runtime-id": runtime or None,
         "container-runtime-name": rname or None,
         "container-runtime-version": rver or None,
         "provider": PROVIDERS.get(prefix, prefix) or None,
         "provider-id": provider_id or None,
-        "unschedulable": bool(node.spec.unschedulable),
+        "unschedulable": bool(spec.get("unschedulable")),
         "gpu-capacity": _qty_int(cap.get(GPU_RESOURCE)),
         "gpu-allocatable": _qty_int(alloc.get(GPU_RESOURCE)),
-        "label-count": len(node.metadata.labels or {}),
-        "taint-count": len(node.spec.taints or []),
+        "label-count": len(meta.get("labels") or {}),
+        "taint-count": len(spec.get("taints") or []),
     }
-    ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
-    data["ready"] = (ready.status == "True") if ready is not None else None
+    ready = next((c for c in (status.get("conditions") or []) if c.get("type") == "Ready"), None)
+    data["ready"] = (ready.get("status") == "True") if ready is not None else None
     return {k: v for k, v in data.items() if v is not None}
+
+
+def node_labels(node: Any) -> dict[str, str]:
+    """A node's labels (its JSON, or a V1Node). Pure."""
+    return dict(_node(node)[0].get("labels") or {})
 
 
 def taint_data(node: Any) -> dict[str, Scalar]:
     out: dict[str, Scalar] = {}
-    for t in node.spec.taints or []:
-        key = t.key if t.key not in out else f"{t.key}:{t.effect}"
-        out[key] = f"{t.value or ''}:{t.effect}"
+    for t in _node(node)[1].get("taints") or []:
+        key = t.get("key")
+        key = key if key not in out else f"{key}:{t.get('effect')}"
+        out[key] = f"{t.get('value') or ''}:{t.get('effect')}"
     return out
 
 
 def is_gpu_node(node: Any) -> bool:
-    labels = node.metadata.labels or {}
-    return labels.get(GPU_PRESENT_LABEL) == "true" or (_qty_int((node.status.allocatable or {}).get(GPU_RESOURCE)) or 0) > 0
+    meta, _, status = _node(node)
+    labels = meta.get("labels") or {}
+    return labels.get(GPU_PRESENT_LABEL) == "true" or (_qty_int((status.get("allocatable") or {}).get(GPU_RESOURCE)) or 0) > 0
 
 
 def image_key(image: str) -> tuple[str, str]:
@@ -188,40 +240,69 @@ def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Scalar]]:
 
 # ------------------------------------------------------------------ API reads
 
-def _paged(list_fn: Callable[..., Any], **kw: Any) -> Iterator[Any]:
-    token = None
-    while True:
-        resp = list_fn(limit=PAGE_SIZE, _continue=token, **kw) if token else list_fn(limit=PAGE_SIZE, **kw)
-        yield from resp.items
-        token = resp.metadata._continue
-        if not token:
-            return
+class Reader(Protocol):
+    """What the K8s collector needs of a client: ``GET`` one path, the JSON object answered (camelCase, as the API
+    server sends it). A failure raises; an HTTP error carries ``status`` and ``body`` (the response text), as the
+    kubernetes package's ``ApiException`` and :mod:`kubectl_aicr.incluster`'s errors do."""
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]: ...
 
 
-def fetch_node(api_client: Any, node_name: str) -> Any:
-    from kubernetes import client
+class ClientReader:
+    """A :class:`Reader` over a kubernetes package ``ApiClient`` (``snapshot --local`` inside a pod); the package is
+    imported by whoever made the client, never here."""
 
-    return client.CoreV1Api(api_client).read_node(node_name, _request_timeout=20)
+    def __init__(self, api_client: Any, request_timeout: float = 60.0) -> None:
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+        got = self.api_client.call_api(path, "GET", query_params=list((query or {}).items()),
+                                       header_params={"Accept": "application/json"}, response_type="object",
+                                       auth_settings=["BearerToken"], _return_http_data_only=True,
+                                       _preload_content=True, _request_timeout=self.request_timeout)
+        return dict(got or {})
 
 
-def _server(api_client: Any) -> Subtype:
-    from kubernetes import client
-
-    v = client.VersionApi(api_client).get_code(_request_timeout=20)
-    return reading("server", {"version": v.git_version, "platform": v.platform, "goVersion": v.go_version},
-                   source="GET /version")
+def as_reader(client: Any) -> Reader:
+    """A kubernetes ``ApiClient`` (it has ``call_api``) wrapped in a :class:`ClientReader`; a :class:`Reader` as is."""
+    return ClientReader(client) if hasattr(client, "call_api") else client
 
 
-def _cluster(core: Any) -> Subtype:
-    return cluster_subtype(_paged(core.list_node, _request_timeout=60))
+def list_items(reader: Reader, path: str, query: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every item of a list, :data:`PAGE_SIZE` at a time (:func:`collector.kubeapi.paged`)."""
+    def page(limit: int, token: str | None) -> kubeapi.Page[dict[str, Any]]:
+        q = {**(query or {}), "limit": str(limit), **({"continue": token} if token else {})}
+        got = reader.get(path, q)
+        return list(got.get("items") or []), (got.get("metadata") or {}).get("continue")
+
+    return kubeapi.paged(page, limit=PAGE_SIZE)
+
+
+def node_path(node_name: str) -> str:
+    return f"/api/v1/nodes/{quote(node_name, safe='')}"
+
+
+def fetch_node(reader: Reader, node_name: str) -> dict[str, Any]:
+    return reader.get(node_path(node_name))
+
+
+def _server(reader: Reader) -> Subtype:
+    v = reader.get("/version")
+    return reading("server", {"version": v.get("gitVersion"), "platform": v.get("platform"),
+                              "goVersion": v.get("goVersion")}, source="GET /version")
+
+
+def _cluster(reader: Reader) -> Subtype:
+    return cluster_subtype(list_items(reader, "/api/v1/nodes"))
 
 
 def image_data(node: Any) -> dict[str, Scalar]:
     """The images present on a node (its ``status.images``, which the kubelet reports): repository ->
     comma-separated tags (a digest only for an image pulled by digest alone). Pure."""
     seen: dict[str, set[str]] = {}
-    for img in (node.status.images or []) if node.status else []:
-        names = [n for n in (img.names or []) if n]
+    for img in _node(node)[2].get("images") or []:
+        names = [n for n in (img.get("names") or []) if n]
         tagged = [n for n in names if "@" not in n]
         for ref in tagged or names[:1]:
             repo, ver = image_key(ref)
@@ -230,29 +311,15 @@ def image_data(node: Any) -> dict[str, Scalar]:
 
 
 def cluster_subtype(nodes: Iterable[Any], source: str = "GET /api/v1/nodes") -> Subtype:
+    """The node counts of a cluster from its Nodes (JSON, or V1Nodes). Pure."""
     nodes_n = gpu_nodes = gpus = 0
     for n in nodes:
         nodes_n += 1
         if is_gpu_node(n):
             gpu_nodes += 1
-            gpus += _qty_int((n.status.allocatable or {}).get(GPU_RESOURCE)) or 0
+            gpus += _qty_int((_node(n)[2].get("allocatable") or {}).get(GPU_RESOURCE)) or 0
     return reading("cluster", {"node-count": nodes_n, "gpu-node-count": gpu_nodes, "gpu-allocatable-total": gpus},
                    source=source)
-
-
-def _policy(api_client: Any) -> Subtype:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    source = POLICY_SOURCE
-    try:
-        got = client.CustomObjectsApi(api_client).list_cluster_custom_object(
-            "nvidia.com", "v1", "clusterpolicies", _request_timeout=30)
-    except ApiException as e:
-        if e.status == 404:
-            return missing("policy", source=source, reason="the ClusterPolicy CRD (nvidia.com) is not installed")
-        raise
-    return policy_subtype(got.get("items") or [], source=source)
 
 
 POLICY_SOURCE = "nvidia.com/v1 clusterpolicies"
@@ -281,12 +348,28 @@ def policy_subtype(objects: Iterable[Mapping[str, Any]], source: str = POLICY_SO
     return reading("policy", data, source=source)
 
 
-def lookup_node(api_client: Any, node_name: str | None) -> tuple[Any, str]:
-    """(this node's V1Node, "") or (None, why it could not be read)."""
+POLICY_PATH = "/apis/nvidia.com/v1/clusterpolicies"
+
+
+def _policy(reader: Reader) -> Subtype:
+    source = POLICY_SOURCE
+    try:
+        items = list(list_items(reader, POLICY_PATH))
+    except Exception as e:
+        if getattr(e, "status", None) == 404:
+            return missing("policy", source=source, reason="the ClusterPolicy CRD (nvidia.com) is not installed")
+        raise
+    return policy_subtype(items, source=source)
+
+
+def lookup_node(reader: Reader | None, node_name: str | None) -> tuple[dict[str, Any] | None, str]:
+    """(this node's JSON, "") or (None, why it could not be read)."""
     if not node_name:
         return None, "NODE_NAME is not set (the Job passes it from spec.nodeName)"
+    if reader is None:
+        return None, NOT_IN_CLUSTER
     try:
-        return fetch_node(api_client, node_name), ""
+        return fetch_node(reader, node_name), ""
     except Exception as e:
         return None, _err_reason(e)
 
@@ -315,14 +398,12 @@ def facts_document(node: Mapping[str, Any] | None, node_error: str, subtypes: It
                       sort_keys=True, separators=(",", ":"))
 
 
-def parse_facts(text: str, api_client: Any) -> tuple[tuple[Any, str], list[Subtype]]:
+def parse_facts(text: str) -> tuple[tuple[dict[str, Any] | None, str], list[Subtype]]:
     """(looked-up node as :func:`lookup_node` returns it, extra subtypes) from :func:`facts_document`'s JSON."""
     doc = json.loads(text)
     if not isinstance(doc, dict) or doc.get("version") != FACTS_VERSION:
         raise ValueError("unknown node-facts format")
-    node = None
-    if isinstance(doc.get("node"), dict):
-        node = _deserialize(api_client, doc["node"], "V1Node")
+    node = doc["node"] if isinstance(doc.get("node"), dict) else None
     subs = []
     for w in doc.get("subtypes") or []:
         if isinstance(w, dict) and w.get("subtype") in SUBTYPES:
@@ -332,34 +413,24 @@ def parse_facts(text: str, api_client: Any) -> tuple[tuple[Any, str], list[Subty
     return (node, "" if node is not None else str(doc.get("node-error") or "the CLI could not read the node")), subs
 
 
-def _deserialize(api_client: Any, obj: Mapping[str, Any], klass: str) -> Any:
-    class _Response:
-        data = json.dumps(obj)
-
-    return api_client.deserialize(_Response(), klass)
-
-
-def collect(api_client: Any, node_name: str | None, looked_up: tuple[Any, str] | None = None,
+def collect(reader: Reader, node_name: str | None, looked_up: tuple[dict[str, Any] | None, str] | None = None,
             provided: list[Subtype] | None = None) -> Measurement:
     """The whole ``K8s`` measurement. ``looked_up`` is :func:`lookup_node`'s result when the caller already has it
     (the GPU collector needs the node's labels too), so the node is read once. ``provided``: subtypes the CLI
     handed over (``cluster``, ``policy``); those are not read here."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
     given = {s.name: s for s in provided or []}
-    subs = [_guard("server", "GET /version", lambda: _server(api_client))]
-    node, node_err = looked_up if looked_up is not None else lookup_node(api_client, node_name)
+    subs = [_guard("server", "GET /version", lambda: _server(reader))]
+    node, node_err = looked_up if looked_up is not None else lookup_node(reader, node_name)
     src = f"GET /api/v1/nodes/{node_name}"
     if node is not None:
         subs.append(reading("node", node_data(node), source=src))
-        subs.append(reading("labels", dict(sorted((node.metadata.labels or {}).items())), source=src))
+        subs.append(reading("labels", dict(sorted(node_labels(node).items())), source=src))
         subs.append(reading("taints", taint_data(node), source=src))
         image = reading("image", image_data(node), source=f"{src} status.images (images present on this node)")
     else:
         subs += [missing(n, source=src, reason=node_err, status=STATUS_ERROR) for n in ("node", "labels", "taints")]
         image = missing("image", source=src, reason=node_err, status=STATUS_ERROR)
-    subs.append(given.get("cluster") or _guard("cluster", "GET /api/v1/nodes", lambda: _cluster(core)))
+    subs.append(given.get("cluster") or _guard("cluster", "GET /api/v1/nodes", lambda: _cluster(reader)))
     subs.append(image)
-    subs.append(given.get("policy") or _guard("policy", POLICY_SOURCE, lambda: _policy(api_client)))
+    subs.append(given.get("policy") or _guard("policy", POLICY_SOURCE, lambda: _policy(reader)))
     return Measurement("K8s", subs)

@@ -1,7 +1,9 @@
-"""Pure parts of the K8s collector on real-shaped Kubernetes objects, and the node lookup's failure reasons."""
+"""The K8s collector on real-shaped Kubernetes objects (JSON and the kubernetes package's models), read through
+its Reader interface: pure transforms, the node lookup's failure reasons, pagination, per-subtype failures."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client
@@ -51,19 +53,96 @@ def test_flatten_keeps_types_and_lists_as_json() -> None:
                                       "driver.env": '[{"name":"A","value":"1"}]', "n": 3}
 
 
-class _Raising:
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
+class Cluster:
+    """A :class:`collector.k8s.Reader` over fixed JSON objects by path; a path it does not hold answers as the
+    kubernetes package does for a missing object (``ApiException`` 404 with a Status body)."""
 
-    def read_node(self, *a: Any, **kw: Any) -> None:
-        raise self.exc
+    def __init__(self, objects: dict[str, Any], fail: dict[str, Exception] | None = None) -> None:
+        self.objects = objects
+        self.fail = fail or {}
+        self.asked: list[tuple[str, dict[str, str]]] = []
+
+    def get(self, path: str, query: Any = None) -> dict[str, Any]:
+        self.asked.append((path, dict(query or {})))
+        if path in self.fail:
+            raise self.fail[path]
+        if path not in self.objects:
+            exc = ApiException(status=404, reason="Not Found")
+            exc.body = '{"kind": "Status", "message": "the server could not find the requested resource"}'
+            raise exc
+        got: dict[str, Any] = self.objects[path]
+        return got
 
 
-def test_lookup_node_reasons(monkeypatch: Any) -> None:
-    assert k8s.lookup_node(object(), None) == (None, "NODE_NAME is not set (the Job passes it from spec.nodeName)")
+def forbidden(message: str) -> ApiException:
     exc = ApiException(status=403, reason="Forbidden")
-    exc.body = '{"kind": "Status", "message": "nodes \\"gpu-1\\" is forbidden"}'
-    monkeypatch.setattr(client, "CoreV1Api", lambda api: _Raising(exc))
-    assert k8s.lookup_node(object(), "gpu-1") == (None, '403: nodes "gpu-1" is forbidden')
-    monkeypatch.setattr(client, "CoreV1Api", lambda api: type("Ok", (), {"read_node": lambda self, n, **kw: n})())
-    assert k8s.lookup_node(object(), "gpu-1") == ("gpu-1", "")
+    exc.body = json.dumps({"kind": "Status", "message": message})
+    return exc
+
+
+def test_lookup_node_reasons() -> None:
+    assert k8s.lookup_node(Cluster({}), None) == (None, "NODE_NAME is not set (the Job passes it from spec.nodeName)")
+    api = Cluster({}, fail={"/api/v1/nodes/gpu-1": forbidden('nodes "gpu-1" is forbidden')})
+    assert k8s.lookup_node(api, "gpu-1") == (None, '403: nodes "gpu-1" is forbidden')
+    as_json = client.ApiClient().sanitize_for_serialization(node())
+    assert k8s.lookup_node(Cluster({"/api/v1/nodes/gpu-1": as_json}), "gpu-1") == (as_json, "")
+
+
+def test_a_body_that_is_not_a_status_is_not_trusted_for_the_reason() -> None:
+    exc = ApiException(status=502, reason="Bad Gateway")
+    exc.body = '{"message": "from a proxy, not the API server"}'
+    api = Cluster({}, fail={"/api/v1/nodes/gpu-1": exc})
+    (_, why) = k8s.lookup_node(api, "gpu-1")
+    assert why == "502: Bad Gateway"
+
+
+def test_json_and_model_objects_give_the_same_facts() -> None:
+    as_json = client.ApiClient().sanitize_for_serialization(node())
+    for fn in (k8s.node_data, k8s.taint_data, k8s.is_gpu_node, k8s.image_data, k8s.node_labels):
+        assert fn(as_json) == fn(node()), fn.__name__
+    assert k8s.plain(node()) == as_json
+    assert k8s.cluster_subtype([node(), as_json]).data == {"node-count": 2, "gpu-node-count": 2,
+                                                          "gpu-allocatable-total": 14}
+
+
+def test_collect_reads_every_subtype_through_the_reader_with_pages() -> None:
+    gpu = client.ApiClient().sanitize_for_serialization(node())
+    cpu = {"metadata": {"name": "cpu-1"}, "status": {"allocatable": {"cpu": "8"}}}
+    policy = {"metadata": {"name": "cluster-policy"}, "spec": {"driver": {"version": "570"}},
+              "status": {"state": "ready"}}
+    pages = iter([{"items": [gpu], "metadata": {"continue": "next"}}, {"items": [cpu], "metadata": {}}])
+
+    class Paged(Cluster):
+        def get(self, path: str, query: Any = None) -> dict[str, Any]:
+            if path == "/api/v1/nodes":
+                self.asked.append((path, dict(query or {})))
+                return next(pages)
+            return super().get(path, query)
+
+    api = Paged({"/version": {"gitVersion": "v1.35.4", "platform": "linux/amd64", "goVersion": "go1.25"},
+                 "/api/v1/nodes/gpu-1": gpu, k8s.POLICY_PATH: {"items": [policy], "metadata": {}}})
+    m = k8s.collect(api, "gpu-1")
+    subs = {s.name: s for s in m.subtypes}
+    assert list(subs) == list(k8s.SUBTYPES)
+    assert subs["server"].data == {"version": "v1.35.4", "platform": "linux/amd64", "goVersion": "go1.25"}
+    assert subs["node"].data["gpu-capacity"] == 8 and subs["labels"].data == {"a": "b", "nvidia.com/gpu.present": "true"}
+    assert subs["cluster"].data == {"node-count": 2, "gpu-node-count": 1, "gpu-allocatable-total": 7}
+    assert subs["policy"].data == {"driver.version": "570", "name": "cluster-policy", "status.state": "ready"}
+    assert ("/api/v1/nodes", {"limit": "500", "continue": "next"}) in api.asked
+
+
+def test_collect_without_the_crd_or_the_permission_says_why_per_subtype() -> None:
+    api = Cluster({"/version": {"gitVersion": "v1"}},
+                  fail={"/api/v1/nodes": forbidden("nodes is forbidden"), "/api/v1/nodes/n": forbidden("no")})
+    subs = {s.name: s for s in k8s.collect(api, "n").subtypes}
+    assert subs["policy"].context["reason"] == "the ClusterPolicy CRD (nvidia.com) is not installed"
+    assert subs["cluster"].context["reason"] == "403: nodes is forbidden"
+    assert subs["node"].context["reason"] == subs["image"].context["reason"] == "403: no"
+
+
+def test_facts_handed_over_are_used_as_json() -> None:
+    as_json = client.ApiClient().sanitize_for_serialization(node())
+    text = k8s.facts_document(as_json, "", [k8s.cluster_subtype([as_json])])
+    (got, err), subs = k8s.parse_facts(text)
+    assert err == "" and k8s.node_data(got) == k8s.node_data(node())
+    assert subs[0].data == {"node-count": 1, "gpu-node-count": 1, "gpu-allocatable-total": 7}
