@@ -559,7 +559,8 @@ def _typed(said: Answer, action: str) -> AicrError:
         return Forbidden(f"{action}: the cluster rejected your credentials (401 Unauthorized)",
                          hint="refresh your login or check the kubeconfig user")
     if status == 403:
-        return Forbidden(f"{action}: {msg}", hint="ask a cluster admin for this permission, or use a context that has it")
+        return Forbidden(f"{action}: {msg}",
+                         hint="ask a cluster admin for this permission, or use a context that has it")
     if status == 404:
         return NotFound(f"{action}: {msg}")
     if status in (409, 412):
