@@ -25,38 +25,106 @@ def _progress(msg: str) -> None:
 
 
 @click.command("snapshot", epilog=EXIT_CODES_HELP)
-@click.option("--local", is_flag=True, help="Collect on this machine instead of deploying the agent (no cluster needed).")
-@click.option("-o", "--output", default="-", show_default=True, metavar="-|FILE|cm://NS/NAME",
-              help="Where to write the snapshot.")
+@click.option(
+    "--local", is_flag=True, help="Collect on this machine instead of deploying the agent (no cluster needed)."
+)
+@click.option(
+    "-o", "--output", default="-", show_default=True, metavar="-|FILE|cm://NS/NAME", help="Where to write the snapshot."
+)
 @format_option
-@click.option("--api-version", "api_version", type=click.Choice(formats.SUPPORTED), default=formats.DEFAULT_WRITE,
-              show_default=True, help="Snapshot version to write: ours (the default, as the original aicr before "
-              "v0.20), or aicr.run/v1 for aicr >= v0.22 (adds the fingerprint and the items it uses).")
+@click.option(
+    "--api-version",
+    "api_version",
+    type=click.Choice(formats.SUPPORTED),
+    default=formats.DEFAULT_WRITE,
+    show_default=True,
+    help="Snapshot version to write: ours (the default, as the original aicr before "
+    "v0.20), or aicr.run/v1 for aicr >= v0.22 (adds the fingerprint and the items it uses).",
+)
 @kube_options
-@click.option("--image", default=None, metavar="IMAGE", envvar="AICR_IMAGE", help="Agent image (default: the one matching this version).")
-@click.option("--job-name", default="aicr", show_default=True, help="Prefix of the Job name (a unique run id is appended).")
-@click.option("--service-account-name", default=None, metavar="NAME",
-              help="Run the agent as this existing ServiceAccount (default: a new one per run, deleted afterwards).")
-@click.option("--node-selector", multiple=True, metavar="KEY=VALUE", help="Run on a node with this label (repeatable). "
-              "Default: prefer nodes labelled nvidia.com/gpu.present=true.")
-@click.option("--toleration", multiple=True, metavar="KEY[=VALUE][:EFFECT]",
-              help="Tolerate this taint (repeatable). Default: tolerate all taints.")
-@click.option("--image-pull-secret", multiple=True, metavar="NAME", help="imagePullSecret for the agent pod (repeatable).")
-@click.option("--timeout", "timeout_text", default="5m", show_default=True, metavar="DURATION",
-              help="How long to wait for the agent (e.g. 90s, 5m).")
-@click.option("--no-cleanup", is_flag=True, help="Keep the Job, its pod, RBAC and staging ConfigMap; print how to delete them.")
-@click.option("--all-nodes", is_flag=True, help="One agent per matching node (default: nodes labelled "
-              "nvidia.com/gpu.present=true); writes a SnapshotList. Compare nodes with 'diff --across-nodes'.")
+@click.option(
+    "--image",
+    default=None,
+    metavar="IMAGE",
+    envvar="AICR_IMAGE",
+    help="Agent image (default: the one matching this version).",
+)
+@click.option(
+    "--job-name", default="aicr", show_default=True, help="Prefix of the Job name (a unique run id is appended)."
+)
+@click.option(
+    "--service-account-name",
+    default=None,
+    metavar="NAME",
+    help="Run the agent as this existing ServiceAccount (default: a new one per run, deleted afterwards).",
+)
+@click.option(
+    "--node-selector",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Run on a node with this label (repeatable). Default: prefer nodes labelled nvidia.com/gpu.present=true.",
+)
+@click.option(
+    "--toleration",
+    multiple=True,
+    metavar="KEY[=VALUE][:EFFECT]",
+    help="Tolerate this taint (repeatable). Default: tolerate all taints.",
+)
+@click.option(
+    "--image-pull-secret", multiple=True, metavar="NAME", help="imagePullSecret for the agent pod (repeatable)."
+)
+@click.option(
+    "--timeout",
+    "timeout_text",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to wait for the agent (e.g. 90s, 5m).",
+)
+@click.option(
+    "--no-cleanup", is_flag=True, help="Keep the Job, its pod, RBAC and staging ConfigMap; print how to delete them."
+)
+@click.option(
+    "--all-nodes",
+    is_flag=True,
+    help="One agent per matching node (default: nodes labelled "
+    "nvidia.com/gpu.present=true); writes a SnapshotList. Compare nodes with 'diff --across-nodes'.",
+)
 @click.option("--parallelism", type=int, default=4, show_default=True, help="With --all-nodes: agents running at once.")
-@click.option("--overwrite", is_flag=True, help="With -o cm://NS/NAME: replace that ConfigMap even if it is not a "
-              "kubectl-aicr snapshot (by default only our own snapshots are replaced).")
-@click.option("--dry-run", "dry_run", type=click.Choice(["none", "client", "server"]), default="none", show_default=True,
-              help="client: print every manifest the run would create (a YAML stream) and create nothing; server: "
-                   "submit them with dryRun=All so admission answers, nothing persists.")
-def command(local: bool, output: str, fmt: str, api_version: str, kube: KubeOptions, image: str | None, job_name: str, service_account_name: str | None,
-            node_selector: tuple[str, ...], toleration: tuple[str, ...], image_pull_secret: tuple[str, ...],
-            timeout_text: str, no_cleanup: bool, all_nodes: bool, parallelism: int, overwrite: bool,
-            dry_run: str) -> None:
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With -o cm://NS/NAME: replace that ConfigMap even if it is not a "
+    "kubectl-aicr snapshot (by default only our own snapshots are replaced).",
+)
+@click.option(
+    "--dry-run",
+    "dry_run",
+    type=click.Choice(["none", "client", "server"]),
+    default="none",
+    show_default=True,
+    help="client: print every manifest the run would create (a YAML stream) and create nothing; server: "
+    "submit them with dryRun=All so admission answers, nothing persists.",
+)
+def command(
+    local: bool,
+    output: str,
+    fmt: str,
+    api_version: str,
+    kube: KubeOptions,
+    image: str | None,
+    job_name: str,
+    service_account_name: str | None,
+    node_selector: tuple[str, ...],
+    toleration: tuple[str, ...],
+    image_pull_secret: tuple[str, ...],
+    timeout_text: str,
+    no_cleanup: bool,
+    all_nodes: bool,
+    parallelism: int,
+    overwrite: bool,
+    dry_run: str,
+) -> None:
     """Capture the configuration of a GPU node as a Snapshot.
 
     With the current kubectl context, creates least-privilege RBAC and a Job on a GPU node whose pod collects
@@ -76,10 +144,16 @@ def command(local: bool, output: str, fmt: str, api_version: str, kube: KubeOpti
     if dry_run != "none" and isinstance(dest, snapshot_io.ConfigMapRef):
         raise InvalidInput(f"--dry-run={dry_run} prints manifests: -o must be '-' or a file, not {output}")
     if local or os.environ.get("AICR_AGENT_MODE") == "true":
-        cluster_flags = {"--image": image, "--service-account-name": service_account_name,
-                         "--node-selector": node_selector, "--toleration": toleration,
-                         "--image-pull-secret": image_pull_secret, "--no-cleanup": no_cleanup, "--all-nodes": all_nodes,
-                         "--dry-run": dry_run != "none"}
+        cluster_flags = {
+            "--image": image,
+            "--service-account-name": service_account_name,
+            "--node-selector": node_selector,
+            "--toleration": toleration,
+            "--image-pull-secret": image_pull_secret,
+            "--no-cleanup": no_cleanup,
+            "--all-nodes": all_nodes,
+            "--dry-run": dry_run != "none",
+        }
         given = [name for name, v in cluster_flags.items() if v]
         if local and given:
             raise InvalidInput(f"{', '.join(given)} only apply when deploying the agent; drop them or drop --local")
@@ -88,18 +162,34 @@ def command(local: bool, output: str, fmt: str, api_version: str, kube: KubeOpti
     from kubectl_aicr.deploy import run as agent_run
 
     # Every flag is checked before the first API call.
-    run_options = agent_run.options(image=image, job_name=job_name, service_account=service_account_name,
-                                    node_selector=node_selector, toleration=toleration,
-                                    image_pull_secret=image_pull_secret, timeout_text=timeout_text,
-                                    all_nodes=all_nodes, parallelism=parallelism, no_cleanup=no_cleanup)
-    outcome = _deploy(dest, fmt, kube, run_options, overwrite=overwrite, dry_run=dry_run, t0=t0,
-                      api_version=api_version)
+    run_options = agent_run.options(
+        image=image,
+        job_name=job_name,
+        service_account=service_account_name,
+        node_selector=node_selector,
+        toleration=toleration,
+        image_pull_secret=image_pull_secret,
+        timeout_text=timeout_text,
+        all_nodes=all_nodes,
+        parallelism=parallelism,
+        no_cleanup=no_cleanup,
+    )
+    outcome = _deploy(
+        dest, fmt, kube, run_options, overwrite=overwrite, dry_run=dry_run, t0=t0, api_version=api_version
+    )
     if outcome is not None and outcome.failures:
         _raise_for_failures(outcome)
 
 
-def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_factory: Callable[[], Kube],
-             overwrite: bool, api_version: str = formats.DEFAULT_WRITE) -> str:
+def _deliver(
+    doc: dict[str, Any],
+    dest: snapshot_io.Location,
+    fmt: str,
+    *,
+    kube_factory: Callable[[], Kube],
+    overwrite: bool,
+    api_version: str = formats.DEFAULT_WRITE,
+) -> str:
     """``output.deliver``, except that a ConfigMap is replaced only when it is ours (or ``--overwrite``); the
     document is written in ``api_version`` (:func:`formats.convert`)."""
     from kubectl_aicr.output import deliver
@@ -117,8 +207,14 @@ def _deliver(doc: dict[str, Any], dest: snapshot_io.Location, fmt: str, *, kube_
     return deliver(doc, dest, fmt, kube_factory=kube_factory)
 
 
-def _local(dest: snapshot_io.Location, fmt: str, opts: KubeOptions, *, overwrite: bool = False,
-           api_version: str = formats.DEFAULT_WRITE) -> None:
+def _local(
+    dest: snapshot_io.Location,
+    fmt: str,
+    opts: KubeOptions,
+    *,
+    overwrite: bool = False,
+    api_version: str = formats.DEFAULT_WRITE,
+) -> None:
     from collector.snapshot import collect_snapshot, node_name
     from kubectl_aicr.schema import validate
 
@@ -138,8 +234,17 @@ def _local(dest: snapshot_io.Location, fmt: str, opts: KubeOptions, *, overwrite
     _deliver(doc, dest, fmt, kube_factory=kube_factory, overwrite=overwrite, api_version=api_version)
 
 
-def _deploy(dest: snapshot_io.Location, fmt: str, opts: KubeOptions, run_options: RunOptions, *, overwrite: bool,
-            dry_run: str, t0: float, api_version: str) -> RunOutcome | None:
+def _deploy(
+    dest: snapshot_io.Location,
+    fmt: str,
+    opts: KubeOptions,
+    run_options: RunOptions,
+    *,
+    overwrite: bool,
+    dry_run: str,
+    t0: float,
+    api_version: str,
+) -> RunOutcome | None:
     """Plan the run, then print its manifests (``--dry-run``) or execute it, delivering to ``dest``."""
     from kubectl_aicr.deploy import run as agent_run
     from kubectl_aicr.kube import connect
@@ -147,8 +252,9 @@ def _deploy(dest: snapshot_io.Location, fmt: str, opts: KubeOptions, run_options
     kube = connect(opts)
     try:
         replaces = dest if isinstance(dest, snapshot_io.ConfigMapRef) and not overwrite else None
-        planned = agent_run.plan(kube, run_options, _progress, started_at=t0, check_access=dry_run != "client",
-                                 replaces=replaces)
+        planned = agent_run.plan(
+            kube, run_options, _progress, started_at=t0, check_access=dry_run != "client", replaces=replaces
+        )
         if dry_run != "none":
             text = agent_run.dry_run(planned, dry_run, _progress)
             if isinstance(dest, snapshot_io.FilePath):
@@ -170,7 +276,9 @@ def _raise_for_failures(outcome: RunOutcome) -> None:
     from kubectl_aicr.errors import AgentFailed
 
     failures = outcome.failures
-    raise AgentFailed(f"{len(failures)} of {outcome.targets} nodes produced no snapshot; first: "
-                      f"{failures[0]['node']}: {failures[0]['reason'].splitlines()[0]}",
-                      details=[f"{f['node']}: {f['reason'].splitlines()[0]}" for f in failures],
-                      hint="the snapshots of the other nodes were written; 'failures' in the output lists these")
+    raise AgentFailed(
+        f"{len(failures)} of {outcome.targets} nodes produced no snapshot; first: "
+        f"{failures[0]['node']}: {failures[0]['reason'].splitlines()[0]}",
+        details=[f"{f['node']}: {f['reason'].splitlines()[0]}" for f in failures],
+        hint="the snapshots of the other nodes were written; 'failures' in the output lists these",
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from kubectl_aicr.deploy.spec import RunSpec
 from kubectl_aicr.errors import Forbidden
@@ -35,14 +34,21 @@ def required(run: RunSpec, *, create_namespace: bool) -> list[Need]:
     K8s node/cluster/policy subtypes say why they are missing."""
     rbac = "rbac.authorization.k8s.io"
     needs = [
-        Need("create", "jobs", "batch"), Need("patch", "jobs", "batch"), Need("delete", "jobs", "batch"),
+        Need("create", "jobs", "batch"),
+        Need("patch", "jobs", "batch"),
+        Need("delete", "jobs", "batch"),
         Need("get", "jobs", "batch"),
-        Need("list", "pods"), Need("watch", "pods"),
+        Need("list", "pods"),
+        Need("watch", "pods"),
         Need("get", "pods", subresource="log", why="the agent's write receipt and its logs on failure"),
-        Need("create", "configmaps"), Need("get", "configmaps"), Need("delete", "configmaps"),
+        Need("create", "configmaps"),
+        Need("get", "configmaps"),
+        Need("delete", "configmaps"),
         Need("patch", "configmaps", why="node facts for the agent; also granted to the agent"),
-        Need("create", "roles", rbac), Need("delete", "roles", rbac),
-        Need("create", "rolebindings", rbac), Need("delete", "rolebindings", rbac),
+        Need("create", "roles", rbac),
+        Need("delete", "roles", rbac),
+        Need("create", "rolebindings", rbac),
+        Need("delete", "rolebindings", rbac),
     ]
     if run.creates_service_account:
         needs += [Need("create", "serviceaccounts"), Need("delete", "serviceaccounts")]
@@ -55,10 +61,15 @@ def _allowed(kube: Kube, need: Need, namespace: str) -> bool:
     body = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": {
-            "verb": need.verb, "resource": need.resource, "group": need.group,
-            "subresource": need.subresource or None, "namespace": namespace if need.namespaced else None,
-        }},
+        "spec": {
+            "resourceAttributes": {
+                "verb": need.verb,
+                "resource": need.resource,
+                "group": need.group,
+                "subresource": need.subresource or None,
+                "namespace": namespace if need.namespaced else None,
+            }
+        },
     }
     resp = kube.request(kube.authz.create_self_subject_access_review, body, action="checking your permissions")
     return bool(resp.status.allowed)

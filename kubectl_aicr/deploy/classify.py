@@ -75,13 +75,20 @@ def pod_verdict(pod: Mapping[str, Any]) -> PodVerdict:
             image = cs.get("image") or ""
             what = FATAL_WAITING[reason]
             text = f"{reason}: {what} {image!r}" + (f": {msg}" if msg else "")
-            return PodVerdict(f"Pending ({reason})", failure=text, kind="image" if "mage" in reason else "container",
-                              node=node)
+            return PodVerdict(
+                f"Pending ({reason})", failure=text, kind="image" if "mage" in reason else "container", node=node
+            )
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-            return PodVerdict("Pending (Unschedulable)",
-                              failure=f"the agent pod cannot be scheduled: {cond.get('message') or 'no node fits'}",
-                              kind="unschedulable")
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return PodVerdict(
+                "Pending (Unschedulable)",
+                failure=f"the agent pod cannot be scheduled: {cond.get('message') or 'no node fits'}",
+                kind="unschedulable",
+            )
     if phase == "Running":
         return PodVerdict(f"Running on {node}", node=node)
     if not node:
@@ -123,8 +130,11 @@ def start_failure(events: Iterable[Mapping[str, Any]]) -> str | None:
     newest = None
     for ev in events:
         msg = ev.get("message") or ""
-        if ev.get("reason") == "FailedMount" and ev.get("type") == "Warning" and \
-                any(p in msg for p in PERMANENT_MOUNT_FAILURES):
+        if (
+            ev.get("reason") == "FailedMount"
+            and ev.get("type") == "Warning"
+            and any(p in msg for p in PERMANENT_MOUNT_FAILURES)
+        ):
             newest = ev
     if newest:
         return f"FailedMount: the agent pod cannot start on this node: {newest.get('message')}"
@@ -155,8 +165,9 @@ class NodeMatch:
     total: int
 
 
-def match_nodes(nodes: Iterable[Mapping[str, Any]], selector: Mapping[str, str],
-                tolerations: Iterable[Toleration]) -> NodeMatch:
+def match_nodes(
+    nodes: Iterable[Mapping[str, Any]], selector: Mapping[str, str], tolerations: Iterable[Toleration]
+) -> NodeMatch:
     """Which nodes could run the agent, judging by labels, taints and cordoning (not by free resources)."""
     tols = list(tolerations)
     matching: list[str] = []
@@ -174,7 +185,9 @@ def match_nodes(nodes: Iterable[Mapping[str, Any]], selector: Mapping[str, str],
             taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
         block = next((t for t in taints if not tolerates(tols, t)), None)
         if block:
-            blocked[name] = f"{block.get('key')}{'=' + block['value'] if block.get('value') else ''}:{block.get('effect')}"
+            blocked[name] = (
+                f"{block.get('key')}{'=' + block['value'] if block.get('value') else ''}:{block.get('effect')}"
+            )
         else:
             matching.append(name)
     return NodeMatch(sorted(matching), selected, blocked, total)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from kubectl_aicr import cmstore
-from kubectl_aicr.deploy import access, classify, spec, verify
+from kubectl_aicr.deploy import classify, spec, verify
 from kubectl_aicr.deploy.scheduler import Scheduler, TargetResult
 from kubectl_aicr.deploy.spec import RunSpec
 from kubectl_aicr.errors import AgentFailed, AicrError, Forbidden, NotFound, SnapshotMismatch, Timeout
@@ -122,21 +122,42 @@ class Deployer:
         sel = ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items()))
         if not match.matching:
             if match.selected == 0:
-                raise NotFound(f"no node matches --node-selector {sel} ({match.total} nodes checked)" if sel
-                               else "the cluster has no nodes", hint="check the labels with 'kubectl get nodes --show-labels'")
+                raise NotFound(
+                    f"no node matches --node-selector {sel} ({match.total} nodes checked)"
+                    if sel
+                    else "the cluster has no nodes",
+                    hint="check the labels with 'kubectl get nodes --show-labels'",
+                )
             taints = "; ".join(f"{n}: {t}" for n, t in sorted(match.blocked.items())[:5])
-            raise NotFound(f"{match.selected} node(s) match the selector but carry taints the tolerations do not allow ({taints})",
-                           hint="add --toleration KEY=VALUE:EFFECT for those taints (no --toleration tolerates all)")
+            raise NotFound(
+                f"{match.selected} node(s) match the selector but carry taints the tolerations do not allow ({taints})",
+                hint="add --toleration KEY=VALUE:EFFECT for those taints (no --toleration tolerates all)",
+            )
         if not run.node_selector and not run.nodes:
-            gpu = [n for n in nodes if ((n.get("metadata") or {}).get("labels") or {}).get(spec.GPU_PRESENT_LABEL) == "true"]
+            gpu = [
+                n
+                for n in nodes
+                if ((n.get("metadata") or {}).get("labels") or {}).get(spec.GPU_PRESENT_LABEL) == "true"
+            ]
             if not gpu:
-                self.progress(f"warning: no node is labelled {spec.GPU_PRESENT_LABEL}=true; the agent may land on a node without GPUs")
+                self.progress(
+                    f"warning: no node is labelled {spec.GPU_PRESENT_LABEL}=true; "
+                    "the agent may land on a node without GPUs"
+                )
         return match.matching
 
     # ------------------------------------------------------------ create
 
-    def _create(self, created: CreatedObjects | None, kind: str, fn: Callable[..., Any], *args: Any, name: str,
-                namespace: str | None, dry_run: bool = False) -> Any:
+    def _create(
+        self,
+        created: CreatedObjects | None,
+        kind: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str,
+        namespace: str | None,
+        dry_run: bool = False,
+    ) -> Any:
         where = f" in namespace {namespace!r}" if namespace else ""
         kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         # Not idempotent: a create that may have reached the server is not sent twice.
@@ -147,12 +168,18 @@ class Deployer:
 
     def _creators(self) -> dict[str, Callable[..., Any]]:
         kube = self.kube
-        return {"Namespace": kube.core.create_namespace, "Job": kube.batch.create_namespaced_job,
-                "ServiceAccount": kube.core.create_namespaced_service_account, "Role": kube.rbac.create_namespaced_role,
-                "RoleBinding": kube.rbac.create_namespaced_role_binding,
-                "ConfigMap": kube.core.create_namespaced_config_map}
+        return {
+            "Namespace": kube.core.create_namespace,
+            "Job": kube.batch.create_namespaced_job,
+            "ServiceAccount": kube.core.create_namespaced_service_account,
+            "Role": kube.rbac.create_namespaced_role,
+            "RoleBinding": kube.rbac.create_namespaced_role_binding,
+            "ConfigMap": kube.core.create_namespaced_config_map,
+        }
 
-    def create(self, run: RunSpec, created: CreatedObjects, *, create_namespace: bool, dry_run: bool = False) -> list[str]:
+    def create(
+        self, run: RunSpec, created: CreatedObjects, *, create_namespace: bool, dry_run: bool = False
+    ) -> list[str]:
         """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet.
 
         ``dry_run``: send every create with ``dryRun=All`` (admission answers, nothing persists); returns what
@@ -165,40 +192,59 @@ class Deployer:
             if kind == "Namespace" and dry_run:
                 self._create(None, kind, creators[kind], manifest, name=meta["name"], namespace=None, dry_run=True)
                 accepted.append(f"Namespace {meta['name']}")
-                self.progress(f"namespace {run.namespace!r} does not exist, so the namespaced objects cannot be "
-                              "checked by the server until it does")
+                self.progress(
+                    f"namespace {run.namespace!r} does not exist, so the namespaced objects cannot be "
+                    "checked by the server until it does"
+                )
                 return accepted
             if kind != "Namespace" and kind != "Job":
-                refs = ([owners[t.job_name] for t in run.targets if t.staging_cm == meta["name"]]
-                        if kind == "ConfigMap" else list(owners.values()))
+                refs = (
+                    [owners[t.job_name] for t in run.targets if t.staging_cm == meta["name"]]
+                    if kind == "ConfigMap"
+                    else list(owners.values())
+                )
                 refs = [r for r in refs if r.get("uid")]
                 if refs:
                     meta["ownerReferences"] = refs
             args = (manifest,) if kind == "Namespace" else (run.namespace, manifest)
-            obj = self._create(created, kind, creators[kind], *args, name=meta["name"],
-                               namespace=None if kind == "Namespace" else run.namespace, dry_run=dry_run)
+            obj = self._create(
+                created,
+                kind,
+                creators[kind],
+                *args,
+                name=meta["name"],
+                namespace=None if kind == "Namespace" else run.namespace,
+                dry_run=dry_run,
+            )
             if kind == "Job":
                 owners[meta["name"]] = spec.owner_ref(_to_dict(self.kube, obj))
             accepted.append(f"{kind} {meta['name']}")
         return accepted
 
     def start(self, run: RunSpec, target: spec.Target) -> None:
-        self.kube.call(self.kube.batch.patch_namespaced_job, target.job_name, run.namespace, {"spec": {"suspend": False}},
-                       action=f"starting Job {target.job_name!r}")
+        self.kube.call(
+            self.kube.batch.patch_namespaced_job,
+            target.job_name,
+            run.namespace,
+            {"spec": {"suspend": False}},
+            action=f"starting Job {target.job_name!r}",
+        )
 
     # ------------------------------------------------------------ node facts for the agent
 
     def _node_facts(self, node_name: str) -> str:
         """The facts the agent may not read itself, read with the user's credentials (pure data, no secrets)."""
+        from kubernetes.client.exceptions import ApiException
+
         from collector import k8s
         from collector.model import STATUS_ERROR, missing
-        from kubernetes.client.exceptions import ApiException
 
         node: dict[str, Any] | None = None
         node_error = ""
         try:
-            node = _to_dict(self.kube, self.kube.request(self.kube.core.read_node, node_name,
-                                                         action=f"reading node {node_name!r}"))
+            node = _to_dict(
+                self.kube, self.kube.request(self.kube.core.read_node, node_name, action=f"reading node {node_name!r}")
+            )
         except ApiException as e:
             node_error = f"the CLI could not read node {node_name!r}: {e.status} {e.reason}"
             if e.status == 403:
@@ -212,8 +258,11 @@ class Deployer:
             nodes = [self.kube.api_client.deserialize(_Json(n), "V1Node") for n in self.nodes]
             subs.append(k8s.cluster_subtype(nodes, source="GET /api/v1/nodes (by the CLI)"))
         else:
-            subs.append(missing("cluster", source="GET /api/v1/nodes", reason="you may not list nodes (403)",
-                                status=STATUS_ERROR))
+            subs.append(
+                missing(
+                    "cluster", source="GET /api/v1/nodes", reason="you may not list nodes (403)", status=STATUS_ERROR
+                )
+            )
         subs.append(self._policy_subtype())
         return k8s.facts_document(node, node_error, subs)
 
@@ -227,16 +276,26 @@ class Deployer:
 
             api = client.CustomObjectsApi(self.kube.api_client)
             try:
-                got = self.kube.request(api.list_cluster_custom_object, "nvidia.com", "v1", "clusterpolicies",
-                                        action="listing ClusterPolicies")
+                got = self.kube.request(
+                    api.list_cluster_custom_object,
+                    "nvidia.com",
+                    "v1",
+                    "clusterpolicies",
+                    action="listing ClusterPolicies",
+                )
                 self._policy = k8s.policy_subtype(got.get("items") or [])
             except ApiException as e:
                 if e.status == 404:
-                    self._policy = missing("policy", source=k8s.POLICY_SOURCE,
-                                           reason="the ClusterPolicy CRD (nvidia.com) is not installed")
+                    self._policy = missing(
+                        "policy", source=k8s.POLICY_SOURCE, reason="the ClusterPolicy CRD (nvidia.com) is not installed"
+                    )
                 else:
-                    self._policy = missing("policy", source=k8s.POLICY_SOURCE, status=STATUS_ERROR,
-                                           reason=f"the CLI could not list ClusterPolicies: {e.status} {e.reason}")
+                    self._policy = missing(
+                        "policy",
+                        source=k8s.POLICY_SOURCE,
+                        status=STATUS_ERROR,
+                        reason=f"the CLI could not list ClusterPolicies: {e.status} {e.reason}",
+                    )
         return self._policy
 
     def hand_over_facts(self, run: RunSpec, target: spec.Target, node_name: str) -> None:
@@ -245,23 +304,38 @@ class Deployer:
 
         ref = ConfigMapRef(run.namespace, target.staging_cm)
         body = {"data": {k8s.FACTS_KEY: self._node_facts(node_name)}}
-        cm = self.kube.call(self.kube.core.patch_namespaced_config_map, ref.name, ref.namespace, body,
-                            action=f"handing the node facts to the agent in {ref}")
+        cm = self.kube.call(
+            self.kube.core.patch_namespaced_config_map,
+            ref.name,
+            ref.namespace,
+            body,
+            action=f"handing the node facts to the agent in {ref}",
+        )
         self.facts_rv[target.job_name] = str(cm.metadata.resource_version)
 
     # ------------------------------------------------------------ wait
 
     def _job_problem(self, run: RunSpec, target: spec.Target, seen_pod: bool) -> str | None:
         kube = self.kube
-        job = _to_dict(kube, kube.call(kube.batch.read_namespaced_job, target.job_name, run.namespace,
-                                 action=f"reading Job {target.job_name!r}"))
+        job = _to_dict(
+            kube,
+            kube.call(
+                kube.batch.read_namespaced_job,
+                target.job_name,
+                run.namespace,
+                action=f"reading Job {target.job_name!r}",
+            ),
+        )
         failed = classify.job_failure(job)
         if failed or seen_pod:
             return failed
         try:
-            evs = kube.request(kube.core.list_namespaced_event, run.namespace,
-                            field_selector=f"involvedObject.kind=Job,involvedObject.name={target.job_name}",
-                            action="reading the Job's events")
+            evs = kube.request(
+                kube.core.list_namespaced_event,
+                run.namespace,
+                field_selector=f"involvedObject.kind=Job,involvedObject.name={target.job_name}",
+                action="reading the Job's events",
+            )
         except AicrError:
             raise
         except Exception:
@@ -272,9 +346,13 @@ class Deployer:
         """A permanent start failure the kubelet reports only as an event on the pod (see classify.start_failure)."""
         kube = self.kube
         try:
-            evs = kube.request(kube.core.list_namespaced_event, run.namespace,
-                            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
-                            action="reading the agent pod's events", cap=10)
+            evs = kube.request(
+                kube.core.list_namespaced_event,
+                run.namespace,
+                field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+                action="reading the agent pod's events",
+                cap=10,
+            )
         except AicrError:
             raise
         except Exception:
@@ -302,9 +380,13 @@ class Deployer:
     def _job_pods(self, run: RunSpec, job_name: str, selector: str) -> list[Any]:
         """The current pods of one of the run's Jobs ([] when they cannot be listed: the caller has a verdict)."""
         try:
-            pods = self.kube.request(self.kube.core.list_namespaced_pod, run.namespace,
-                                     label_selector=f"{selector},batch.kubernetes.io/job-name={job_name}",
-                                     action="listing the agent pods", cap=10)
+            pods = self.kube.request(
+                self.kube.core.list_namespaced_pod,
+                run.namespace,
+                label_selector=f"{selector},batch.kubernetes.io/job-name={job_name}",
+                action="listing the agent pods",
+                cap=10,
+            )
         except AicrError:
             raise
         except Exception:
@@ -315,18 +397,31 @@ class Deployer:
         if not pod:
             return ""
         try:
-            text = self.kube.request(self.kube.core.read_namespaced_pod_log, pod, run.namespace,
-                                     container=spec.CONTAINER_NAME, tail_lines=lines, action="reading the agent's log",
-                                     cap=10)
+            text = self.kube.request(
+                self.kube.core.read_namespaced_pod_log,
+                pod,
+                run.namespace,
+                container=spec.CONTAINER_NAME,
+                tail_lines=lines,
+                action="reading the agent's log",
+                cap=10,
+            )
         except AicrError:
             raise
         except Exception as e:
             return f"(logs unavailable: {getattr(e, 'reason', None) or e})"
         return text.strip() if isinstance(text, str) else ""
 
-    def run_jobs(self, run: RunSpec, *, timeout: float, parallelism: int = 1, fail_fast: bool = True,
-                 reported_timeout: float | None = None,
-                 created: CreatedObjects | None = None) -> dict[str, TargetResult]:
+    def run_jobs(
+        self,
+        run: RunSpec,
+        *,
+        timeout: float,
+        parallelism: int = 1,
+        fail_fast: bool = True,
+        reported_timeout: float | None = None,
+        created: CreatedObjects | None = None,
+    ) -> dict[str, TargetResult]:
         """Start the Jobs (at most ``parallelism`` at once) and watch their pods until each succeeds or fails.
 
         With ``fail_fast`` (one node) the first failure raises. Otherwise a node's failure is recorded and the
@@ -348,11 +443,18 @@ class Deployer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 shown = reported_timeout if reported_timeout is not None else timeout
-                raise Timeout(f"the agent did not finish within {_fmt_secs(shown)}; last state: {sched.stuck()}",
-                              hint="raise --timeout, or look at 'kubectl describe pod' (rerun with --no-cleanup to keep it)")
+                raise Timeout(
+                    f"the agent did not finish within {_fmt_secs(shown)}; last state: {sched.stuck()}",
+                    hint="raise --timeout, or look at 'kubectl describe pod' (rerun with --no-cleanup to keep it)",
+                )
             try:
-                pods = kube.request(kube.core.list_namespaced_pod, run.namespace, label_selector=selector,
-                                    action="listing the agent pods", cap=max(1.0, remaining))
+                pods = kube.request(
+                    kube.core.list_namespaced_pod,
+                    run.namespace,
+                    label_selector=selector,
+                    action="listing the agent pods",
+                    cap=max(1.0, remaining),
+                )
             except AicrError:
                 raise
             except Exception as e:
@@ -375,9 +477,14 @@ class Deployer:
             if chunk <= 0:
                 continue
             try:
-                for ev in stream.stream(kube.core.list_namespaced_pod, run.namespace, label_selector=selector,
-                                        resource_version=resource_version, timeout_seconds=max(1, int(chunk)),
-                                        _request_timeout=kube.timeout_for("watching the agent pods", cap=chunk + 5)):
+                for ev in stream.stream(
+                    kube.core.list_namespaced_pod,
+                    run.namespace,
+                    label_selector=selector,
+                    resource_version=resource_version,
+                    timeout_seconds=max(1, int(chunk)),
+                    _request_timeout=kube.timeout_for("watching the agent pods", cap=chunk + 5),
+                ):
                     if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                         self._judge(run, sched, ev["object"], deleted=ev.get("type") == "DELETED")
                         self._launch(run, sched)
@@ -401,11 +508,14 @@ class Deployer:
 
     def _settle(self, sched: Scheduler, result: TargetResult) -> None:
         if sched.total > 1:
-            self.progress(f"{len(sched.results)}/{sched.total} nodes done "
-                          f"({result.target.job_name}: {'ok' if result.ok else 'failed'})")
+            self.progress(
+                f"{len(sched.results)}/{sched.total} nodes done "
+                f"({result.target.job_name}: {'ok' if result.ok else 'failed'})"
+            )
 
-    def _fail(self, run: RunSpec, sched: Scheduler, job_name: str, text: str, kind: str, pod: str | None,
-              node: str | None) -> None:
+    def _fail(
+        self, run: RunSpec, sched: Scheduler, job_name: str, text: str, kind: str, pod: str | None, node: str | None
+    ) -> None:
         if sched.aborts(kind):
             raise AgentFailed(text, hint=_hint_for(kind, run))
         self._settle(sched, sched.fail(job_name, text, pod, node, now=time.monotonic()))
@@ -421,12 +531,25 @@ class Deployer:
         if update.vanished:
             node = verdict.node or ""
             if node and self._node_gone(node):
-                self._fail(run, sched, job_name,
-                           f"node {node} went away (deleted from the cluster) while the agent pod ran on it",
-                           "node", name, node)
+                self._fail(
+                    run,
+                    sched,
+                    job_name,
+                    f"node {node} went away (deleted from the cluster) while the agent pod ran on it",
+                    "node",
+                    name,
+                    node,
+                )
             else:
-                self._fail(run, sched, job_name, f"the agent pod {name} was deleted before it finished", "pod",
-                           name, verdict.node)
+                self._fail(
+                    run,
+                    sched,
+                    job_name,
+                    f"the agent pod {name} was deleted before it finished",
+                    "pod",
+                    name,
+                    verdict.node,
+                )
             return
         if update.new_state is not None:
             self.progress(f"pod {name}: {update.new_state}")
@@ -440,8 +563,7 @@ class Deployer:
                     text += "\n--- last log lines ---\n" + tail
             self._fail(run, sched, job_name, text, verdict.kind, name, verdict.node)
 
-    def _check_unfinished(self, run: RunSpec, sched: Scheduler, job_name: str, *, seen: bool,
-                          selector: str) -> None:
+    def _check_unfinished(self, run: RunSpec, sched: Scheduler, job_name: str, *, seen: bool, selector: str) -> None:
         """Look for what pod status does not show: the Job failed as a whole, its node went away, or the
         kubelet cannot start the pod (an event only)."""
         target = sched.targets[job_name]
@@ -456,8 +578,15 @@ class Deployer:
             return
         bound = sched.bound.get(job_name)
         if bound and job_name not in sched.results and self._node_gone(bound[1]):
-            self._fail(run, sched, job_name, f"node {bound[1]} went away (deleted from the cluster) while the agent "
-                       f"pod {bound[0]} was on it", "node", bound[0], bound[1])
+            self._fail(
+                run,
+                sched,
+                job_name,
+                f"node {bound[1]} went away (deleted from the cluster) while the agent pod {bound[0]} was on it",
+                "node",
+                bound[0],
+                bound[1],
+            )
             return
         waiting = sched.waiting_on_node(job_name)
         if waiting:
@@ -467,8 +596,13 @@ class Deployer:
 
     # ------------------------------------------------------------ fetch + verify
 
-    def fetch(self, run: RunSpec, target: spec.Target, result: TargetResult | None = None,
-              created: CreatedObjects | None = None) -> bytes:
+    def fetch(
+        self,
+        run: RunSpec,
+        target: spec.Target,
+        result: TargetResult | None = None,
+        created: CreatedObjects | None = None,
+    ) -> bytes:
         """The snapshot the agent wrote, after checking it is exactly that (see :mod:`verify`)."""
         ref = ConfigMapRef(run.namespace, target.staging_cm)
         cm = cmstore.read_object(self.kube, ref)
@@ -477,21 +611,28 @@ class Deployer:
             return raw
         receipt = verify.parse_receipt(self._log_tail(run, result.pod, RECEIPT_LOG_LINES))
         problems = verify.receipt_problems(
-            receipt=receipt, created_uid=created.uid_of("ConfigMap", target.staging_cm),
-            cm_uid=str(cm.metadata.uid), cm_resource_version=str(cm.metadata.resource_version), content=raw,
-            facts_resource_version=self.facts_rv.get(target.job_name, ""), pod_node=result.node, run_id=run.run_id)
+            receipt=receipt,
+            created_uid=created.uid_of("ConfigMap", target.staging_cm),
+            cm_uid=str(cm.metadata.uid),
+            cm_resource_version=str(cm.metadata.resource_version),
+            content=raw,
+            facts_resource_version=self.facts_rv.get(target.job_name, ""),
+            pod_node=result.node,
+            run_id=run.run_id,
+        )
         if problems:
-            raise SnapshotMismatch(f"refusing the snapshot of node {result.node}: {problems[0]}",
-                                   details=problems[1:],
-                                   hint="someone who may edit ConfigMaps in this namespace changed it; run again, "
-                                        "or use a namespace only you can write to")
+            raise SnapshotMismatch(
+                f"refusing the snapshot of node {result.node}: {problems[0]}",
+                details=problems[1:],
+                hint="someone who may edit ConfigMaps in this namespace changed it; run again, "
+                "or use a namespace only you can write to",
+            )
         return raw
 
     def check_document(self, run: RunSpec, result: TargetResult, doc: dict[str, Any]) -> None:
         problems = verify.document_problems(doc, run_id=run.run_id, pod_node=result.node)
         if problems:
-            raise SnapshotMismatch(f"refusing the snapshot of node {result.node}: {problems[0]}",
-                                   details=problems[1:])
+            raise SnapshotMismatch(f"refusing the snapshot of node {result.node}: {problems[0]}", details=problems[1:])
 
     # ------------------------------------------------------------ cleanup
 
@@ -506,14 +647,18 @@ class Deployer:
             kube.deadline = time.monotonic() + CLEANUP_MIN if kube.deadline is not None else time.monotonic() + 45.0
         failures: list[str] = []
         deleters: dict[str, Callable[..., Any]] = {
-            "Job": kube.batch.delete_namespaced_job, "ServiceAccount": kube.core.delete_namespaced_service_account,
-            "Role": kube.rbac.delete_namespaced_role, "RoleBinding": kube.rbac.delete_namespaced_role_binding,
-            "ConfigMap": kube.core.delete_namespaced_config_map, "Namespace": kube.core.delete_namespace,
+            "Job": kube.batch.delete_namespaced_job,
+            "ServiceAccount": kube.core.delete_namespaced_service_account,
+            "Role": kube.rbac.delete_namespaced_role,
+            "RoleBinding": kube.rbac.delete_namespaced_role_binding,
+            "ConfigMap": kube.core.delete_namespaced_config_map,
+            "Namespace": kube.core.delete_namespace,
         }
 
         def delete(o: CreatedObject) -> None:
-            body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=o.uid) if o.uid else None,
-                                          propagation_policy="Background")
+            body = client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid=o.uid) if o.uid else None, propagation_policy="Background"
+            )
             args = (o.name,) if o.namespace is None else (o.name, o.namespace)
             try:
                 kube.request(deleters[o.kind], *args, body=body, action=f"deleting {o.kind} {o.name}")
@@ -554,8 +699,13 @@ class Deployer:
         started = time.monotonic()
         while True:
             try:
-                left = kube.request(kube.core.list_namespaced_pod, run.namespace, label_selector=selector,
-                                 action="checking that the agent pods are gone", cap=10).items
+                left = kube.request(
+                    kube.core.list_namespaced_pod,
+                    run.namespace,
+                    label_selector=selector,
+                    action="checking that the agent pods are gone",
+                    cap=10,
+                ).items
             except Exception as e:
                 failures.append(f"could not check that the agent pods are gone: {getattr(e, 'message', None) or e}")
                 return
@@ -563,8 +713,9 @@ class Deployer:
                 return
             time_left = kube.time_left() or 0.0
             overdue = time.monotonic() - started > POD_GRACE
-            if time_left <= 0.2 or (overdue and {p.metadata.name for p in left} <= forced
-                                    and time.monotonic() - started > POD_GRACE + 10):
+            if time_left <= 0.2 or (
+                overdue and {p.metadata.name for p in left} <= forced and time.monotonic() - started > POD_GRACE + 10
+            ):
                 failures.append("agent pod(s) still terminating: " + ", ".join(p.metadata.name for p in left))
                 return
             for p in left:
@@ -574,11 +725,18 @@ class Deployer:
                 node = p.spec.node_name if p.spec else None
                 if time_left < 2.0 or overdue or not node or self._node_gone(node):
                     forced.add(name)
-                    body = client.V1DeleteOptions(grace_period_seconds=0,
-                                                  preconditions=client.V1Preconditions(uid=p.metadata.uid))
+                    body = client.V1DeleteOptions(
+                        grace_period_seconds=0, preconditions=client.V1Preconditions(uid=p.metadata.uid)
+                    )
                     try:
-                        kube.request(kube.core.delete_namespaced_pod, name, run.namespace, body=body,
-                                  action=f"deleting pod {name}", cap=5)
+                        kube.request(
+                            kube.core.delete_namespaced_pod,
+                            name,
+                            run.namespace,
+                            body=body,
+                            action=f"deleting pod {name}",
+                            cap=5,
+                        )
                     except ApiException as e:
                         if e.status not in (_GONE, _PRECONDITION_FAILED):
                             failures.append(f"pod {name}: {e.status} {e.reason}")
@@ -609,7 +767,10 @@ def _fmt_secs(s: float) -> str:
 
 def _hint_for(kind: str, run: RunSpec) -> str:
     if kind == "unschedulable":
-        return "check --node-selector/--toleration against 'kubectl get nodes --show-labels' and the nodes' free CPU/memory"
+        return (
+            "check --node-selector/--toleration against 'kubectl get nodes --show-labels' "
+            "and the nodes' free CPU/memory"
+        )
     if kind == "image":
         return f"check that {run.image!r} exists and that the nodes can pull it (--image, --image-pull-secret)"
     if kind == "container":
@@ -617,4 +778,3 @@ def _hint_for(kind: str, run: RunSpec) -> str:
     if kind == "node":
         return "the node was removed (scaled down, drained and deleted, or its kubelet unregistered); run again"
     return "rerun with --no-cleanup and inspect the Job with 'kubectl describe job'"
-

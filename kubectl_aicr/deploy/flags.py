@@ -117,7 +117,8 @@ def check_name(value: str, flag: str, max_len: int = 40) -> str:
     """A DNS-1123 label short enough to take our run suffix."""
     if len(value) > max_len or not _DNS1123_LABEL.fullmatch(value):
         raise InvalidInput(
-            f"{flag}: {value!r} must be lowercase letters, digits and '-', start and end alphanumeric, at most {max_len} characters"
+            f"{flag}: {value!r} must be lowercase letters, digits and '-', start and end alphanumeric, "
+            f"at most {max_len} characters"
         )
     return value
 

@@ -55,9 +55,19 @@ class RunOptions:
     no_cleanup: bool = False
 
 
-def options(*, image: str | None, job_name: str, service_account: str | None, node_selector: Sequence[str],
-            toleration: Sequence[str], image_pull_secret: Sequence[str], timeout_text: str, all_nodes: bool,
-            parallelism: int, no_cleanup: bool) -> RunOptions:
+def options(
+    *,
+    image: str | None,
+    job_name: str,
+    service_account: str | None,
+    node_selector: Sequence[str],
+    toleration: Sequence[str],
+    image_pull_secret: Sequence[str],
+    timeout_text: str,
+    all_nodes: bool,
+    parallelism: int,
+    no_cleanup: bool,
+) -> RunOptions:
     """The flags as given on the command line, each checked (:class:`InvalidInput` names the first bad one)."""
     selector = flags.parse_node_selectors(tuple(node_selector))
     tolerations = flags.parse_tolerations(tuple(toleration))
@@ -70,10 +80,18 @@ def options(*, image: str | None, job_name: str, service_account: str | None, no
     checked_image = flags.check_image(image or DEFAULT_IMAGE)
     if parallelism < 1:
         raise InvalidInput("--parallelism: must be at least 1")
-    return RunOptions(image=checked_image, job_prefix=job_name, service_account=service_account,
-                      node_selector=selector, tolerations=tuple(tolerations), timeout=timeout,
-                      image_pull_secrets=tuple(image_pull_secret), all_nodes=all_nodes, parallelism=parallelism,
-                      no_cleanup=no_cleanup)
+    return RunOptions(
+        image=checked_image,
+        job_prefix=job_name,
+        service_account=service_account,
+        node_selector=selector,
+        tolerations=tuple(tolerations),
+        timeout=timeout,
+        image_pull_secrets=tuple(image_pull_secret),
+        all_nodes=all_nodes,
+        parallelism=parallelism,
+        no_cleanup=no_cleanup,
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +109,15 @@ class RunPlan:
         return bool(self.run.nodes)
 
 
-def plan(kube: Kube, opts: RunOptions, progress: Progress, *, started_at: float, check_access: bool = True,
-         replaces: ConfigMapRef | None = None) -> RunPlan:
+def plan(
+    kube: Kube,
+    opts: RunOptions,
+    progress: Progress,
+    *,
+    started_at: float,
+    check_access: bool = True,
+    replaces: ConfigMapRef | None = None,
+) -> RunPlan:
     """Check the run against the cluster before anything is created.
 
     ``started_at``: the :func:`time.monotonic` instant the command started (the deadline counts from it).
@@ -101,10 +126,17 @@ def plan(kube: Kube, opts: RunOptions, progress: Progress, *, started_at: float,
     # --timeout is a hard deadline for the whole run, cleanup included: no request outlives it.
     kube.deadline = started_at + opts.timeout
     deployer = Deployer(kube, progress)
-    run = RunSpec(namespace=kube.namespace, run_id=new_run_id(), image=opts.image, job_prefix=opts.job_prefix,
-                  service_account=opts.service_account, node_selector=opts.node_selector,
-                  tolerations=opts.tolerations, timeout_seconds=opts.timeout,
-                  image_pull_secrets=opts.image_pull_secrets)
+    run = RunSpec(
+        namespace=kube.namespace,
+        run_id=new_run_id(),
+        image=opts.image,
+        job_prefix=opts.job_prefix,
+        service_account=opts.service_account,
+        node_selector=opts.node_selector,
+        tolerations=opts.tolerations,
+        timeout_seconds=opts.timeout,
+        image_pull_secrets=opts.image_pull_secrets,
+    )
     create_ns = not deployer.namespace_exists(run.namespace)
     if check_access:
         from kubectl_aicr.deploy import access
@@ -119,8 +151,9 @@ def plan(kube: Kube, opts: RunOptions, progress: Progress, *, started_at: float,
         if nodes is None:
             raise InvalidInput("--all-nodes needs permission to list nodes")
         selector = run.node_selector
-        if not selector and any(((n.get("metadata") or {}).get("labels") or {}).get(GPU_PRESENT_LABEL) == "true"
-                                for n in nodes):
+        if not selector and any(
+            ((n.get("metadata") or {}).get("labels") or {}).get(GPU_PRESENT_LABEL) == "true" for n in nodes
+        ):
             selector = {GPU_PRESENT_LABEL: "true"}
             progress(f"--all-nodes without --node-selector: targeting nodes labelled {GPU_PRESENT_LABEL}=true")
         run = dataclasses.replace(run, node_selector=selector)
@@ -156,13 +189,18 @@ def dry_run(planned: RunPlan, mode: str, progress: Progress) -> str:
     run = planned.run
     objects = spec.manifests(run, create_namespace=planned.create_namespace)
     if mode == "server":
-        accepted = planned.deployer.create(run, CreatedObjects(), create_namespace=planned.create_namespace,
-                                           dry_run=True)
-        progress(f"run {run.run_id}: the API server accepted {len(accepted)} objects with dryRun=All "
-                 f"({', '.join(accepted)}); nothing was created")
+        accepted = planned.deployer.create(
+            run, CreatedObjects(), create_namespace=planned.create_namespace, dry_run=True
+        )
+        progress(
+            f"run {run.run_id}: the API server accepted {len(accepted)} objects with dryRun=All "
+            f"({', '.join(accepted)}); nothing was created"
+        )
     else:
-        progress(f"run {run.run_id}: {len(objects)} objects would be created (Jobs suspended, then started; "
-                 "the namespaced objects get an ownerReference to their Job once it exists); nothing was created")
+        progress(
+            f"run {run.run_id}: {len(objects)} objects would be created (Jobs suspended, then started; "
+            "the namespaced objects get an ownerReference to their Job once it exists); nothing was created"
+        )
     return manifest_stream([_strip_server_fields(o) for o in objects])
 
 
@@ -198,8 +236,10 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
     reason = smi.get("context", {}).get("reason", "unavailable")
     capacity = (find_subtype(doc, "K8s", "node") or {}).get("data", {}).get("gpu-capacity") or 0
     if capacity:
-        return (f"nvidia-smi did not run in the agent pod on node {node} ({reason}); the GPU facts come from the "
-                f"driver files, the PCI bus and the node's labels")
+        return (
+            f"nvidia-smi did not run in the agent pod on node {node} ({reason}); the GPU facts come from the "
+            f"driver files, the PCI bus and the node's labels"
+        )
     return f"node {node} shows no GPU (nvidia-smi: {reason}); use --node-selector to target a GPU node"
 
 
@@ -207,9 +247,13 @@ def fleet_document(run: RunSpec, docs: list[dict[str, Any]], failures: Sequence[
     """One SnapshotList holding every node's snapshot (sorted by node) and the nodes that failed."""
     from collector.model import now_rfc3339, snapshot_list
 
-    meta = {"timestamp": now_rfc3339(), "version": __version__, "run-id": run.run_id,
-            "node-count": str(len(run.targets)),
-            "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items()))}
+    meta = {
+        "timestamp": now_rfc3339(),
+        "version": __version__,
+        "run-id": run.run_id,
+        "node-count": str(len(run.targets)),
+        "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items())),
+    }
     return snapshot_list(docs, meta, failures=[{"node": f["node"], "reason": f["reason"]} for f in failures])
 
 
@@ -225,14 +269,20 @@ def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcom
     ok = False
     fleet = planned.fleet
     try:
-        what = (f"{len(run.targets)} Jobs (one per node, {opts.parallelism} at a time)" if fleet
-                else f"Job {run.job_name}")
+        what = (
+            f"{len(run.targets)} Jobs (one per node, {opts.parallelism} at a time)" if fleet else f"Job {run.job_name}"
+        )
         progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
         deployer.create(run, created, create_namespace=planned.create_namespace)
-        wait_for = ((kube.deadline - time.monotonic() - cleanup_reserve(opts.timeout)) if kube.deadline
-                    else opts.timeout)
-        results = deployer.run_jobs(run, timeout=wait_for, parallelism=opts.parallelism if fleet else 1,
-                                    fail_fast=not fleet, reported_timeout=opts.timeout, created=created)
+        wait_for = (kube.deadline - time.monotonic() - cleanup_reserve(opts.timeout)) if kube.deadline else opts.timeout
+        results = deployer.run_jobs(
+            run,
+            timeout=wait_for,
+            parallelism=opts.parallelism if fleet else 1,
+            fail_fast=not fleet,
+            reported_timeout=opts.timeout,
+            created=created,
+        )
         docs: list[dict[str, Any]] = []
         failures: list[FailureDoc] = []
         last_done = 0.0
@@ -261,15 +311,18 @@ def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcom
         where = deliver(doc)
         overhead = time.monotonic() - last_done
         nodes_txt = f"{len(docs)} nodes" if fleet else f"node {doc['metadata'].get('source-node')}"
-        progress(f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "
-                 f"{overhead:.2f}s after the last pod completed)")
+        progress(
+            f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "
+            f"{overhead:.2f}s after the last pod completed)"
+        )
         if not fleet:
             warning = gpu_warning(doc)
             if warning:
                 progress(f"warning: {warning}")
         ok = not failures
-        return RunOutcome(document=doc, written_to=where, snapshots=len(docs), targets=len(run.targets),
-                          failures=failures)
+        return RunOutcome(
+            document=doc, written_to=where, snapshots=len(docs), targets=len(run.targets), failures=failures
+        )
     finally:
         if opts.no_cleanup:
             progress("--no-cleanup: kept everything this run created; delete it with:")

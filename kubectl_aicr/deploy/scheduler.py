@@ -61,8 +61,14 @@ def job_of(pod: Mapping[str, Any]) -> str | None:
 class Scheduler:
     """The state of one run's Jobs: pending (in launch order), started, bound to a node, finished."""
 
-    def __init__(self, targets: Sequence[Target], *, parallelism: int = 1, fail_fast: bool = True,
-                 job_uids: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        parallelism: int = 1,
+        fail_fast: bool = True,
+        job_uids: Mapping[str, str] | None = None,
+    ) -> None:
         """``job_uids``: the uid each Job was created with; pods whose controller is another object of the same
         name (someone else's pod with our labels) are ignored. Without it, any pod with the Job's label counts."""
         if parallelism < 1:

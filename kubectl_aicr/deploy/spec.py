@@ -119,8 +119,12 @@ def role(run: RunSpec) -> dict[str, Any]:
         "kind": "Role",
         "metadata": _meta(run.role_name, run),
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"],
-             "resourceNames": [t.staging_cm for t in run.targets]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["get", "patch"],
+                "resourceNames": [t.staging_cm for t in run.targets],
+            },
         ],
     }
 
@@ -136,8 +140,14 @@ def role_binding(run: RunSpec) -> dict[str, Any]:
 
 
 def namespace(run: RunSpec) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": run.namespace, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, RUN_LABEL: run.run_id}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": run.namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, RUN_LABEL: run.run_id},
+        },
+    }
 
 
 def agent_args(run: RunSpec, target: Target) -> list[str]:
@@ -152,14 +162,29 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
     node_selector = dict(run.node_selector)
     if target.node:
         # Pinned by node name through the scheduler (taints and resources still apply), as DaemonSets do.
-        affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
-            "matchFields": [{"key": "metadata.name", "operator": "In", "values": [target.node]}]}]}}}
+        affinity = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [target.node]}]}
+                    ]
+                }
+            }
+        }
     elif not node_selector:
         # No selector: prefer GPU nodes instead of landing on whatever node has room.
-        affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100,
-            "preference": {"matchExpressions": [{"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}]},
-        }]}}
+        affinity = {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "preference": {
+                            "matchExpressions": [{"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}]
+                        },
+                    }
+                ]
+            }
+        }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": run.sa_name,
         "automountServiceAccountToken": True,
@@ -175,42 +200,47 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
         "hostIPC": True,
         "dnsPolicy": "ClusterFirstWithHostNet",  # still reach the API server by its service name
         "tolerations": [t.to_dict() for t in run.tolerations],
-        "containers": [{
-            "name": CONTAINER_NAME,
-            "image": run.image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": list(AGENT_COMMAND),
-            "args": agent_args(run, target),
-            "env": [
-                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                {"name": "AICR_AGENT_MODE", "value": "true"},
-                {"name": "AICR_RUN_ID", "value": run.run_id},
-            ],
-            "resources": {
-                "requests": {"cpu": "100m", "memory": "128Mi"},
-                "limits": {"cpu": "1", "memory": "512Mi"},
-            },
-            # privileged + root: the GPU device nodes for nvidia-smi, /proc/driver/nvidia and /sys/bus/pci
-            # (driver, PCI facts), and systemd's private socket under /run/systemd (root only).
-            "securityContext": {"privileged": True, "runAsUser": 0, "runAsGroup": 0},
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "volumeMounts": [
-                # SystemD measurement: systemctl talks to the host's manager over /run/systemd/private.
-                {"name": "run-systemd", "mountPath": "/run/systemd", "readOnly": True},
-                # OS/release: the host's os-release, not the image's.
-                {"name": "host-os-release", "mountPath": "/etc/os-release", "readOnly": True},
-                # Runtime/containerd: runtimes, default runtime, snapshotter, CDI switch (allow-listed keys only).
-                {"name": "host-containerd", "mountPath": "/etc/containerd", "readOnly": True},
-                # Runtime/container-toolkit: the NVIDIA Container Toolkit's config.toml.
-                {"name": "host-nvidia-container-runtime", "mountPath": "/etc/nvidia-container-runtime",
-                 "readOnly": True},
-                # Runtime/cdi: names of the static and the generated CDI specs.
-                {"name": "host-etc-cdi", "mountPath": "/etc/cdi", "readOnly": True},
-                {"name": "host-var-run-cdi", "mountPath": "/var/run/cdi", "readOnly": True},
-                # OS/kernel-config: /boot/config-<release> when the kernel has no /proc/config.gz.
-                {"name": "host-boot", "mountPath": "/boot", "readOnly": True},
-            ],
-        }],
+        "containers": [
+            {
+                "name": CONTAINER_NAME,
+                "image": run.image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": list(AGENT_COMMAND),
+                "args": agent_args(run, target),
+                "env": [
+                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "AICR_AGENT_MODE", "value": "true"},
+                    {"name": "AICR_RUN_ID", "value": run.run_id},
+                ],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"},
+                },
+                # privileged + root: the GPU device nodes for nvidia-smi, /proc/driver/nvidia and /sys/bus/pci
+                # (driver, PCI facts), and systemd's private socket under /run/systemd (root only).
+                "securityContext": {"privileged": True, "runAsUser": 0, "runAsGroup": 0},
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [
+                    # SystemD measurement: systemctl talks to the host's manager over /run/systemd/private.
+                    {"name": "run-systemd", "mountPath": "/run/systemd", "readOnly": True},
+                    # OS/release: the host's os-release, not the image's.
+                    {"name": "host-os-release", "mountPath": "/etc/os-release", "readOnly": True},
+                    # Runtime/containerd: runtimes, default runtime, snapshotter, CDI switch (allow-listed keys only).
+                    {"name": "host-containerd", "mountPath": "/etc/containerd", "readOnly": True},
+                    # Runtime/container-toolkit: the NVIDIA Container Toolkit's config.toml.
+                    {
+                        "name": "host-nvidia-container-runtime",
+                        "mountPath": "/etc/nvidia-container-runtime",
+                        "readOnly": True,
+                    },
+                    # Runtime/cdi: names of the static and the generated CDI specs.
+                    {"name": "host-etc-cdi", "mountPath": "/etc/cdi", "readOnly": True},
+                    {"name": "host-var-run-cdi", "mountPath": "/var/run/cdi", "readOnly": True},
+                    # OS/kernel-config: /boot/config-<release> when the kernel has no /proc/config.gz.
+                    {"name": "host-boot", "mountPath": "/boot", "readOnly": True},
+                ],
+            }
+        ],
         "volumes": [
             # DirectoryOrCreate, not Directory: a node without systemd (Talos, COS, Bottlerocket) has no
             # /run/systemd, and "Directory" would keep the pod in ContainerCreating (FailedMount) for ever; an
@@ -260,8 +290,9 @@ def cleanup_commands(run: RunSpec) -> list[str]:
     return cmds
 
 
-def manifests(run: RunSpec, *, create_namespace: bool,
-              owners: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def manifests(
+    run: RunSpec, *, create_namespace: bool, owners: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Every object a run creates, in creation order (Namespace, Jobs suspended, ServiceAccount, Role,
     RoleBinding, staging ConfigMaps). ``owners``: job name -> ownerReference (known only once the Jobs
     exist); without it the namespaced objects carry none (``--dry-run=client``). Pure."""
@@ -289,7 +320,9 @@ def manifests(run: RunSpec, *, create_namespace: bool,
 
 
 def staging_configmap(run: RunSpec, target: Target, base_labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": target.staging_cm, "namespace": run.namespace,
-                         "labels": {**base_labels, **run.labels}},
-            "data": {}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": target.staging_cm, "namespace": run.namespace, "labels": {**base_labels, **run.labels}},
+        "data": {},
+    }

@@ -35,9 +35,17 @@ class Receipt:
 
 
 def receipt_line(r: Receipt) -> str:
-    return RECEIPT_PREFIX + json.dumps({"uid": r.uid, "resourceVersion": r.resource_version, "sha256": r.sha256,
-                                        "factsResourceVersion": r.facts_resource_version, "node": r.node,
-                                        "runId": r.run_id}, sort_keys=True)
+    return RECEIPT_PREFIX + json.dumps(
+        {
+            "uid": r.uid,
+            "resourceVersion": r.resource_version,
+            "sha256": r.sha256,
+            "factsResourceVersion": r.facts_resource_version,
+            "node": r.node,
+            "runId": r.run_id,
+        },
+        sort_keys=True,
+    )
 
 
 def parse_receipt(log_text: str) -> Receipt | None:
@@ -47,13 +55,19 @@ def parse_receipt(log_text: str) -> Receipt | None:
         if at < 0:
             continue
         try:
-            d = json.loads(line[at + len(RECEIPT_PREFIX):])
+            d = json.loads(line[at + len(RECEIPT_PREFIX) :])
         except ValueError:
             return None
         if not isinstance(d, dict):
             return None
-        return Receipt(str(d.get("uid", "")), str(d.get("resourceVersion", "")), str(d.get("sha256", "")),
-                       str(d.get("factsResourceVersion", "")), str(d.get("node", "")), str(d.get("runId", "")))
+        return Receipt(
+            str(d.get("uid", "")),
+            str(d.get("resourceVersion", "")),
+            str(d.get("sha256", "")),
+            str(d.get("factsResourceVersion", "")),
+            str(d.get("node", "")),
+            str(d.get("runId", "")),
+        )
     return None
 
 
@@ -61,25 +75,39 @@ def digest(text: bytes) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
-def receipt_problems(*, receipt: Receipt | None, created_uid: str, cm_uid: str, cm_resource_version: str,
-                     content: bytes, facts_resource_version: str, pod_node: str | None, run_id: str) -> list[str]:
+def receipt_problems(
+    *,
+    receipt: Receipt | None,
+    created_uid: str,
+    cm_uid: str,
+    cm_resource_version: str,
+    content: bytes,
+    facts_resource_version: str,
+    pod_node: str | None,
+    run_id: str,
+) -> list[str]:
     """Why the staging ConfigMap read back is not what our agent wrote ([] when it is)."""
     if receipt is None:
         return ["the agent's log holds no write receipt (was the pod replaced, or its log cut?)"]
     out = []
     if cm_uid != created_uid:
-        out.append(f"the staging ConfigMap was deleted and re-created by someone else (uid {cm_uid}, ours was "
-                   f"{created_uid})")
+        out.append(
+            f"the staging ConfigMap was deleted and re-created by someone else (uid {cm_uid}, ours was {created_uid})"
+        )
     elif receipt.uid != created_uid:
         out.append(f"the agent wrote into another object (uid {receipt.uid}) than the one this run created")
     if cm_resource_version != receipt.resource_version:
-        out.append(f"the staging ConfigMap was changed after the agent wrote it (resourceVersion "
-                   f"{cm_resource_version}, the agent's write was {receipt.resource_version})")
+        out.append(
+            f"the staging ConfigMap was changed after the agent wrote it (resourceVersion "
+            f"{cm_resource_version}, the agent's write was {receipt.resource_version})"
+        )
     if receipt.sha256 != digest(content):
         out.append("the snapshot's content differs from what the agent wrote (sha256 mismatch)")
     if facts_resource_version and receipt.facts_resource_version != facts_resource_version:
-        out.append(f"the node facts the agent read were not the ones this run handed over (resourceVersion "
-                   f"{receipt.facts_resource_version or 'none'}, ours was {facts_resource_version})")
+        out.append(
+            f"the node facts the agent read were not the ones this run handed over (resourceVersion "
+            f"{receipt.facts_resource_version or 'none'}, ours was {facts_resource_version})"
+        )
     if pod_node and receipt.node != pod_node:
         out.append(f"the agent reports node {receipt.node!r} but its pod ran on {pod_node!r}")
     if receipt.run_id != run_id:

@@ -9,11 +9,14 @@ from kubectl_aicr.deploy.access import required
 from kubectl_aicr.deploy.flags import TOLERATE_ALL, Toleration
 from kubectl_aicr.errors import InvalidInput
 
-
 # ------------------------------------------------------------------ flags
 
+
 def test_node_selectors() -> None:
-    assert flags.parse_node_selectors(["nvidia.com/gpu.present=true", "a=b"]) == {"nvidia.com/gpu.present": "true", "a": "b"}
+    assert flags.parse_node_selectors(["nvidia.com/gpu.present=true", "a=b"]) == {
+        "nvidia.com/gpu.present": "true",
+        "a": "b",
+    }
     assert flags.parse_node_selectors(["empty="]) == {"empty": ""}
 
 
@@ -40,7 +43,9 @@ def test_bad_tolerations(bad: str) -> None:
         flags.parse_tolerations([bad])
 
 
-@pytest.mark.parametrize("text, seconds", [("5m", 300), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("45", 45), ("1.5m", 90)])
+@pytest.mark.parametrize(
+    "text, seconds", [("5m", 300), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("45", 45), ("1.5m", 90)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert flags.parse_duration(text) == seconds
 
@@ -62,6 +67,7 @@ def test_names_and_images() -> None:
 
 
 # ------------------------------------------------------------------ manifests
+
 
 def run(**kw: object) -> spec.RunSpec:
     base = dict(namespace="gpu-ops", run_id="abc123", tolerations=(TOLERATE_ALL,))
@@ -91,13 +97,21 @@ def test_job_manifest() -> None:
     assert c["securityContext"]["privileged"] is True
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
     assert {m["mountPath"] for m in c["volumeMounts"]} == {
-        "/run/systemd", "/etc/os-release", "/etc/containerd", "/etc/nvidia-container-runtime", "/etc/cdi",
-        "/var/run/cdi", "/boot"}
+        "/run/systemd",
+        "/etc/os-release",
+        "/etc/containerd",
+        "/etc/nvidia-container-runtime",
+        "/etc/cdi",
+        "/var/run/cdi",
+        "/boot",
+    }
     assert all(m["readOnly"] for m in c["volumeMounts"])
     # The runtime/kernel-config sources may be missing on a node: no hostPath type check may refuse the pod.
     typed = {v["hostPath"]["path"]: v["hostPath"].get("type", "") for v in pod["volumes"] if "hostPath" in v}
-    assert all(typed[p] == "" for p in ("/etc/containerd", "/etc/nvidia-container-runtime", "/etc/cdi", "/var/run/cdi",
-                                        "/boot"))
+    assert all(
+        typed[p] == ""
+        for p in ("/etc/containerd", "/etc/nvidia-container-runtime", "/etc/cdi", "/var/run/cdi", "/boot")
+    )
     # No single-file hostPath without a type: the runtime would create a directory at a missing file's path.
     assert not any(p.startswith("/var/lib/kubelet") for p in typed)
     assert {m["name"] for m in c["volumeMounts"]} == {v["name"] for v in pod["volumes"]}
@@ -105,7 +119,11 @@ def test_job_manifest() -> None:
     assert pod["tolerations"] == [{"operator": "Exists"}]
     # No selector: prefer GPU nodes.
     pref = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
-    assert pref["preference"]["matchExpressions"][0] == {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}
+    assert pref["preference"]["matchExpressions"][0] == {
+        "key": "nvidia.com/gpu.present",
+        "operator": "In",
+        "values": ["true"],
+    }
     assert "nodeSelector" not in pod
     # Pod and job carry the run label (cleanup and pod lookup select on it).
     assert s["template"]["metadata"]["labels"][spec.RUN_LABEL] == "abc123"
@@ -167,50 +185,102 @@ def test_cleanup_commands_select_the_run() -> None:
 
 # ------------------------------------------------------------------ pod / job states
 
-def pod(phase: str = "Pending", node: str | None = None, conditions: list | None = None, cstatus: list | None = None) -> dict:
-    return {"metadata": {"name": "p"}, "spec": {"nodeName": node},
-            "status": {"phase": phase, "conditions": conditions or [], "containerStatuses": cstatus or []}}
+
+def pod(
+    phase: str = "Pending", node: str | None = None, conditions: list | None = None, cstatus: list | None = None
+) -> dict:
+    return {
+        "metadata": {"name": "p"},
+        "spec": {"nodeName": node},
+        "status": {"phase": phase, "conditions": conditions or [], "containerStatuses": cstatus or []},
+    }
 
 
 def test_verdicts() -> None:
     assert classify.pod_verdict(pod()).state == "Pending (waiting for the scheduler)"
-    v = classify.pod_verdict(pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                          "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."}]))
+    v = classify.pod_verdict(
+        pod(
+            conditions=[
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.",
+                }
+            ]
+        )
+    )
     assert v.kind == "unschedulable" and "didn't match Pod's node affinity/selector" in v.failure
-    v = classify.pod_verdict(pod(node="n1", cstatus=[{"image": "x/y:1", "state": {"waiting": {"reason": "ImagePullBackOff",
-                                                                                          "message": "Back-off pulling image"}}}]))
+    v = classify.pod_verdict(
+        pod(
+            node="n1",
+            cstatus=[
+                {
+                    "image": "x/y:1",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}},
+                }
+            ],
+        )
+    )
     assert v.kind == "image" and "'x/y:1'" in v.failure and "ImagePullBackOff" in v.failure
     v = classify.pod_verdict(pod(node="n1", cstatus=[{"state": {"waiting": {"reason": "ContainerCreating"}}}]))
     assert v.failure is None and v.state == "Pending on n1 (ContainerCreating)"
     assert classify.pod_verdict(pod("Running", "n1")).state == "Running on n1"
-    v = classify.pod_verdict(pod("Failed", "n1", cstatus=[{"state": {"terminated": {"exitCode": 3, "reason": "Error",
-                                                                               "message": "boom\nlast line"}}}]))
+    v = classify.pod_verdict(
+        pod(
+            "Failed",
+            "n1",
+            cstatus=[{"state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "boom\nlast line"}}}],
+        )
+    )
     assert v.kind == "container" and v.exit_code == 3 and "exited with code 3" in v.failure and "last line" in v.failure
     assert classify.pod_verdict(pod("Succeeded", "n1")).done
 
 
 def test_job_and_event_failures() -> None:
-    job = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
-                                      "message": "Job was active longer than specified deadline"}]}}
+    job = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "Job was active longer than specified deadline",
+                }
+            ]
+        }
+    }
     assert "DeadlineExceeded" in classify.job_failure(job)
     assert classify.job_failure({"status": {}}) is None
-    evs = [{"reason": "SuccessfulCreate", "type": "Normal"},
-           {"reason": "FailedCreate", "type": "Warning", "message": "pods is forbidden: exceeded quota"}]
+    evs = [
+        {"reason": "SuccessfulCreate", "type": "Normal"},
+        {"reason": "FailedCreate", "type": "Warning", "message": "pods is forbidden: exceeded quota"},
+    ]
     assert "exceeded quota" in classify.creation_failure(evs)
 
 
 def node(name: str, labels: dict | None = None, taints: list | None = None, cordoned: bool = False) -> dict:
-    return {"metadata": {"name": name, "labels": labels or {}}, "spec": {"taints": taints or [], "unschedulable": cordoned}}
+    return {
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"taints": taints or [], "unschedulable": cordoned},
+    }
 
 
 def test_match_nodes() -> None:
     gpu_taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
-    nodes = [node("cpu"), node("gpu-a", {"gpu": "yes"}), node("gpu-b", {"gpu": "yes"}, [gpu_taint]),
-             node("gpu-c", {"gpu": "yes"}, cordoned=True)]
+    nodes = [
+        node("cpu"),
+        node("gpu-a", {"gpu": "yes"}),
+        node("gpu-b", {"gpu": "yes"}, [gpu_taint]),
+        node("gpu-c", {"gpu": "yes"}, cordoned=True),
+    ]
     assert classify.match_nodes(nodes, {"gpu": "yes"}, [TOLERATE_ALL]).matching == ["gpu-a", "gpu-b", "gpu-c"]
     m = classify.match_nodes(nodes, {"gpu": "yes"}, [Toleration("other", "Exists", None, None)])
     assert m.matching == ["gpu-a"] and m.selected == 3
-    assert m.blocked == {"gpu-b": "nvidia.com/gpu=present:NoSchedule", "gpu-c": "node.kubernetes.io/unschedulable:NoSchedule"}
+    assert m.blocked == {
+        "gpu-b": "nvidia.com/gpu=present:NoSchedule",
+        "gpu-c": "node.kubernetes.io/unschedulable:NoSchedule",
+    }
     assert classify.match_nodes(nodes, {"gpu": "no"}, [TOLERATE_ALL]).selected == 0
     m = classify.match_nodes(nodes, {}, [Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule")])
     assert m.matching == ["cpu", "gpu-a", "gpu-b"]
@@ -237,9 +307,18 @@ def test_run_options_check_every_flag_before_any_call() -> None:
     from kubectl_aicr.errors import InvalidInput
 
     def options(**kw: object) -> agent_run.RunOptions:
-        args: dict[str, object] = dict(image=None, job_name="aicr", service_account=None, node_selector=(),
-                                       toleration=(), image_pull_secret=(), timeout_text="5m", all_nodes=False,
-                                       parallelism=4, no_cleanup=False)
+        args: dict[str, object] = dict(
+            image=None,
+            job_name="aicr",
+            service_account=None,
+            node_selector=(),
+            toleration=(),
+            image_pull_secret=(),
+            timeout_text="5m",
+            all_nodes=False,
+            parallelism=4,
+            no_cleanup=False,
+        )
         args.update(kw)
         return agent_run.options(**args)  # type: ignore[arg-type]
 
@@ -247,9 +326,13 @@ def test_run_options_check_every_flag_before_any_call() -> None:
     assert got.image == spec.DEFAULT_IMAGE and got.node_selector == {"a": "b"} and got.timeout == 90
     assert got.tolerations == (Toleration("k", "Equal", "v", "NoSchedule"),)
     bad_flags: list[tuple[dict[str, object], str | None]] = [
-        (dict(parallelism=0), "--parallelism"), (dict(job_name="Bad_Name"), "--job-name"),
-        (dict(service_account="x/y"), "--service-account-name"), (dict(image_pull_secret=("UPPER",)), "--image-pull-secret"),
-        (dict(timeout_text="soon"), None), (dict(node_selector=("novalue",)), None)]
+        (dict(parallelism=0), "--parallelism"),
+        (dict(job_name="Bad_Name"), "--job-name"),
+        (dict(service_account="x/y"), "--service-account-name"),
+        (dict(image_pull_secret=("UPPER",)), "--image-pull-secret"),
+        (dict(timeout_text="soon"), None),
+        (dict(node_selector=("novalue",)), None),
+    ]
     for bad, match in bad_flags:
         with pytest.raises(InvalidInput, match=match):
             options(**bad)

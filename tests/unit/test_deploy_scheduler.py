@@ -15,8 +15,16 @@ def targets(n: int) -> list[Target]:
     return RunSpec(namespace="ns", run_id="abc123", nodes=tuple(f"node-{i}" for i in range(n))).targets
 
 
-def pod(job: str, name: str = "", *, phase: str = "Pending", node: str | None = None, owner_uid: str | None = None,
-        waiting: str | None = None, exit_code: int | None = None) -> dict[str, Any]:
+def pod(
+    job: str,
+    name: str = "",
+    *,
+    phase: str = "Pending",
+    node: str | None = None,
+    owner_uid: str | None = None,
+    waiting: str | None = None,
+    exit_code: int | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name or f"{job}-x", "labels": {"batch.kubernetes.io/job-name": job}}
     if owner_uid is not None:
         meta["ownerReferences"] = [{"kind": "Job", "uid": owner_uid, "controller": True}]
@@ -123,8 +131,10 @@ def test_stuck_names_the_unfinished_by_node_and_their_last_state() -> None:
     sched.launch()
     sched.observe(pod(ts[0].job_name, "p0", node="node-0", waiting="ContainerCreating"))
     sched.succeed(ts[1].job_name, "p1", "node-1", now=1.0)
-    assert sched.stuck() == ("node-0: Pending on node-0 (ContainerCreating); node-2: not started; "
-                             "node-3: not started; node-4: not started; node-5: not started")
+    assert sched.stuck() == (
+        "node-0: Pending on node-0 (ContainerCreating); node-2: not started; "
+        "node-3: not started; node-4: not started; node-5: not started"
+    )
     single = Scheduler([Target("aicr-abc", "aicr-abc-snapshot")])
     single.launch()
     assert single.stuck() == f"aicr-abc: {NO_POD_YET}"
