@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.errors import AicrError, InvalidInput
-from kubectl_aicr.kube import KubeOptions
+from kubectl_aicr.kube import KubeOptions, connector
 
 
 def load_inputs(sources: Sequence[str], kube: KubeOptions) -> list[tuple[str, dict[str, Any]]]:
@@ -21,13 +21,8 @@ def load_inputs(sources: Sequence[str], kube: KubeOptions) -> list[tuple[str, di
         locs = [snapshot_io.parse_location(s) for s in sources]
         if sum(isinstance(loc, snapshot_io.Stdio) for loc in locs) > 1:
             raise InvalidInput("only one input may be '-' (standard input)")
-        reader = None
-        if any(isinstance(loc, snapshot_io.ConfigMapRef) for loc in locs):
-            from kubectl_aicr import cmstore
-            from kubectl_aicr.kube import connect
-
-            reader = cmstore.cm_reader(lambda: connect(kube))
-        return [(str(loc), snapshot_io.load(loc, cm_reader=reader)) for loc in locs]
+        connect = connector(kube)  # connects only when a ConfigMap is read, and once for all of them
+        return [(str(loc), snapshot_io.load(loc, connect=connect)) for loc in locs]
     except AicrError as err:
         # Exit 2 for any error, e.g. ConfigMap not found (3), forbidden (4), cluster unreachable (6); and one line: the
         # first schema error is in the message, the hint says how to see them all (the details are left out).

@@ -4,7 +4,7 @@ import click
 
 from kubectl_aicr import formats, snapshot_io
 from kubectl_aicr.errors import SnapshotInvalid
-from kubectl_aicr.kube import KubeOptions
+from kubectl_aicr.kube import KubeOptions, connector
 from kubectl_aicr.options import kube_options
 from kubectl_aicr.schema import problems
 
@@ -19,13 +19,7 @@ def command(source: str, kube: KubeOptions) -> None:
     Checking stops after the first 100 schema errors.
     """
     loc = snapshot_io.parse_location(source)
-    reader = None
-    if isinstance(loc, snapshot_io.ConfigMapRef):
-        from kubectl_aicr import cmstore
-        from kubectl_aicr.kube import connect
-
-        reader = cmstore.cm_reader(lambda: connect(kube))
-    doc = snapshot_io.parse_document(snapshot_io.read_raw(loc, cm_reader=reader), source=str(loc))
+    doc = snapshot_io.parse_document(snapshot_io.read_raw(loc, connect=connector(kube)), source=str(loc))
     found = problems(doc)
     if found:
         n = sum(not f.startswith("... stopped") for f in found)
