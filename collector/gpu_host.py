@@ -35,6 +35,7 @@ import re
 from typing import Mapping
 
 from collector._util import as_int, collapse_ws, colon_pairs, join, normalize_bus_id, try_read, try_read_line, typed
+from collector.keys import VOLATILE, matcher
 from collector.model import Scalar
 from collector.model import STATUS_PARTIAL, STATUS_UNAVAILABLE, Subtype, missing, reading
 
@@ -83,7 +84,8 @@ _INFO_KEYS = {
 }
 _INFO_SKIP = {"irq", "bus location"}
 
-_VOLATILE_LABELS = ("nvidia.com/gpu-driver-upgrade-state",)
+#: Volatile labels (``*.timestamp``, the driver upgrade state): the key registry's (:mod:`collector.keys`).
+_VOLATILE_LABELS = matcher("GPU", "labels", VOLATILE)
 
 
 # ------------------------------------------------------------------------------------------------------ parsers

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator
 
 from collector._util import (as_int, collapse_ws, colon_pairs, join, paragraphs, read_text, short_error,
                              try_read, try_read_line, typed)
+from collector.keys import SECRET, VOLATILE, sysctl_paths
 from collector.model import Scalar
 from collector.model import STATUS_PARTIAL, Subtype, missing, reading
 
@@ -68,47 +69,19 @@ SYSCTL_MAX_KEYS = 8000
 SYSCTL_TIME_BUDGET = 5.0
 
 #: Paths under /proc/sys left out of the ``sysctl`` subtype, as ``fnmatch``-free prefixes/exact names (see
-#: :func:`sysctl_excluded`). Reasons: volatile counters and per-boot randomness that make every diff noisy,
-#: write-only triggers, secrets, per-CPU/per-interface fan-out.
+#: :func:`sysctl_excluded`): the volatile and secret sysctls of the key registry (:mod:`collector.keys`, with their
+#: reasons), and the ones that are not settings: media state, write-only triggers, per-CPU fan-out.
 SYSCTL_EXCLUDE: tuple[str, ...] = (
     "dev/cdrom/",  # the original's exclusion (media state)
-    # kernel/random: the per-boot id, the per-read uuid and the entropy level go; the pool's settings
-    # (poolsize, urandom_min_reseed_secs, read/write_wakeup_threshold) are kept.
-    "kernel/random/boot_id",
-    "kernel/random/uuid",
-    "kernel/random/entropy_avail",
-    "kernel/ns_last_pid",  # last PID handed out
-    "kernel/pty/nr",  # ptys in use
-    "kernel/hung_task_detect_count",  # counter
-    "kernel/perf_event_max_sample_rate",  # lowered by the kernel at run time when perf interrupts run long
     "kernel/sched_domain/",  # per-CPU scheduler topology dump (thousands of keys on big hosts)
-    "fs/dentry-state",  # counters
-    "fs/dentry-negative",
-    "fs/inode-state",
-    "fs/inode-nr",
-    "fs/file-nr",
-    "fs/aio-nr",
-    "fs/dquot-nr",
-    # quota statistics counters (fs/quota/warnings is a setting and is kept)
-    "fs/quota/lookups",
-    "fs/quota/drops",
-    "fs/quota/reads",
-    "fs/quota/writes",
-    "fs/quota/cache_hits",
-    "fs/quota/allocated_dquots",
-    "fs/quota/free_dquots",
-    "fs/quota/syncs",
     "vm/drop_caches",  # write-only triggers, not settings
     "vm/compact_memory",
     "vm/stat_refresh",
     "net/ipv4/route/flush",
     "net/ipv6/route/flush",
-    "net/netfilter/nf_conntrack_count",  # live connection count
-    "net/ipv4/tcp_fastopen_key",  # secret
-    "net/core/netdev_rss_key",  # secret: the NICs' receive-side-scaling hash key
     # plus, by rule (see sysctl_excluded): net/<proto>/conf/<iface>/ for every iface except all and default,
     # net/<proto>/neigh/ (per-interface ARP/ND tables), and any */stable_secret (IPv6 address secret).
-)
+) + sysctl_paths(VOLATILE, SECRET)
 
 #: Name words (between ``.``, ``_``, ``-``) that mark a secret: ``api_token``, ``rd.luks.key``, ``db_pw``.
 _SECRET_WORDS = frozenset(
