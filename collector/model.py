@@ -151,7 +151,7 @@ def build_snapshot(metadata: Mapping[str, str], measurements: Iterable[Measureme
 
 
 def snapshot_list(items: Sequence[Mapping[str, Any]], metadata: Mapping[str, str], *,
-                  failures: Sequence[Mapping[str, str]] = (), api_version: str = API_VERSION) -> dict[str, Any]:
+                  failures: Sequence[FailureDoc | Mapping[str, str]] = (), api_version: str = API_VERSION) -> dict[str, Any]:
     """The SnapshotList of a fleet run: node snapshots sorted by node, the nodes that failed sorted too (the key
     is left out when none failed)."""
     out: dict[str, Any] = {

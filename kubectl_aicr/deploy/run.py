@@ -254,7 +254,7 @@ def fleet_document(run: RunSpec, docs: list[dict[str, Any]], failures: Sequence[
         "node-count": str(len(run.targets)),
         "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items())),
     }
-    return snapshot_list(docs, meta, failures=[{"node": f["node"], "reason": f["reason"]} for f in failures])
+    return snapshot_list(docs, meta, failures=failures)
 
 
 def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcome:
