@@ -75,10 +75,10 @@ def status_error(status: int, reason: str, body: str, *, action: str) -> AicrErr
     (a ``Status`` body is the only one trusted for a message), with the :class:`kubectl_aicr.kube.Answer` on it for
     :func:`kubectl_aicr.kube.answer_of`, and the raw ``status`` and ``body`` (what :mod:`collector.k8s` writes
     its reasons from, as from an ``ApiException``)."""
-    from kubectl_aicr.kube import _answer, _typed
+    from kubectl_aicr.kube import answer_from, typed_error
 
-    said = _answer(_Failed(status, reason, body))
-    err = _typed(said, action)
+    said = answer_from(_Failed(status, reason, body))
+    err = typed_error(said, action)
     setattr(err, "answer", said)
     for name, value in (("status", status), ("reason", reason), ("body", body)):
         setattr(err, name, value)

@@ -503,8 +503,9 @@ def _status_body(exc: Any) -> dict[str, Any]:
     return {}
 
 
-def _answer(exc: Any) -> Answer:
-    """The :class:`Answer` in a client ``ApiException``."""
+def answer_from(exc: Any) -> Answer:
+    """The :class:`Answer` in a client ``ApiException`` (or anything with ``status``, ``reason`` and ``body``: the
+    agent's own client, :mod:`kubectl_aicr.incluster`, maps its failures through here too)."""
     status = exc.status if isinstance(getattr(exc, "status", None), int) else 0
     data = _status_body(exc)
     reason = str(data.get("reason") or getattr(exc, "reason", None) or "")
@@ -521,7 +522,7 @@ def answer_of(err: BaseException) -> Answer | None:
         return got
     from kubernetes.client.exceptions import ApiException
 
-    return _answer(err) if isinstance(err, ApiException) else None
+    return answer_from(err) if isinstance(err, ApiException) else None
 
 
 def api_error(exc: BaseException, *, action: str, server: str | None = None) -> AicrError:
@@ -531,8 +532,8 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
     if isinstance(exc, AicrError):
         return exc
     if isinstance(exc, ApiException):
-        said = _answer(exc)
-        err = _typed(said, action)
+        said = answer_from(exc)
+        err = typed_error(said, action)
         setattr(err, "answer", said)  # read back with answer_of (the error types are kubectl_aicr.errors')
         return err
     import urllib3
@@ -553,7 +554,9 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
     return AicrError(f"{action}: {exc}")
 
 
-def _typed(said: Answer, action: str) -> AicrError:
+def typed_error(said: Answer, action: str) -> AicrError:
+    """The error a failed ``action`` raises, by the answer's meaning: the one mapping of statuses to error types,
+    messages and hints, shared by the CLI's client and the agent's."""
     msg, status = said.message, said.status
     if status == 401:
         return Forbidden(f"{action}: the cluster rejected your credentials (401 Unauthorized)",
