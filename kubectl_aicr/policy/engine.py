@@ -32,7 +32,7 @@ from kubectl_aicr.diff import (
     node_name,
     same_value,
 )
-from kubectl_aicr.diff_render import format_value
+from kubectl_aicr.diff.render import format_value
 from kubectl_aicr.policy.model import Expect, Policy, PolicyInvalid, Rule, Waiver, has_wildcard
 
 PASS = "pass"

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Pattern, Sequence
 import yaml
 
 from kubectl_aicr.diff import Scalar, canonical
-from kubectl_aicr.diff_render import format_value
+from kubectl_aicr.diff.render import format_value
 from kubectl_aicr.errors import InvalidInput, safe_text
 from kubectl_aicr.policy.versions import VersionRange, parse_range
 

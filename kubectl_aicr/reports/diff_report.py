@@ -16,7 +16,7 @@ _LIMITS = {"markdown": PR_COMMENT_BYTES, "markdown-summary": STEP_SUMMARY_BYTES}
 
 
 def _lines(changes: tuple[object, ...] | list[object]) -> list[str]:
-    from kubectl_aicr import diff_render
+    from kubectl_aicr.diff import render as diff_render
 
     return diff_render.change_lines(changes)  # type: ignore[arg-type]
 
@@ -52,7 +52,7 @@ def fleet_junit(result: FleetResult) -> str:
 
 
 def render(result: DiffResult, fmt: str) -> str:
-    from kubectl_aicr import diff_render
+    from kubectl_aicr.diff import render as diff_render
 
     if fmt == "junit":
         return diff_junit(result)
@@ -60,7 +60,7 @@ def render(result: DiffResult, fmt: str) -> str:
 
 
 def render_fleet(result: FleetResult, fmt: str) -> str:
-    from kubectl_aicr import diff_render
+    from kubectl_aicr.diff import render as diff_render
 
     if fmt == "junit":
         return fleet_junit(result)

@@ -174,7 +174,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...], expected: str) -> None:
     assert r.code == 2 and expected in r.err and r.out == ""
 
 
-# ============================================================================ ConfigMaps (a fake API behind kube.connect)
+# ========================================================================== ConfigMaps (a fake API behind kube.connect)
 
 class _FakeCore:
     def __init__(self, store: dict[tuple[str, str], dict[str, str]]) -> None:
@@ -257,6 +257,66 @@ def test_across_nodes_with_snapshot_files_and_failures(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(fleet))
     r = run("--across-nodes", str(path))
     assert r.code == 2 and "no node snapshots to compare" in one_error_line(r)
+
+
+# ============================================================================ --list-ignored, the exit code returned
+
+def test_list_ignored_prints_every_rule_with_its_kind_and_reason() -> None:
+    from collector import keys
+
+    r = run("--list-ignored")
+    assert r.code == 0 and r.err == ""
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["KIND", "PATTERN", "(TYPE/SUBTYPE/KEY)", "REASON"]
+    for rule in keys.RULES:
+        first = next(ln for ln in lines if ln.split()[1:2] == [rule.patterns[0]] and ln.split()[0] == rule.kind)
+        assert first.endswith(rule.reason)
+        assert all(any(ln.split() == [p] for ln in lines) for p in rule.patterns[1:]), rule
+    assert "volatile      OS/sysctl//proc/sys/fs/file-nr" in r.out
+    assert "Kinds:" in lines and f"  identity      {keys.KINDS['identity']}" in lines
+
+
+def test_list_ignored_machine_and_markdown_forms() -> None:
+    from collector import keys
+
+    r = run("--list-ignored", "-o", "json")
+    doc = json.loads(r.out)
+    assert r.code == 0 and doc["kinds"] == keys.KINDS
+    assert doc["rules"][0] == {"kind": "volatile", "type": "OS", "subtype": "sysctl",
+                               "keys": list(keys.RULES[0].keys), "patterns": list(keys.RULES[0].patterns),
+                               "reason": keys.RULES[0].reason}
+    assert len(doc["rules"]) == len(keys.RULES)
+    assert yaml.safe_load(run("--list-ignored", "-o", "yaml").out) == doc
+    md = run("--list-ignored", "-o", "markdown").out
+    assert "| identity | `K8s/node/source-node`<br>`K8s/node/provider-id` | node name, cloud instance id |" in md
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((A, "--list-ignored"), "--list-ignored takes no inputs"),
+    (("--list-ignored", "-o", "junit"), "not junit"),
+])
+def test_list_ignored_usage_errors(args: tuple[str, ...], expected: str) -> None:
+    r = run(*args)
+    assert r.code == 2 and expected in r.err and r.out == ""
+
+
+def test_help_points_at_list_ignored_not_at_a_source_file() -> None:
+    from kubectl_aicr.commands.diff import EPILOG
+
+    assert "--list-ignored" in EPILOG and ".py" not in EPILOG
+
+
+def test_the_command_returns_drift_as_errors_drift_for_main_to_apply() -> None:
+    from kubectl_aicr import errors
+    from kubectl_aicr.commands.diff import command
+
+    def result(*args: str) -> object:
+        with CliRunner().isolation():
+            return command.main(list(args), standalone_mode=False)
+
+    assert errors.DRIFT != errors.OK and result(A, DRIFT) == errors.DRIFT
+    assert result(A, A) == errors.OK and result(A, DRIFT, "--exit-zero") == errors.OK
+    assert result("--across-nodes", FLEET) == errors.DRIFT and result("--list-ignored") == errors.OK
 
 
 # ============================================================================ startup: no kubernetes client

@@ -79,7 +79,8 @@ def test_fixtures_load_identically(path: Path) -> None:
 
 
 def test_snapshot_fixtures_take_the_fast_path() -> None:
-    for name in ("node-a.yaml", "node-a-drift.yaml", "original-h100.yaml", "fleet-20.yaml", "original-mock-snapshot.yaml"):
+    for name in ("node-a.yaml", "node-a-drift.yaml", "original-h100.yaml", "fleet-20.yaml",
+                 "original-mock-snapshot.yaml"):
         assert block_path_used((FIXTURES / "snapshots" / name).read_text()), name
 
 
@@ -127,7 +128,8 @@ TRICKY = [
     "1: a\ntrue: b\n~: c\n1.5: d\n'1': e\n\"x y\": f\n'it''s': g\n",
     "a:b: c\nhttp://x: y\nkey with spaces: v\nk#h: v\n",
     # quoting and escapes
-    "a: 'it''s'\nb: \"tab\\there\"\nc: \"\\u00e9\\x41\\U0001F600\"\nd: \"\\\\back\"\ne: \"q\\\"uote\"\nf: \"\\N\\_\\L\\P\\e\\0\"\n",
+    "a: 'it''s'\nb: \"tab\\there\"\nc: \"\\u00e9\\x41\\U0001F600\"\nd: \"\\\\back\"\n"
+    "e: \"q\\\"uote\"\nf: \"\\N\\_\\L\\P\\e\\0\"\n",
     "a: \"\\/slash\"\nb: \"bad \\q escape\"\n",
     "a: \"\\ud800\"\n",
     "a: '  spaces  '\nb: \"  spaces  \"\nc: plain with  inner  spaces   \n",
@@ -164,7 +166,8 @@ def test_tricky_documents_match_pyyaml(text: str) -> None:
 
 
 _WORDS = ["a", "x1", "true", "True", "yes", "no", "null", "~", "<nil>", "0", "01", "08", "1.0", "12.10", "1e3", "-1",
-          "0x1f", ".inf", "1_0", "12:30", "2026-03-20", "a b", " lead", "trail ", "", "it's", 'say "hi"', "a: b", "a #b",
+          "0x1f", ".inf", "1_0", "12:30", "2026-03-20", "a b", " lead", "trail ", "", "it's", 'say "hi"', "a: b",
+          "a #b",
           "a#b", "- x", "? x", "[x]", "{x}", "a,b", "&a", "*a", "!t", "|", ">", "%", "@", "`", "tab\there", "é",
           "日本", "\\", "line\nbreak", "=", "<<", "-", "---", "...", "#", ":", "x:", "/proc/sys/fs/file-nr", "v1.33.5"]
 

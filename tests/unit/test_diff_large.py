@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_aicr import diff_render, snapshot_io
+from kubectl_aicr import snapshot_io
 from kubectl_aicr.diff import diff_snapshots
+from kubectl_aicr.diff import render as diff_render
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_diff.py"
 

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from collector.model import Measurement, build_snapshot, missing, reading
-from kubectl_aicr import diff_render, snapshot_io
+from kubectl_aicr import snapshot_io
 from kubectl_aicr.diff import DiffOptions, diff_snapshots, group_by_configuration
-from kubectl_aicr.diff_render import format_value, md_code
+from kubectl_aicr.diff import render as diff_render
+from kubectl_aicr.diff.render import format_value, md_code
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots"
 
@@ -73,7 +74,8 @@ def test_text_no_drift_and_status_came_back() -> None:
     text = diff_render.render_text(diff_snapshots(a, a, base_source="x", current_source="y"))
     assert text.endswith("\nno drift\n")
     gone = build_snapshot({}, [Measurement("GPU", [missing("smi", source="nvidia-smi", reason="not found")])])
-    back = build_snapshot({}, [Measurement("GPU", [reading("smi", {"driver": "570", "gpu-count": 8}, source="nvidia-smi")])])
+    smi = reading("smi", {"driver": "570", "gpu-count": 8}, source="nvidia-smi")
+    back = build_snapshot({}, [Measurement("GPU", [smi])])
     text = diff_render.render_text(diff_snapshots(gone, back))
     assert "  ~ smi: status unavailable -> ok (not found), 2 keys now reported\n" in text
     text = diff_render.render_text(diff_snapshots(back, gone))

@@ -301,7 +301,7 @@ def test_valid_documents_still_load_and_merge_keys_are_not_duplicates() -> None:
 
 
 def test_json_output_is_standard_json() -> None:
-    from kubectl_aicr import diff_render
+    from kubectl_aicr.diff import render as diff_render
 
     with pytest.raises(ValueError):
         diff_render.dump_machine({"x": float("nan")}, "json")
