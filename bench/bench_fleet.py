@@ -1,22 +1,36 @@
-"""How long ``snapshot --all-nodes`` takes as the node count and --parallelism grow, on the local control plane.
+"""What ``snapshot --all-nodes`` costs as the node count grows, on the local control plane: wall time, API
+requests per node, peak objects alive, CLI peak memory.
 
-    python bench/bench_fleet.py                 # default matrix
-    python bench/bench_fleet.py --nodes 20 --parallelism 1 4 8
+    python bench/bench_fleet.py                                   # real agents: 5 10 20 40 nodes
+    python bench/bench_fleet.py --nodes 20 --parallelism 1 4 8    # real agents, a parallelism scan
+    python bench/bench_fleet.py --simulated --nodes 100 250 1000  # simulated agents (tests/controlplane/simagent)
+    python bench/bench_fleet.py --simulated --nodes 100 --cli-args --parallelism 4   # extra snapshot flags
 
 Starts the real control plane (tests/controlplane, binaries from build-binaries.sh) and a process kubelet with
-fake 8x H100 nodes; every agent pod runs the real collector (``kubectl-aicr agent``) as a local process.
-Prints one line per run: nodes, parallelism, wall seconds, seconds per node.
+fake 8x H100 nodes. Real agents run the collector (``kubectl-aicr agent``) as one local process per pod;
+``--simulated`` nodes (label ``aicr.test/agent=simulated``) write a pre-collected snapshot through the same API
+path instead (the template is collected first by one real agent), so the figures are the plane's and the CLI's.
+
+Per run it prints: wall seconds and seconds per node; API requests per node (``apiserver_request_total`` from the
+API server's ``/metrics``, after minus before, without the kubelet's Lease and Node-status heartbeats and without
+this bench's own polling), the top verbs/resources; the peak number of the run's objects alive at once (pods, Jobs,
+ConfigMaps carrying the run-id label, polled every second); the CLI's peak RSS (``wait4``). Each against the
+goal of issue #16 where it sets one (1,000 nodes in 3 minutes, i.e. 0.18 s per node; 1 GB of CLI memory).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -24,49 +38,153 @@ sys.path.insert(0, str(REPO))
 from tests.controlplane.cluster import ControlPlane, locate_binaries  # noqa: E402
 from tests.controlplane.handle import ProcessKubelet  # noqa: E402
 from tests.controlplane.nodes import H100_XML, gpu_node  # noqa: E402
+from tests.controlplane.simagent import SIMULATED_LABEL, SIMULATED_VALUE  # noqa: E402
 from tests.controlplane.testkit import LOCAL_AGENT_IMAGE, label_nodes  # noqa: E402
 
+RUN_LABEL = "aicr.nvidia.com/run-id"
+GOAL_SECONDS_PER_NODE = 180.0 / 1000
+GOAL_RSS_MB = 1024.0
+_METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
-def run(plane: ControlPlane, kubelet: str, parallelism: int, out: Path) -> float:
+
+def request_counts(api: Any) -> Counter[tuple[str, str, str]]:
+    """apiserver_request_total summed by (verb, resource, subresource)."""
+    text = api.api_client.call_api("/metrics", "GET", auth_settings=["BearerToken"], response_type="str",
+                                   _preload_content=False)[0].data.decode()
+    out: Counter[tuple[str, str, str]] = Counter()
+    for line in text.splitlines():
+        m = _METRIC.match(line)
+        if m:
+            labels = dict(_LABEL.findall(m["labels"]))
+            out[(labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))] += int(
+                float(m["value"]))
+    return out
+
+
+def heartbeat(key: tuple[str, str, str]) -> bool:
+    verb, resource, sub = key
+    return resource == "leases" or (resource == "nodes" and verb in ("PATCH", "UPDATE") and sub == "status")
+
+
+class ObjectPoller(threading.Thread):
+    """Counts the run's pods, Jobs and ConfigMaps (by the run-id label) every second; keeps the peak."""
+
+    def __init__(self, api: Any, batch: Any) -> None:
+        super().__init__(daemon=True)
+        self.api, self.batch = api, batch
+        self.peak = 0
+        self.peak_by: dict[str, int] = {}
+        self.requests = 0
+        self.stop_now = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_now.wait(1.0):
+            try:
+                counts = {
+                    "pods": len(self.api.list_pod_for_all_namespaces(label_selector=RUN_LABEL).items),
+                    "jobs": len(self.batch.list_job_for_all_namespaces(label_selector=RUN_LABEL).items),
+                    "configmaps": len(self.api.list_config_map_for_all_namespaces(label_selector=RUN_LABEL).items),
+                }
+            except Exception:  # noqa: BLE001 - a failed poll only loses a sample
+                continue
+            finally:
+                self.requests += 3
+            if sum(counts.values()) > self.peak:
+                self.peak, self.peak_by = sum(counts.values()), counts
+
+
+def run_cli(plane: ControlPlane, kubelet: str, out: Path, extra: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stderr) of one ``snapshot --all-nodes`` over ``kubelet``'s nodes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG")}
     env["KUBECONFIG"] = str(plane.kubeconfig)
+    argv = [sys.executable, "-m", "kubectl_aicr", "snapshot", "--all-nodes", "--node-selector",
+            f"aicr.test/kubelet={kubelet}", "--image", LOCAL_AGENT_IMAGE, "--timeout", "30m", "-o", str(out), *extra]
+    err_file = out.with_suffix(".stderr")
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "kubectl_aicr", "snapshot", "--all-nodes", "--node-selector",
-                        f"aicr.test/kubelet={kubelet}", "--parallelism", str(parallelism), "--image", LOCAL_AGENT_IMAGE,
-                        "--timeout", "10m", "-o", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+    with open(err_file, "wb") as err:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.monotonic() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"run failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return elapsed
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = err_file.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return elapsed, usage.ru_maxrss / 1024, stderr
+
+
+def template_snapshot(plane: ControlPlane, tmp: Path) -> Path:
+    """One real agent's snapshot, the simulated agents' template."""
+    nodes = label_nodes([gpu_node("bench-template-0", H100_XML)], "bench-template")
+    out = tmp / "template.yaml"
+    with ProcessKubelet(plane, nodes, name="bench-template"):
+        run_cli(plane, "bench-template", out, [])
+    return out
+
+
+def measure(plane: ControlPlane, api: Any, batch: Any, name: str, n: int, out: Path, extra: list[str]) -> None:
+    poller = ObjectPoller(api, batch)
+    before = request_counts(api)
+    poller.start()
+    secs, rss, stderr = run_cli(plane, name, out, extra)
+    poller.stop_now.set()
+    poller.join()
+    after = request_counts(api)
+    diff = Counter({k: after[k] - before.get(k, 0) for k in after if not heartbeat(k)})
+    diff[("LIST", "pods", "")] -= poller.requests // 3
+    diff[("LIST", "jobs", "")] -= poller.requests // 3
+    diff[("LIST", "configmaps", "")] -= poller.requests // 3
+    diff[("GET", "", "")] -= 2  # our two /metrics reads (the metric has no resource for non-resource URLs)
+    total = sum(v for v in diff.values() if v > 0)
+    top = ", ".join(f"{v / n:.1f} {k[0]} {k[1]}{'/' + k[2] if k[2] else ''}" for k, v in diff.most_common(8) if v > 0)
+    goal_s = GOAL_SECONDS_PER_NODE * n
+    size = out.stat().st_size
+    print(f"nodes={n:5d} args={' '.join(extra) or '-':<18} wall={secs:7.1f}s ({secs / n:.3f} s/node; goal "
+          f"{goal_s:.0f}s at this count, ratio {secs / goal_s:.2f})  requests={total / n:.1f}/node  "
+          f"peak objects={poller.peak} {poller.peak_by}  CLI RSS={rss:.0f} MB (goal {GOAL_RSS_MB:.0f}, ratio "
+          f"{rss / GOAL_RSS_MB:.2f})  output={size:,} bytes", flush=True)
+    print(f"    requests per node by kind: {top}", flush=True)
+    lines = stderr.count("\n")
+    print(f"    CLI stderr: {lines} lines; last: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}",
+          flush=True)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="*", default=[5, 10, 20, 40])
-    ap.add_argument("--parallelism", type=int, nargs="*", default=[8])
-    ap.add_argument("--scan-parallelism-at", type=int, default=20,
-                    help="also run this node count with parallelism 1, 2, 4, 8, N (0: skip)")
+    ap.add_argument("--parallelism", type=int, nargs="*", default=[],
+                    help="--parallelism values to run at each node count (none: the CLI's default)")
+    ap.add_argument("--simulated", action="store_true", help="simulated agents (see tests/controlplane/simagent)")
+    ap.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[], help="more snapshot flags (last)")
     args = ap.parse_args()
+    from kubernetes import client, config as kube_config
+
     plane = ControlPlane(bin_dir=locate_binaries()).start()
     print(f"control plane ready in {plane.start_seconds:.1f}s; {os.cpu_count()} CPUs", flush=True)
-    rows: list[tuple[int, int, float]] = []
+    conf = client.Configuration()
+    kube_config.load_kube_config(config_file=str(plane.kubeconfig), client_configuration=conf)
+    api_client = client.ApiClient(conf)
+    api, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
     try:
-        matrix = [(n, p) for n in args.nodes for p in args.parallelism]
-        s = args.scan_parallelism_at
-        if s:
-            matrix += [(s, p) for p in (1, 2, 4, 8, s) if (s, p) not in matrix]
-        by_nodes: dict[int, list[int]] = {}
-        for n, p in matrix:
-            by_nodes.setdefault(n, []).append(p)
-        with tempfile.TemporaryDirectory() as tmp:
-            for n, ps in by_nodes.items():
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            template = template_snapshot(plane, tmp) if args.simulated else None
+            for n in args.nodes:
                 name = f"bench{n}"
-                nodes = label_nodes([gpu_node(f"{name}-{i:03d}", H100_XML) for i in range(n)], name)
-                with ProcessKubelet(plane, nodes, name=name) as _:
-                    for p in ps:
-                        secs = run(plane, name, p, Path(tmp) / f"f{n}-{p}.yaml")
-                        rows.append((n, p, secs))
-                        print(f"nodes={n:3d} parallelism={p:3d} wall={secs:6.1f}s per-node={secs / n:5.2f}s", flush=True)
+                nodes = label_nodes([gpu_node(f"{name}-{i:04d}", H100_XML) for i in range(n)], name)
+                if args.simulated:
+                    for node in nodes:
+                        node.labels[SIMULATED_LABEL] = SIMULATED_VALUE
+                t0 = time.monotonic()
+                kubelet = ProcessKubelet(plane, nodes, name=name, simulated_agent_template=template)
+                kubelet.start(timeout=60 + 0.5 * n)
+                try:
+                    print(f"  {n} nodes registered in {time.monotonic() - t0:.1f}s", flush=True)
+                    for p in args.parallelism or [0]:
+                        extra = (["--parallelism", str(p)] if p else []) + list(args.cli_args)
+                        measure(plane, api, batch, name, n, tmp / f"f{n}-{p}.yaml", extra)
+                finally:
+                    kubelet.stop(timeout=60)
     finally:
         plane.stop()
 

@@ -55,7 +55,9 @@ class ProcessKubelet:
     def __init__(self, plane: ControlPlane, nodes: Iterable[NodeSpec] = (), *, name: str = "kubelet",
                  image_allowlist: Iterable[str] = DEFAULT_IMAGE_ALLOWLIST,
                  entrypoints: Optional[dict[str, list[str]]] = None, keep_nodes: bool = False,
-                 workdir: Optional[Path] = None) -> None:
+                 workdir: Optional[Path] = None, simulated_agent_template: Optional[Path] = None) -> None:
+        """``simulated_agent_template``: a snapshot file the agents on nodes labelled ``aicr.test/agent=simulated``
+        write instead of collecting (:mod:`tests.controlplane.simagent`)."""
         assert plane.workdir is not None, "start the control plane first"
         self.plane = plane
         self.name = name
@@ -64,6 +66,7 @@ class ProcessKubelet:
         self.image_allowlist = list(image_allowlist)
         self.entrypoints = dict(DEFAULT_ENTRYPOINTS if entrypoints is None else entrypoints)
         self.keep_nodes = keep_nodes
+        self.simulated_agent_template = simulated_agent_template
         self.proc: Optional[subprocess.Popen] = None
         self.port = 0
         conf = client.Configuration()
@@ -92,6 +95,8 @@ class ProcessKubelet:
             "keep_nodes": self.keep_nodes, "kubelet_version": _version(self.plane),
             "nodes": [n.to_json() for n in self.nodes.values()],
         }
+        if self.simulated_agent_template is not None:
+            cfg["simulated_agent_template"] = str(Path(self.simulated_agent_template).resolve())
         cfg_file = self.workdir / "config.json"
         write_atomic(cfg_file, json.dumps(cfg, indent=1))
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PYTHONPATH")}

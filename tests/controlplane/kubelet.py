@@ -10,7 +10,8 @@ It stops cleanly on SIGTERM/SIGINT: kills every pod process group, deletes its N
     {"kubeconfig": ".../admin.kubeconfig", "workdir": "...", "id": "kubelet-default",
      "tls_cert": ..., "tls_key": ..., "client_ca": ..., "port": 0,
      "image_allowlist": ["ghcr.io/*/kubectl-aicr:*", ...], "entrypoints": {"pattern": ["argv", ...]},
-     "keep_nodes": false, "kubelet_version": "v1.35.4", "nodes": [<NodeSpec as JSON>, ...]}
+     "keep_nodes": false, "kubelet_version": "v1.35.4", "nodes": [<NodeSpec as JSON>, ...],
+     "simulated_agent_template": "snapshot.yaml"}   # optional: agents on nodes labelled aicr.test/agent=simulated
 
 Layout of ``workdir``::
 
@@ -42,7 +43,7 @@ from typing import Any, Optional
 from kubernetes import client, config as kube_config, watch
 from kubernetes.client.exceptions import ApiException
 
-from . import fake_nvidia_smi
+from . import fake_nvidia_smi, simagent
 from .files import write_atomic
 from .logserver import LogServer
 from .nodes import NodeSpec, lease_object, node_object, node_status, now_micro
@@ -75,12 +76,14 @@ class KubeletDaemon:
         self._node_transition: dict[str, str] = {}
         self.workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
+        self._template: Optional[dict[str, Any]] = None
         self.registry = Registry(self.workdir / "registry")
         self.ctx = KubeletContext(
             api=self.api, api_port=self.api_port, workdir=self.workdir,
             image_allowlist=list(cfg.get("image_allowlist") or []), entrypoints=dict(cfg.get("entrypoints") or {}),
             node_dir=lambda name: self.nodes_dir / name,
-            node_allocatable=lambda name: self._allocatable(name), registry=self.registry, stopping=self.stopping)
+            node_allocatable=lambda name: self._allocatable(name), registry=self.registry, stopping=self.stopping,
+            simulated_template=self._simulated_template)
         self.server = LogServer(self._lookup, Path(cfg["tls_cert"]), Path(cfg["tls_key"]), Path(cfg["client_ca"]),
                                 int(cfg.get("port", 0)), self.stopping)
 
@@ -124,6 +127,21 @@ class KubeletDaemon:
     def _allocatable(self, name: str) -> dict[str, str]:
         spec = self.nodes.get(name)
         return {"cpu": spec.cpu, "memory": spec.memory} if spec else {}
+
+    def _simulated_template(self, name: str) -> Optional[dict[str, Any]]:
+        """The snapshot template when node ``name`` simulates its agent (label, see :mod:`.simagent`)."""
+        spec = self.nodes.get(name)
+        if spec is None or spec.labels.get(simagent.SIMULATED_LABEL) != simagent.SIMULATED_VALUE:
+            return None
+        path = self.cfg.get("simulated_agent_template")
+        if not path:
+            LOG.warning("node %s is labelled %s=%s but the kubelet has no simulated_agent_template: real agent",
+                        name, simagent.SIMULATED_LABEL, simagent.SIMULATED_VALUE)
+            return None
+        with self._lock:
+            if self._template is None:
+                self._template = simagent.load_template(Path(path))
+            return self._template
 
     def _scan_nodes(self) -> None:
         """Register new/changed node specs, delete nodes whose spec file disappeared."""

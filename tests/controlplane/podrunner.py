@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from . import podinit
+from . import podinit, simagent
 from .cluster import die_with_parent
 from .files import write_atomic
 from .volumes import POD_IP, NotReady, ObjectReader, VolumeBuilder, VolumeError, container_env, expand, mount_source
@@ -135,6 +135,8 @@ class KubeletContext:
     node_allocatable: Callable[[str], dict[str, str]]
     registry: Registry
     stopping: threading.Event
+    #: The snapshot template when agent containers on this node are simulated (see :mod:`.simagent`), else None.
+    simulated_template: Callable[[str], Optional[dict[str, Any]]] = lambda node: None
     path_tail: list[str] = field(default_factory=lambda: [str(Path(sys.executable).parent), "/usr/bin", "/bin"])
 
     def image_allowed(self, image: str) -> bool:
@@ -154,7 +156,7 @@ class ContainerRun:
     spec: dict[str, Any]
     init: bool = False
     restart_count: int = 0
-    proc: Optional[subprocess.Popen] = None
+    proc: Optional[Any] = None  # subprocess.Popen, or a simagent.SimulatedProcess
     state: str = "waiting"  # waiting | running | terminated
     reason: str = "ContainerCreating"
     message: str = ""
@@ -438,6 +440,12 @@ class PodWorker(threading.Thread):
         workdir = c.spec.get("workingDir") or str(self.dir)
         write_atomic(spec_file, json.dumps({"argv": argv, "env": env, "cwd": workdir, "mounts": mounts,
                                            "start_error_file": str(err_file)}))
+        template = self.ctx.simulated_template(self.node) if simagent.is_agent(argv) else None
+        if template is not None:
+            c.proc = simagent.SimulatedProcess(self.ctx.api, argv, self.node, log, template)
+            c.state, c.reason, c.started_at, c.finished_at = "running", "", now(), ""
+            self._event("Started", f"Started container {c.name} (simulated agent)", "Normal")
+            return
         with open(log, "ab") as out:
             c.proc = subprocess.Popen(
                 [*UNSHARE, sys.executable, "-I", str(PODINIT), str(spec_file)],
@@ -492,8 +500,9 @@ class PodWorker(threading.Thread):
         rc = c.proc.poll()
         if rc is None:
             return False
-        self.ctx.registry.remove_pgid(c.proc.pid)
-        _killpg(c.proc.pid, signal.SIGKILL)  # a container's leftover children die with it
+        if not isinstance(c.proc, simagent.SimulatedProcess):
+            self.ctx.registry.remove_pgid(c.proc.pid)
+            _killpg(c.proc.pid, signal.SIGKILL)  # a container's leftover children die with it
         c.state, c.finished_at = "terminated", now()
         c.exit_code = rc if rc >= 0 else 128 - rc
         err_file = self.dir / "run" / f"{c.name}-{c.restart_count}.err"
@@ -517,7 +526,7 @@ class PodWorker(threading.Thread):
     def _kill_all(self, grace: float) -> None:
         running = [c for c in self.init_containers + self.containers if c.proc is not None and c.proc.poll() is None]
         for c in running:
-            _killpg(c.proc.pid, signal.SIGTERM)
+            _signal(c.proc, signal.SIGTERM)
             self._event("Killing", f"Stopping container {c.name}", "Normal")
         end = time.monotonic() + grace
         for c in running:
@@ -527,14 +536,15 @@ class PodWorker(threading.Thread):
                 pass
         for c in self.init_containers + self.containers:
             if c.proc is not None:
-                _killpg(c.proc.pid, signal.SIGKILL)
+                _signal(c.proc, signal.SIGKILL)
                 try:
                     c.proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:  # pragma: no cover
                     LOG.error("process %d did not die", c.proc.pid)
                 if c.state == "running":
                     self._reap(c)
-                self.ctx.registry.remove_pgid(c.proc.pid)
+                if not isinstance(c.proc, simagent.SimulatedProcess):
+                    self.ctx.registry.remove_pgid(c.proc.pid)
 
     def _release_mountpoints(self) -> None:
         for c in self.init_containers + self.containers:
@@ -660,6 +670,14 @@ class PodWorker(threading.Thread):
 
 class _Abort(Exception):
     """Internal: leave the worker's main loop (pod deleted / kubelet stopping / already finalised)."""
+
+
+def _signal(proc: Any, sig: int) -> None:
+    """Signal a container: its process group, or stop a simulated agent (which has none)."""
+    if isinstance(proc, simagent.SimulatedProcess):
+        proc.terminate()
+    else:
+        _killpg(proc.pid, sig)
 
 
 def _killpg(pgid: int, sig: int) -> None:
