@@ -31,6 +31,8 @@ Differences from the Python client's defaults that we correct (they matter to ku
   backoff while time is left; a request that may have reached the server is retried only when it is
   idempotent.
 * kubectl's ``--cluster``, ``--user``, ``--token``, ``--as`` and ``--as-group`` are honoured.
+* A client-side rate limit (:class:`TokenBucket`, ``Kube.limiter``; ``snapshot --qps/--burst``) as client-go's,
+  which the Python client lacks: every request and every retry takes a token first.
 """
 
 from __future__ import annotations
@@ -68,6 +70,38 @@ class KubeOptions:
     as_groups: tuple[str, ...] = ()
 
 
+class TokenBucket:
+    """A client-side rate limit as client-go's (``--qps``, ``--burst``): up to ``burst`` requests at once, then
+    ``qps`` a second on average. :meth:`take` waits for a token; the clock and the sleep are injectable for tests.
+    Thread-safe."""
+
+    def __init__(self, qps: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        import threading
+
+        if qps <= 0 or burst < 1:
+            raise ValueError("qps must be positive and burst at least 1")
+        self.qps, self.burst = float(qps), int(burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0  # seconds spent waiting for tokens (for messages and tests)
+
+    def take(self) -> float:
+        """Wait until a request may be sent; returns how long that took."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            self.waited += wait
+            self._sleep(wait)
+        return wait
+
+
 @dataclass
 class Kube:
     """A connected API client plus where it points.
@@ -85,6 +119,8 @@ class Kube:
     #: Whether any request has succeeded. Until one has, a failure is more likely a wrong kubeconfig than a
     #: restarting server: it is retried only a few times, and a read timeout not at all.
     reached: bool = field(default=False, compare=False)
+    #: The client-side rate limit every request (and every retry) waits on; None: unlimited.
+    limiter: TokenBucket | None = field(default=None, compare=False)
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -112,6 +148,8 @@ class Kube:
         attempt = 0
         delay = BACKOFF_FIRST
         while True:
+            if self.limiter is not None:
+                self.limiter.take()
             kw["_request_timeout"] = self.timeout_for(action, cap)
             try:
                 result = fn(*args, **kw)

@@ -24,6 +24,9 @@ from kubectl_aicr.kube import Kube, answer_of, raise_api_error, retryable
 from kubectl_aicr.snapshot_io import ConfigMapRef
 
 Progress = Callable[[str], None]
+#: A fleet run's one status line (:meth:`Scheduler.status_line`) and whether it is the last: the command shows it
+#: in place on a terminal, or now and then otherwise, instead of a line per pod.
+Status = Callable[[str, bool], None]
 #: Cleanup always gets at least this long, even when the deadline has passed (else a slow request at the
 #: deadline would leave everything behind).
 CLEANUP_MIN = 3.0
@@ -82,9 +85,11 @@ def _signals_deferred() -> Iterator[None]:
 
 
 class Deployer:
-    def __init__(self, kube: Kube, progress: Progress) -> None:
+    def __init__(self, kube: Kube, progress: Progress, status: Status | None = None) -> None:
         self.kube = kube
         self.progress = progress
+        self.status = status
+        self._started_at = time.monotonic()
         self.nodes: list[dict[str, Any]] | None = None  # the preflight node list (cluster counts for the facts)
         self.facts_rv: dict[str, str] = {}  # job name -> resourceVersion of the staging CM after the facts
         self._policy: Any = None
@@ -429,15 +434,33 @@ class Deployer:
         failures (a restarting API server) are retried until ``timeout``. The decisions are the
         :class:`~kubectl_aicr.deploy.scheduler.Scheduler`'s; this method lists, watches and acts.
         """
-        from kubernetes import watch
-
-        kube = self.kube
         deadline = time.monotonic() + timeout
         job_uids = {t.job_name: created.uid_of("Job", t.job_name) for t in run.targets} if created else {}
         sched = Scheduler(run.targets, parallelism=parallelism, fail_fast=fail_fast, job_uids=job_uids)
         selector = f"{spec.RUN_LABEL}={run.run_id}"
 
+        self._started_at = time.monotonic()
         self._launch(run, sched)
+        try:
+            self._wait_all(run, sched, deadline, timeout, reported_timeout, selector)
+        finally:
+            if sched.total > 1 and self.status is not None:
+                self.status(sched.status_line(time.monotonic() - self._started_at), True)
+        return sched.results
+
+    def _wait_all(
+        self,
+        run: RunSpec,
+        sched: Scheduler,
+        deadline: float,
+        timeout: float,
+        reported_timeout: float | None,
+        selector: str,
+    ) -> None:
+        """List, watch and act until every Job has finished (see :meth:`run_jobs`)."""
+        from kubernetes import watch
+
+        kube = self.kube
         resource_version: str | None = None
         while not sched.done:
             remaining = deadline - time.monotonic()
@@ -500,14 +523,28 @@ class Deployer:
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             finally:
                 stream.stop()
-        return sched.results
+
+    def _fleet_status(self, sched: Scheduler) -> bool:
+        """Show the status line of a fleet run through ``status``; False when there is none to show it."""
+        if sched.total <= 1 or self.status is None:
+            return False
+        self.status(sched.status_line(time.monotonic() - self._started_at), False)
+        return True
 
     def _launch(self, run: RunSpec, sched: Scheduler) -> None:
-        for target in sched.launch():
+        launched = sched.launch()
+        for target in launched:
             self.start(run, target)
+        if launched:
+            self._fleet_status(sched)
 
     def _settle(self, sched: Scheduler, result: TargetResult) -> None:
-        if sched.total > 1:
+        if sched.total <= 1:
+            return
+        if not result.ok:
+            reason = (result.failure or "failed").splitlines()[0]
+            self.progress(f"node {result.target.node or result.node or result.target.job_name} failed: {reason}")
+        if not self._fleet_status(sched):
             self.progress(
                 f"{len(sched.results)}/{sched.total} nodes done "
                 f"({result.target.job_name}: {'ok' if result.ok else 'failed'})"
@@ -551,8 +588,8 @@ class Deployer:
                     verdict.node,
                 )
             return
-        if update.new_state is not None:
-            self.progress(f"pod {name}: {update.new_state}")
+        if update.new_state is not None and (sched.total <= 1 or self.status is None):
+            self.progress(f"pod {name}: {update.new_state}")  # a fleet shows its status line instead
         if verdict.done:
             self._settle(sched, sched.succeed(job_name, name, verdict.node, now=time.monotonic()))
         elif verdict.failure:

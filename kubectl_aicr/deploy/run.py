@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from collector.model import FailureDoc, find_subtype
 from kubectl_aicr import __version__, snapshot_io
 from kubectl_aicr.deploy import flags
-from kubectl_aicr.deploy.deployer import CreatedObjects, Deployer, Progress
+from kubectl_aicr.deploy.deployer import CreatedObjects, Deployer, Progress, Status
 from kubectl_aicr.deploy.flags import Toleration
 from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, new_run_id
 from kubectl_aicr.errors import InvalidInput
@@ -117,15 +117,17 @@ def plan(
     started_at: float,
     check_access: bool = True,
     replaces: ConfigMapRef | None = None,
+    status: Status | None = None,
 ) -> RunPlan:
     """Check the run against the cluster before anything is created.
 
     ``started_at``: the :func:`time.monotonic` instant the command started (the deadline counts from it).
     ``check_access``: ask the API server whether the user may create everything (not for ``--dry-run=client``).
-    ``replaces``: the ConfigMap ``-o`` will replace, refused unless it is one of our snapshots."""
+    ``replaces``: the ConfigMap ``-o`` will replace, refused unless it is one of our snapshots.
+    ``status``: where a fleet run shows its one status line (done/running/failed, ETA) instead of a line per pod."""
     # --timeout is a hard deadline for the whole run, cleanup included: no request outlives it.
     kube.deadline = started_at + opts.timeout
-    deployer = Deployer(kube, progress)
+    deployer = Deployer(kube, progress, status)
     run = RunSpec(
         namespace=kube.namespace,
         run_id=new_run_id(),

@@ -153,7 +153,33 @@ class Scheduler:
         self.results[job_name] = result
         return result
 
+    def failed(self) -> int:
+        return sum(1 for r in self.results.values() if not r.ok)
+
+    def status_line(self, elapsed: float) -> str:
+        """One line for a person watching a fleet run: done/running/failed/waiting counts and an ETA (from the
+        pace so far; none before the first node is done)."""
+        done = len(self.results)
+        waiting = self.total - len(self.started)
+        eta = ""
+        if 0 < done < self.total:
+            eta = f", ETA {_duration(elapsed / done * (self.total - done))}"
+        return (
+            f"nodes: {done}/{self.total} done ({self.failed()} failed), {self.running()} running, "
+            f"{waiting} waiting; {_duration(elapsed)} elapsed{eta}"
+        )
+
     def stuck(self, limit: int = STUCK_SHOWN) -> str:
         """The last state of the first ``limit`` unfinished Jobs (by name), each named by its node if pinned."""
         left = sorted((j, self.states.get(j, NOT_STARTED)) for j in self.targets if j not in self.results)
         return "; ".join(f"{self.targets[j].node or j}: {state}" for j, state in left[:limit])
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``. Pure."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
