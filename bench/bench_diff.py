@@ -31,7 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from kubectl_aicr import diff as engine  # noqa: E402
-from kubectl_aicr import diff_render, snapshot_io  # noqa: E402
+from kubectl_aicr import snapshot_io  # noqa: E402
+from kubectl_aicr.diff import render as diff_render  # noqa: E402
 from kubectl_aicr.schema import _validator, validate  # noqa: E402
 
 import yaml  # noqa: E402

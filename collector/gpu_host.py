@@ -310,7 +310,7 @@ def labels_subtype(node_labels: Mapping[str, str] | None) -> Subtype:
     for key, value in node_labels.items():
         if not (key.startswith("nvidia.com/") or key.startswith("feature.node.kubernetes.io/pci-10de")):
             continue
-        if key.endswith(".timestamp") or key in _VOLATILE_LABELS:
+        if key in _VOLATILE_LABELS:
             continue
         data[key] = str(value)
     if not data:

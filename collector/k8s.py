@@ -23,7 +23,7 @@ import re
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 from urllib.parse import quote
 
-from collector import kubeapi
+from collector import keys, kubeapi
 from collector.model import STATUS_ERROR, STATUS_UNAVAILABLE, Measurement, Scalar, Subtype, missing, reading
 
 PAGE_SIZE = kubeapi.PAGE_SIZE
@@ -33,11 +33,6 @@ MAX_POLICY_KEYS = 2000
 PROVIDERS = {"aws": "eks", "gce": "gke", "azure": "aks", "oci": "oke"}
 
 REDACTED = "<redacted>"
-#: Keys whose values are credentials ...
-_SENSITIVE_KEY = re.compile(r"(?i)(passw(or)?d|passwd|passphrase|secret|token|credential|api[-_]?key|access[-_]?key|"
-                            r"private[-_]?key|secret[-_]?key|auth(orization)?$|cookie|\bpw$|_pw$)")
-#: ... unless they only name or point at one (``secretName``, ``tokenSecretRef``, ``imagePullSecrets``).
-_NAME_LIKE_KEY = re.compile(r"(?i)(name|names|ref|refs|secrets|path|file|enabled|mount|type|key[-_]?ref|selector)$")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 _URL_QUERY_SECRET = re.compile(r"(?i)([?&][a-z0-9_.-]*(token|password|passwd|secret|key|sig|signature)=)[^&#\s]*")
 _FLAG_VALUE = re.compile(r"^(-{0,2}[A-Za-z0-9_.-]+)=(.*)$", re.S)
@@ -184,7 +179,8 @@ def image_key(image: str) -> tuple[str, str]:
 
 
 def sensitive_key(key: str) -> bool:
-    return bool(_SENSITIVE_KEY.search(key)) and not _NAME_LIKE_KEY.search(key)
+    """Whether a ClusterPolicy field holds a credential: the key registry's rule (:func:`collector.keys.secret_key_name`)."""
+    return keys.secret_key_name(key)
 
 
 def _redact_str(text: str) -> str:

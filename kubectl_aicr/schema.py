@@ -22,11 +22,10 @@ import os
 import sys
 from typing import Any, Iterator
 
-from collector.model import KIND
+from collector.model import KIND, LIST_KIND
 from kubectl_aicr import formats, quickschema
 from kubectl_aicr.errors import SnapshotInvalid
 
-LIST_KIND = "SnapshotList"
 _MAX_MESSAGE = 240
 #: Most schema errors collected: past this, checking stops (a broken 6 MB file can hold 300,000 of them).
 MAX_PROBLEMS = 100

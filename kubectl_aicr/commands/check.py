@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import click
 
@@ -20,7 +20,6 @@ from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
 
 FORMATS = ("text", "json", "junit", "markdown", "markdown-summary")
-LIST_KIND = "SnapshotList"
 
 EPILOG = """\b
 Exit codes: 0 compliant, 1 not compliant (a violation of severity --fail-on or above that no
@@ -41,21 +40,15 @@ Examples:
   kubectl aicr check --policy policy.yaml cm://gpu-ops/fleet -o markdown-summary >> "$GITHUB_STEP_SUMMARY\""""
 
 
-def node_snapshots(docs: Sequence[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def node_snapshots(
+    docs: Sequence[tuple[str, dict[str, Any]]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """Every node snapshot of the inputs (a SnapshotList's items, or the snapshot itself), and the list failures.
     Snapshots of every supported apiVersion are read in the one shape policies address (:func:`formats.normalise`)."""
     from kubectl_aicr import formats
+    from kubectl_aicr.diff.fleet import flatten
 
-    snaps: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    for _, raw in docs:
-        doc = formats.normalise(raw)
-        if doc.get("kind") == LIST_KIND:
-            snaps.extend(doc.get("items") or [])
-            failures.extend(doc.get("failures") or [])
-        else:
-            snaps.append(doc)
-    return snaps, failures
+    return flatten(formats.normalise(raw) for _, raw in docs)
 
 
 def _date(text: Optional[str]) -> dt.date:

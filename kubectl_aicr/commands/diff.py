@@ -66,14 +66,15 @@ def _check_patterns(ignore: Sequence[str], only: Sequence[str]) -> None:
 def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, color: bool) -> str:
     """The report of a two-snapshot diff, with the facts only one tool collected listed apart from the drift."""
     from kubectl_aicr.diff import render as diff_render
+    from kubectl_aicr.reports.diff_report import report
 
     if not one_sided or fmt == "junit":  # nothing may follow the XML document
-        return diff_render.render(result, fmt, color=color)
+        return report(result, fmt, color=color)
     if fmt in ("json", "yaml"):
         doc = diff_render.to_dict(result)
         doc["one_sided"] = formats.one_sided_dict(one_sided)
         return diff_render.dump_machine(doc, fmt)
-    text = diff_render.render(result, fmt, color=color)
+    text = report(result, fmt, color=color)
     head = ("collected by one side only (different tools; not drift):" if fmt == "text"
             else "#### Collected by one side only (different tools; not drift)")
     lines = formats.one_sided_summary(one_sided)
@@ -138,7 +139,9 @@ def command(inputs: tuple[str, ...], fmt: str, color: str, include_volatile: boo
             raise click.UsageError("--across-nodes needs a SnapshotList file (or several snapshot files)")
         # any supported apiVersion, compared by meaning
         fleet = engine.across_nodes(load_inputs(inputs, kube), options, normalise=formats.normalise)
-        report, drift = diff_render.render_fleet(fleet, fmt, color=use_color), fleet.drift
+        from kubectl_aicr.reports.diff_report import fleet_report
+
+        report, drift = fleet_report(fleet, fmt, color=use_color), fleet.drift
     else:
         if len(inputs) != 2:
             raise click.UsageError(f"expected BASE and CURRENT, got {len(inputs)} argument(s)"

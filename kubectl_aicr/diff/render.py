@@ -53,6 +53,7 @@ from kubectl_aicr.diff.fleet import FleetResult
 from kubectl_aicr.diff.keyfilter import DiffOptions
 from kubectl_aicr.diff.rules import listing
 from kubectl_aicr.errors import has_unsafe, safe_text
+from kubectl_aicr.reports.markdown import code_span as md_code
 
 FORMATS = ("text", "json", "yaml", "markdown")
 #: Longest value shown in text and markdown (json/yaml always carry the whole value).
@@ -72,12 +73,18 @@ def _plain(text: str, **_: Any) -> str:
     return text
 
 
-def _styler(color: bool) -> Style:
-    if not color:
-        return _plain
-    import click
+#: SGR codes of the colours used (the same sequences click.style writes, so click.unstyle removes them).
+_SGR = {"green": 32, "red": 31, "yellow": 33}
 
-    return click.style
+
+def _ansi(text: str, fg: Optional[str] = None, bold: bool = False) -> str:
+    """``text`` coloured with ANSI SGR sequences (no dependency on click: this module is pure)."""
+    head = (f"\x1b[{_SGR[fg]}m" if fg else "") + ("\x1b[1m" if bold else "")
+    return f"{head}{text}\x1b[0m"
+
+
+def _styler(color: bool) -> Style:
+    return _ansi if color else _plain
 
 
 # ============================================================================ values
@@ -300,20 +307,6 @@ def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
 
 # ============================================================================ markdown
 
-def md_code(text: str) -> str:
-    """``text`` as a GitHub-flavoured markdown code span that is safe inside a table cell."""
-    if not text:
-        return "*(empty)*"
-    text = safe_text(text.replace("\r\n", "\n").replace("\n", "⏎").replace("\r", "⏎"))
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
-    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
-
-
 def _md_value(c: Change, v: Scalar, side_present: bool) -> str:
     if c.scope == SCOPE_SUBTYPE:  # the status of the side that has it: worth showing only when not ok
         return f"status {md_code(str(v))}" if v not in (None, "ok") else ""
@@ -413,16 +406,13 @@ def render_fleet_markdown(result: FleetResult) -> str:
 
 # ============================================================================ dispatch
 
-#: Formats rendered by :mod:`kubectl_aicr.reports.diff_report`: JUnit XML, and markdown capped to a PR comment (64 KB)
-#: or a GitHub step summary (1 MiB).
+#: Formats rendered by :mod:`kubectl_aicr.reports.diff_report` (JUnit XML, and markdown capped to a PR comment or a
+#: GitHub step summary), which calls this module for the rest: :func:`kubectl_aicr.reports.diff_report.report`.
 REPORT_FORMATS = ("junit", "markdown", "markdown-summary")
 
 
 def render(result: DiffResult, fmt: str, *, color: bool = False) -> str:
-    if fmt in REPORT_FORMATS:
-        from kubectl_aicr.reports import diff_report
-
-        return diff_report.render(result, fmt)
+    """A two-snapshot report as text, json or yaml (the report formats: :mod:`kubectl_aicr.reports.diff_report`)."""
     if fmt == "text":
         return render_text(result, color=color)
     if fmt == "markdown":
@@ -431,10 +421,7 @@ def render(result: DiffResult, fmt: str, *, color: bool = False) -> str:
 
 
 def render_fleet(result: FleetResult, fmt: str, *, color: bool = False) -> str:
-    if fmt in REPORT_FORMATS:
-        from kubectl_aicr.reports import diff_report
-
-        return diff_report.render_fleet(result, fmt)
+    """A fleet report as text, json or yaml (the report formats: :mod:`kubectl_aicr.reports.diff_report`)."""
     if fmt == "text":
         return render_fleet_text(result, color=color)
     if fmt == "markdown":

@@ -51,7 +51,24 @@ def fleet_junit(result: FleetResult) -> str:
     return junit.render("kubectl aicr diff --across-nodes", [junit.Suite("across nodes", cases, [("reference", ref)])])
 
 
+def report(result: DiffResult, fmt: str, *, color: bool = False) -> str:
+    """The report of a two-snapshot diff in any ``-o`` format."""
+    from kubectl_aicr.diff import render as diff_render
+
+    return render(result, fmt) if fmt in diff_render.REPORT_FORMATS else diff_render.render(result, fmt, color=color)
+
+
+def fleet_report(result: FleetResult, fmt: str, *, color: bool = False) -> str:
+    """The report of ``diff --across-nodes`` in any ``-o`` format."""
+    from kubectl_aicr.diff import render as diff_render
+
+    if fmt in diff_render.REPORT_FORMATS:
+        return render_fleet(result, fmt)
+    return diff_render.render_fleet(result, fmt, color=color)
+
+
 def render(result: DiffResult, fmt: str) -> str:
+    """JUnit XML, or markdown capped to a PR comment (``markdown``) or a step summary (``markdown-summary``)."""
     from kubectl_aicr.diff import render as diff_render
 
     if fmt == "junit":
@@ -60,6 +77,7 @@ def render(result: DiffResult, fmt: str) -> str:
 
 
 def render_fleet(result: FleetResult, fmt: str) -> str:
+    """As :func:`render`, for ``diff --across-nodes``."""
     from kubectl_aicr.diff import render as diff_render
 
     if fmt == "junit":

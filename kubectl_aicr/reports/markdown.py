@@ -24,12 +24,27 @@ def cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def code(text: str) -> str:
-    """A code span inside a table cell (pipes escaped; backticks in the text get a longer fence)."""
-    from kubectl_aicr.diff_render import md_code
+def code_span(text: str) -> str:
+    """``text`` as a GitHub-flavoured markdown code span that is safe inside a table cell."""
+    if not text:
+        return "*(empty)*"
+    from kubectl_aicr.errors import safe_text
 
+    text = safe_text(text.replace("\r\n", "\n").replace("\n", "⏎").replace("\r", "⏎"))
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def code(text: str) -> str:
+    """A code span inside a table cell (pipes escaped; backticks in the text get a longer fence), at most
+    :data:`MAX_CELL` characters."""
     text = text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
-    return md_code(text)
+    return code_span(text)
 
 
 def row(cells: Sequence[str]) -> str:

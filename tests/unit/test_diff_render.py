@@ -13,7 +13,8 @@ from collector.model import Measurement, build_snapshot, missing, reading
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.diff import DiffOptions, diff_snapshots, group_by_configuration
 from kubectl_aicr.diff import render as diff_render
-from kubectl_aicr.diff.render import format_value, md_code
+from kubectl_aicr.diff.render import format_value
+from kubectl_aicr.reports.markdown import code_span as md_code
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots"
 

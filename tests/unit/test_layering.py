@@ -46,8 +46,6 @@ LAZY = ("kubernetes", "jsonschema")
 
 #: (rule, module, imported module) -> why it is allowed for now. Each must still be a violation.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("pure", "kubectl_aicr.diff.render", "click"):
-        "click.style colours the text report (--color); the renderer should write its own ANSI codes",
     ("pure", "kubectl_aicr.deploy.spec", "kubectl_aicr.cmstore"):
         "the staging ConfigMaps' names and labels come from cmstore, which also holds its Kubernetes I/O",
 }
@@ -55,10 +53,6 @@ KNOWN: dict[tuple[str, str, str], str] = {
 KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"kubectl_aicr.cmstore", "kubectl_aicr.snapshot_io"}):
         "snapshot_io hands cm:// to cmstore, which takes ConfigMapRef and the size limit from snapshot_io",
-    frozenset({"kubectl_aicr.diff.render", "kubectl_aicr.diff_render", "kubectl_aicr.reports.diff_report",
-               "kubectl_aicr.reports.markdown"}):
-        "the diff renderer hands junit/markdown to reports.diff_report, which renders markdown with diff.render "
-        "(reports.markdown still through the old diff_render name)",
 }
 
 
