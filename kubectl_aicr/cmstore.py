@@ -20,7 +20,7 @@ from typing import Any, Callable
 from kubectl_aicr import __version__
 from kubectl_aicr.errors import AicrError, Conflict, InvalidInput, NotFound
 from kubectl_aicr.kube import Kube, lazy
-from kubectl_aicr.snapshot_io import ConfigMapRef
+from kubectl_aicr.locations import MAX_DOCUMENT_BYTES, ConfigMapRef
 
 #: The API server refuses objects over 1 MiB; keep room for metadata.
 CM_PAYLOAD_LIMIT = 1024 * 1024 - 16 * 1024
@@ -61,8 +61,6 @@ def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source
     that limit plus one step."""
     import base64
     import zlib
-
-    from kubectl_aicr.snapshot_io import MAX_DOCUMENT_BYTES
 
     def gunzip(packed: bytes, where: str) -> bytes:
         out = bytearray()

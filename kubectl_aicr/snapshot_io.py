@@ -28,72 +28,24 @@ import yaml
 
 from kubectl_aicr import fastyaml
 from kubectl_aicr.errors import InvalidInput, safe_text
+from kubectl_aicr.locations import CM_SCHEME as CM_SCHEME  # the location types are part of this module's API
+from kubectl_aicr.locations import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from kubectl_aicr.locations import ConfigMapRef as ConfigMapRef
+from kubectl_aicr.locations import FilePath as FilePath
+from kubectl_aicr.locations import Location as Location
+from kubectl_aicr.locations import Stdio as Stdio
+from kubectl_aicr.locations import parse_location as parse_location
 from kubectl_aicr.schema import validate
 
 if TYPE_CHECKING:
     from kubectl_aicr.kube import Connect
 
-#: Largest snapshot document read (a fleet of 64 nodes is about 10 MB).
-MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 FORMATS = ("yaml", "json")
 
 try:  # libyaml when the platform has it (much faster); the pure dumper otherwise
     _Dumper: Any = yaml.CSafeDumper
 except AttributeError:  # pragma: no cover - depends on the platform's PyYAML build
     _Dumper = yaml.SafeDumper
-
-
-@dataclass(frozen=True)
-class Stdio:
-    """``-``: standard input when reading, standard output when writing."""
-
-    def __str__(self) -> str:
-        return "-"
-
-
-@dataclass(frozen=True)
-class FilePath:
-    path: str
-
-    def __str__(self) -> str:
-        return self.path
-
-
-@dataclass(frozen=True)
-class ConfigMapRef:
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"cm://{self.namespace}/{self.name}"
-
-
-Location = Union[Stdio, FilePath, ConfigMapRef]
-CM_SCHEME = "cm://"
-
-
-def _dns_label_ok(s: str, max_len: int) -> bool:
-    return len(s) <= max_len and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", s) is not None
-
-
-def parse_location(text: str) -> Location:
-    """``-`` | ``cm://namespace/name`` | a file path."""
-    text = text.strip()
-    if text in ("", "-"):
-        return Stdio()
-    if text.startswith(CM_SCHEME):
-        rest = text[len(CM_SCHEME):]
-        ns, sep, name = rest.partition("/")
-        if not sep or not ns or not name:
-            raise InvalidInput(f"{text!r}: a ConfigMap location is cm://NAMESPACE/NAME")
-        if not _dns_label_ok(ns, 63) or "." in ns:
-            raise InvalidInput(f"{text!r}: {ns!r} is not a valid namespace name (lowercase letters, digits and '-')")
-        if not _dns_label_ok(name, 253):
-            raise InvalidInput(f"{text!r}: {name!r} is not a valid ConfigMap name (lowercase letters, digits, '-', '.')")
-        return ConfigMapRef(ns, name)
-    if "://" in text:
-        raise InvalidInput(f"{text!r}: unsupported location; use a file path, '-' or cm://NAMESPACE/NAME")
-    return FilePath(text)
 
 
 # ---------------------------------------------------------------- parsing

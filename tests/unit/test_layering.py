@@ -49,11 +49,6 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("pure", "kubectl_aicr.deploy.spec", "kubectl_aicr.cmstore"):
         "the staging ConfigMaps' names and labels come from cmstore, which also holds its Kubernetes I/O",
 }
-#: Import cycles allowed for now (each a set of modules), with the reason. Each must still be a cycle.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"kubectl_aicr.cmstore", "kubectl_aicr.snapshot_io"}):
-        "snapshot_io hands cm:// to cmstore, which takes ConfigMapRef and the size limit from snapshot_io",
-}
 
 
 @dataclass(frozen=True)
@@ -220,12 +215,7 @@ def cycles() -> list[list[str]]:
 
 
 def test_no_import_cycles_counting_imports_inside_functions() -> None:
-    assert [c for c in cycles() if frozenset(c) not in KNOWN_CYCLES] == []
-
-
-@pytest.mark.parametrize("group", sorted(sorted(c) for c in KNOWN_CYCLES), ids=" ".join)
-def test_each_known_cycle_is_still_one(group: list[str]) -> None:
-    assert group in cycles(), f"{group} is no longer a cycle: remove it from KNOWN_CYCLES"
+    assert cycles() == []
 
 
 # ------------------------------------------------------------------------------------ the checker itself can fail
