@@ -437,3 +437,13 @@ def load_all(text: str, *, duplicates: Duplicates | None = None) -> list[Any]:
     finally:
         loader.dispose()
     return _pyyaml_load_all(text, duplicates)
+
+
+def dump(doc: Any) -> str:
+    """``doc`` as block-style YAML the way every writer here writes it: keys in the document's own order, unicode as
+    is, no line folding (a long value stays on one line); libyaml's dumper where the platform has it (much faster),
+    PyYAML's pure one otherwise (the same text)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=1 << 16)
+    return text

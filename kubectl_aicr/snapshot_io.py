@@ -42,10 +42,6 @@ if TYPE_CHECKING:
 
 FORMATS = ("yaml", "json")
 
-try:  # libyaml when the platform has it (much faster); the pure dumper otherwise
-    _Dumper: Any = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover - depends on the platform's PyYAML build
-    _Dumper = yaml.SafeDumper
 
 
 # ---------------------------------------------------------------- parsing
@@ -274,7 +270,7 @@ def dumps(doc: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if fmt == "yaml":
-        return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16)
+        return fastyaml.dump(doc)
     raise InvalidInput(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
 
 

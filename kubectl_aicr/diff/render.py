@@ -176,10 +176,9 @@ def fleet_to_dict(result: FleetResult) -> dict[str, Any]:
 def dump_machine(doc: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    import yaml
+    from kubectl_aicr.fastyaml import dump
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16)
+    return dump(doc)
 
 
 # ============================================================================ text

@@ -104,18 +104,15 @@ def build_policy(snapshots: Sequence[Mapping[str, Any]], *, name: str = "baselin
 
 
 def policy_text(doc: Mapping[str, Any], notes: Sequence[str], source: str) -> str:
-    import yaml
-
     from kubectl_aicr.errors import safe_text
+    from kubectl_aicr.fastyaml import dump
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     head = [f"Starting policy written by 'kubectl aicr policy init {source}'.",
             "Every value is frozen from that capture: loosen what may vary (e.g. replace the frozen driver with a",
             "rule whose expect is {version: '>= 570.86'}), tighten what must hold, and record accepted deviations",
             "as waivers (rule, nodes, keys, reason, owner, expires). 'kubectl aicr policy schema' prints the format.",
             *notes]
-    body = yaml.dump(dict(doc), Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                     width=1 << 16)
+    body = dump(dict(doc))
     wrapped = [w for line in head for w in textwrap.wrap(safe_text(line), 116, break_on_hyphens=False,
                                                            break_long_words=False) or [""]]
     return "".join(f"# {line}\n" for line in wrapped) + body
