@@ -13,10 +13,10 @@ ConfigMap is :class:`~kubectl_aicr.errors.NotFound`, one that exists or changed 
 
 from __future__ import annotations
 
-import datetime as _dt
 import gzip
 from typing import Any, Callable
 
+from collector.model import now_rfc3339
 from kubectl_aicr import __version__
 from kubectl_aicr.errors import AicrError, Conflict, InvalidInput, NotFound
 from kubectl_aicr.kube import Kube, lazy
@@ -39,7 +39,7 @@ def encode(text: str, fmt: str) -> tuple[dict[str, str], dict[str, str]]:
     import base64
 
     key = f"snapshot.{fmt}"
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now_rfc3339()
     raw = text.encode("utf-8")
     meta = {"format": fmt, "timestamp": now}
     if len(raw) <= CM_PAYLOAD_LIMIT:
