@@ -125,7 +125,12 @@ class _StatusLine:
     help="One agent per matching node (default: nodes labelled "
     "nvidia.com/gpu.present=true); writes a SnapshotList. Compare nodes with 'diff --across-nodes'.",
 )
-@click.option("--parallelism", type=int, default=4, show_default=True, help="With --all-nodes: agents running at once.")
+@click.option(
+    "--parallelism",
+    type=int,
+    default=None,
+    help="With --all-nodes: agents running at once (default: a quarter of the nodes, 4 to 64).",
+)
 @click.option(
     "--qps",
     type=float,
@@ -166,7 +171,7 @@ def command(
     timeout_text: str,
     no_cleanup: bool,
     all_nodes: bool,
-    parallelism: int,
+    parallelism: int | None,
     qps: float,
     burst: int,
     overwrite: bool,

@@ -33,6 +33,8 @@ CLEANUP_MIN = 3.0
 #: After deleting the Jobs, how long the pods get to terminate gracefully before they are force-deleted
 #: (their terminationGracePeriodSeconds is 10).
 POD_GRACE = 20.0
+#: Requests cleanup sends at once (at most the client's connection pool, 5 per CPU: no connection is dropped).
+CLEANUP_WORKERS = 8
 LOG_TAIL_LINES = 20
 RECEIPT_LOG_LINES = 50
 #: Longest quiet watch before the CLI looks again (Job conditions, whether the pod's node still exists).
@@ -457,11 +459,14 @@ class Deployer:
         reported_timeout: float | None,
         selector: str,
     ) -> None:
-        """List, watch and act until every Job has finished (see :meth:`run_jobs`)."""
-        from kubernetes import watch
-
+        """List, watch and act until every Job has finished (see :meth:`run_jobs`). One node: list, look at the
+        Job, watch a few seconds, again. A fleet: list once, then keep watching from where the last watch ended,
+        looking at each slow Job now and then (:meth:`Scheduler.check_due`)."""
         kube = self.kube
         resource_version: str | None = None
+        fleet = sched.total > 1
+        listed = False  # a fleet lists once and then keeps watching from the last resourceVersion
+        seen_jobs: set[str | None] = set()
         while not sched.done:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -470,6 +475,18 @@ class Deployer:
                     f"the agent did not finish within {_fmt_secs(shown)}; last state: {sched.stuck()}",
                     hint="raise --timeout, or look at 'kubectl describe pod' (rerun with --no-cleanup to keep it)",
                 )
+            if fleet and listed:
+                now = time.monotonic()
+                for job_name in sched.unfinished():
+                    if sched.check_due(job_name, now):
+                        seen = sched.pod_seen(job_name)
+                        self._check_unfinished(run, sched, job_name, seen=seen, selector=selector)
+                self._launch(run, sched)
+                if sched.done:
+                    break
+                resource_version = self._watch(run, sched, deadline, selector, resource_version)
+                listed = resource_version is not None
+                continue
             try:
                 pods = kube.request(
                     kube.core.list_namespaced_pod,
@@ -490,39 +507,56 @@ class Deployer:
             for pod in pods.items:
                 seen_jobs.add((pod.metadata.labels or {}).get("batch.kubernetes.io/job-name"))
                 self._judge(run, sched, pod)
+            now = time.monotonic()
             for job_name in sched.unfinished():
-                self._check_unfinished(run, sched, job_name, seen=job_name in seen_jobs, selector=selector)
+                if sched.check_due(job_name, now):
+                    self._check_unfinished(run, sched, job_name, seen=job_name in seen_jobs, selector=selector)
             self._launch(run, sched)
             if sched.done:
                 break
-            stream = watch.Watch()
-            chunk = min(deadline - time.monotonic(), WATCH_CHUNK)
-            if chunk <= 0:
-                continue
-            try:
-                for ev in stream.stream(
-                    kube.core.list_namespaced_pod,
-                    run.namespace,
-                    label_selector=selector,
-                    resource_version=resource_version,
-                    timeout_seconds=max(1, int(chunk)),
-                    _request_timeout=kube.timeout_for("watching the agent pods", cap=chunk + 5),
-                ):
-                    if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        self._judge(run, sched, ev["object"], deleted=ev.get("type") == "DELETED")
-                        self._launch(run, sched)
-                    if sched.done or time.monotonic() >= deadline:
-                        break
-            except AicrError:
-                raise
-            except Exception as e:
-                # An expired resourceVersion (410), a dropped connection or a restarting API server: list
-                # again (with retries) and re-watch, until the deadline.
-                if getattr(e, "status", None) not in (410, None) and not retryable(e, idempotent=True):
-                    raise_api_error(e, action="watching the agent pods", server=kube.server)
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-            finally:
-                stream.stop()
+            resource_version = self._watch(run, sched, deadline, selector, resource_version)
+            listed = resource_version is not None
+
+    def _watch(
+        self, run: RunSpec, sched: Scheduler, deadline: float, selector: str, resource_version: str | None
+    ) -> str | None:
+        """Watch the run's pods (one label-selected watch) for up to :data:`WATCH_CHUNK` seconds from
+        ``resource_version``, acting on each event; returns the resourceVersion to go on from, None when the
+        pods must be listed again (an expired resourceVersion, a dropped connection, a restarting API server)."""
+        from kubernetes import watch
+
+        kube = self.kube
+        chunk = min(deadline - time.monotonic(), WATCH_CHUNK)
+        if chunk <= 0:
+            return resource_version
+        stream = watch.Watch()
+        try:
+            for ev in stream.stream(
+                kube.core.list_namespaced_pod,
+                run.namespace,
+                label_selector=selector,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=max(1, int(chunk)),
+                _request_timeout=kube.timeout_for("watching the agent pods", cap=chunk + 5),
+            ):
+                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    self._judge(run, sched, ev["object"], deleted=ev.get("type") == "DELETED")
+                    self._launch(run, sched)
+                if sched.done or time.monotonic() >= deadline:
+                    break
+            return stream.resource_version or resource_version
+        except AicrError:
+            raise
+        except Exception as e:
+            # An expired resourceVersion (410), a dropped connection or a restarting API server: list again
+            # (with retries) and re-watch, until the deadline.
+            if getattr(e, "status", None) not in (410, None) and not retryable(e, idempotent=True):
+                raise_api_error(e, action="watching the agent pods", server=kube.server)
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            return None
+        finally:
+            stream.stop()
 
     def _fleet_status(self, sched: Scheduler) -> bool:
         """Show the status line of a fleet run through ``status``; False when there is none to show it."""
@@ -710,13 +744,12 @@ class Deployer:
         with _signals_deferred():
             order = list(reversed(created.objects))
             jobs = [o for o in order if o.kind == "Job"]
-            for o in jobs:
-                delete(o)
+            pool = getattr(getattr(kube.api_client, "configuration", None), "connection_pool_maxsize", 1)
+            workers = max(1, min(CLEANUP_WORKERS, int(pool or 1)))
+            _each(delete, jobs, workers)
             if jobs:
                 self._wait_pods_gone(run, failures=failures)
-            for o in order:
-                if o.kind not in ("Job", "Namespace"):
-                    delete(o)
+            _each(delete, [o for o in order if o.kind not in ("Job", "Namespace")], workers)
             for o in order:
                 if o.kind == "Namespace":
                     delete(o)
@@ -781,6 +814,19 @@ class Deployer:
                         failures.append(f"pod {name}: {getattr(e, 'message', None) or e}")
             time.sleep(min(delay, max(0.05, time_left - 0.1)))
             delay = min(delay * 2, 1.0)
+
+
+def _each(fn: Callable[[CreatedObject], None], objects: list[CreatedObject], workers: int) -> None:
+    """``fn`` on every object, ``workers`` at a time (a fleet's cleanup is one request per object; in a row they
+    take long at 1,000 nodes). Each request still has its uid precondition."""
+    if len(objects) <= 1 or workers <= 1:
+        for o in objects:
+            fn(o)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(objects))) as pool:
+        list(pool.map(fn, objects))
 
 
 class _Json:

@@ -37,6 +37,14 @@ Deliver = Callable[[dict[str, Any]], str]
 
 #: Of the --timeout, at most this much is kept for cleanup (the wait gets the rest); see :func:`cleanup_reserve`.
 CLEANUP_RESERVE = 15.0
+#: ``--parallelism`` by default (:func:`auto_parallelism`): a share of the fleet, within these bounds.
+PARALLELISM_MIN, PARALLELISM_MAX, PARALLELISM_SHARE = 4, 64, 4
+
+
+def auto_parallelism(nodes: int) -> int:
+    """How many agents run at once when ``--parallelism`` is not given: a quarter of the nodes, at least 4 and at
+    most 64 (each running agent costs the API server a few requests a second). Pure."""
+    return max(PARALLELISM_MIN, min(PARALLELISM_MAX, nodes // PARALLELISM_SHARE))
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class RunOptions:
     timeout: float
     image_pull_secrets: tuple[str, ...] = ()
     all_nodes: bool = False
-    parallelism: int = 4
+    parallelism: int = 0  # 0: auto_parallelism of the node count (plan sets it)
     no_cleanup: bool = False
 
 
@@ -65,7 +73,7 @@ def options(
     image_pull_secret: Sequence[str],
     timeout_text: str,
     all_nodes: bool,
-    parallelism: int,
+    parallelism: int | None,
     no_cleanup: bool,
 ) -> RunOptions:
     """The flags as given on the command line, each checked (:class:`InvalidInput` names the first bad one)."""
@@ -78,7 +86,7 @@ def options(
     for secret in image_pull_secret:
         flags.check_name(secret, "--image-pull-secret", max_len=253)
     checked_image = flags.check_image(image or DEFAULT_IMAGE)
-    if parallelism < 1:
+    if parallelism is not None and parallelism < 1:
         raise InvalidInput("--parallelism: must be at least 1")
     return RunOptions(
         image=checked_image,
@@ -89,7 +97,7 @@ def options(
         timeout=timeout,
         image_pull_secrets=tuple(image_pull_secret),
         all_nodes=all_nodes,
-        parallelism=parallelism,
+        parallelism=parallelism or 0,
         no_cleanup=no_cleanup,
     )
 
@@ -160,6 +168,8 @@ def plan(
             progress(f"--all-nodes without --node-selector: targeting nodes labelled {GPU_PRESENT_LABEL}=true")
         run = dataclasses.replace(run, node_selector=selector)
         run = dataclasses.replace(run, nodes=tuple(deployer.check_placement(run, nodes)))
+        if not opts.parallelism:
+            opts = dataclasses.replace(opts, parallelism=auto_parallelism(len(run.nodes)))
     else:
         deployer.check_placement(run, nodes)
     return RunPlan(run=run, options=opts, create_namespace=create_ns, deployer=deployer)

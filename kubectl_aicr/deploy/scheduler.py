@@ -23,6 +23,9 @@ NOT_STARTED = "not started"
 STUCK_SHOWN = 5
 #: Failure kinds that would fail on every node, so they end a fleet run too.
 FATAL_FOR_ALL = frozenset({"image"})
+#: In a fleet, how often one unfinished Job is looked at beyond its pod's status (the Job's conditions, its
+#: node, its pod's events: requests per Job): a healthy agent is done before its first look.
+FLEET_CHECK_EVERY = 5.0
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Scheduler:
         self.results: dict[str, TargetResult] = {}
         self.states: dict[str, str] = {}
         self.bound: dict[str, tuple[str, str]] = {}  # job name -> (pod, node) once scheduled
+        self.checked: dict[str, float] = {}  # job name -> when it was last looked at beyond its pod (fleets)
 
     @property
     def total(self) -> int:
@@ -104,6 +108,21 @@ class Scheduler:
             self.states[target.job_name] = NO_POD_YET
             out.append(target)
         return out
+
+    def check_due(self, job_name: str, now: float, every: float = FLEET_CHECK_EVERY) -> bool:
+        """Whether to look at an unfinished Job beyond its pod now: every time for one node; in a fleet at most
+        once per ``every`` seconds, the first time ``every`` after it was first asked about (about its start)."""
+        if self.total <= 1:
+            return True
+        last = self.checked.setdefault(job_name, now)
+        if now - last < every:
+            return False
+        self.checked[job_name] = now
+        return True
+
+    def pod_seen(self, job_name: str) -> bool:
+        """Whether a pod of this Job has been seen (listed or watched) at all."""
+        return self.states.get(job_name, NOT_STARTED) not in (NO_POD_YET, NOT_STARTED)
 
     def unfinished(self) -> list[str]:
         """The started Jobs that have not finished, sorted by name."""
