@@ -95,6 +95,7 @@ class Deployer:
         self.nodes: list[dict[str, Any]] | None = None  # the preflight node list (cluster counts for the facts)
         self.facts_rv: dict[str, str] = {}  # job name -> resourceVersion of the staging CM after the facts
         self._policy: Any = None
+        self._cluster: Any = None  # the cluster subtype of the node facts, from the preflight node list
         self._can_read_nodes = True
 
     # ------------------------------------------------------------ preflight
@@ -262,8 +263,10 @@ class Deployer:
             node_error = f"the CLI could not read node {node_name!r}: {e}"
         subs = []
         if self.nodes is not None:
-            nodes = [self.kube.api_client.deserialize(_Json(n), "V1Node") for n in self.nodes]
-            subs.append(k8s.cluster_subtype(nodes, source="GET /api/v1/nodes (by the CLI)"))
+            if self._cluster is None:  # the same for every node of the run: built once (O(nodes) each time)
+                nodes = [self.kube.api_client.deserialize(_Json(n), "V1Node") for n in self.nodes]
+                self._cluster = k8s.cluster_subtype(nodes, source="GET /api/v1/nodes (by the CLI)")
+            subs.append(self._cluster)
         else:
             subs.append(
                 missing(
