@@ -13,7 +13,7 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from kubectl_aicr import cmstore
 from kubectl_aicr.deploy import classify, spec, verify
@@ -33,7 +33,7 @@ CLEANUP_MIN = 3.0
 #: After deleting the Jobs, how long the pods get to terminate gracefully before they are force-deleted
 #: (their terminationGracePeriodSeconds is 10).
 POD_GRACE = 20.0
-#: Requests cleanup sends at once (at most the client's connection pool, 5 per CPU: no connection is dropped).
+#: Requests sent at once where a fleet has one per node (creates, cleanup); see :meth:`Deployer._workers`.
 CLEANUP_WORKERS = 8
 LOG_TAIL_LINES = 20
 RECEIPT_LOG_LINES = 50
@@ -194,23 +194,12 @@ class Deployer:
         the server accepted."""
         creators = self._creators()
         owners: dict[str, dict[str, Any]] = {}
-        accepted: list[str] = []
-        for manifest in spec.manifests(run, create_namespace=create_namespace):
+        owner_of_cm = {t.staging_cm: t.job_name for t in run.targets}
+
+        def one(manifest: dict[str, Any]) -> str:
             kind, meta = manifest["kind"], manifest["metadata"]
-            if kind == "Namespace" and dry_run:
-                self._create(None, kind, creators[kind], manifest, name=meta["name"], namespace=None, dry_run=True)
-                accepted.append(f"Namespace {meta['name']}")
-                self.progress(
-                    f"namespace {run.namespace!r} does not exist, so the namespaced objects cannot be "
-                    "checked by the server until it does"
-                )
-                return accepted
             if kind != "Namespace" and kind != "Job":
-                refs = (
-                    [owners[t.job_name] for t in run.targets if t.staging_cm == meta["name"]]
-                    if kind == "ConfigMap"
-                    else list(owners.values())
-                )
+                refs = [owners[owner_of_cm[meta["name"]]]] if kind == "ConfigMap" else list(owners.values())
                 refs = [r for r in refs if r.get("uid")]
                 if refs:
                     meta["ownerReferences"] = refs
@@ -226,8 +215,34 @@ class Deployer:
             )
             if kind == "Job":
                 owners[meta["name"]] = spec.owner_ref(_to_dict(self.kube, obj))
-            accepted.append(f"{kind} {meta['name']}")
+            return f"{kind} {meta['name']}"
+
+        accepted: list[str] = []
+        manifests = spec.manifests(run, create_namespace=create_namespace)
+        i = 0
+        while i < len(manifests):
+            kind, meta = manifests[i]["kind"], manifests[i]["metadata"]
+            if kind == "Namespace" and dry_run:
+                self._create(None, kind, creators[kind], manifests[i], name=meta["name"], namespace=None, dry_run=True)
+                accepted.append(f"Namespace {meta['name']}")
+                self.progress(
+                    f"namespace {run.namespace!r} does not exist, so the namespaced objects cannot be "
+                    "checked by the server until it does"
+                )
+                return accepted
+            # A fleet's Jobs, and then its staging ConfigMaps, are created several at a time.
+            same = 1
+            while kind in ("Job", "ConfigMap") and i + same < len(manifests) and manifests[i + same]["kind"] == kind:
+                same += 1
+            accepted += _each(one, manifests[i : i + same], self._workers())
+            i += same
         return accepted
+
+    def _workers(self) -> int:
+        """Requests sent at once where a fleet has one per node: :data:`CLEANUP_WORKERS`, at most the client's
+        connection pool (so no connection is dropped)."""
+        pool = getattr(getattr(self.kube.api_client, "configuration", None), "connection_pool_maxsize", 1)
+        return max(1, min(CLEANUP_WORKERS, int(pool or 1)))
 
     def start(self, run: RunSpec, target: spec.Target) -> None:
         self.kube.call(
@@ -747,8 +762,7 @@ class Deployer:
         with _signals_deferred():
             order = list(reversed(created.objects))
             jobs = [o for o in order if o.kind == "Job"]
-            pool = getattr(getattr(kube.api_client, "configuration", None), "connection_pool_maxsize", 1)
-            workers = max(1, min(CLEANUP_WORKERS, int(pool or 1)))
+            workers = self._workers()
             _each(delete, jobs, workers)
             if jobs:
                 self._wait_pods_gone(run, failures=failures)
@@ -819,17 +833,38 @@ class Deployer:
             delay = min(delay * 2, 1.0)
 
 
-def _each(fn: Callable[[CreatedObject], None], objects: list[CreatedObject], workers: int) -> None:
-    """``fn`` on every object, ``workers`` at a time (a fleet's cleanup is one request per object; in a row they
-    take long at 1,000 nodes). Each request still has its uid precondition."""
-    if len(objects) <= 1 or workers <= 1:
-        for o in objects:
-            fn(o)
-        return
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+def _each(fn: Callable[[_In], _Out], items: list[_In], workers: int) -> list[_Out]:
+    """``fn`` on every item, ``workers`` at a time, the results in order; the first failure is raised once every
+    call has ended (a fleet's creates and deletes are one request per object: in a row they take long at 1,000
+    nodes). Each delete still has its uid precondition."""
+    if len(items) <= 1 or workers <= 1:
+        return [fn(x) for x in items]
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(objects))) as pool:
-        list(pool.map(fn, objects))
+    failed = threading.Event()
+
+    def guarded(x: _In) -> _Out:
+        if failed.is_set():
+            raise _Skipped()  # an earlier item failed: send no more requests
+        try:
+            return fn(x)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = [pool.submit(guarded, x) for x in items]
+    # Items are taken in order, so the first failure comes before every skipped item.
+    return [f.result() for f in futures]
+
+
+class _Skipped(Exception):
+    """Not sent, because an earlier item of the same :func:`_each` failed."""
 
 
 class _Json:

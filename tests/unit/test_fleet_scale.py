@@ -71,3 +71,27 @@ def test_parallelism_given_is_checked_and_kept() -> None:
     assert opts(7).parallelism == 7
     with pytest.raises(InvalidInput, match="--parallelism"):
         opts(0)
+
+
+def test_each_keeps_order_and_stops_sending_after_a_failure() -> None:
+    import threading
+
+    import pytest
+
+    from kubectl_aicr.deploy.deployer import _each
+
+    assert _each(lambda x: x * 2, list(range(50)), 8) == [x * 2 for x in range(50)]
+    assert _each(lambda x: x + 1, [1, 2], 1) == [2, 3]
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def create(x: int) -> int:
+        with lock:
+            sent.append(x)
+        if x == 3:
+            raise ValueError("quota exceeded")
+        return x
+
+    with pytest.raises(ValueError, match="quota"):
+        _each(create, list(range(200)), 4)
+    assert len(sent) < 200  # the rest were never sent
