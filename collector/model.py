@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TypedDict, Union, cast, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 #: The apiVersion this collector writes (the others we read live in ``kubectl_aicr.formats``).
 API_VERSION = "aicr.nvidia.com/v1alpha1"
@@ -89,6 +92,15 @@ class SnapshotListDoc(TypedDict, total=False):
     failures: list[FailureDoc]
 
 
+#: What a reader hands over: one node's Snapshot or a fleet's SnapshotList (tell them apart with :func:`is_list`).
+Document = Union[SnapshotDoc, SnapshotListDoc]
+
+
+def is_list(doc: Document) -> TypeIs[SnapshotListDoc]:
+    """Whether ``doc`` is a SnapshotList (``kind``), so that the type checker knows which document it holds."""
+    return doc.get("kind") == LIST_KIND
+
+
 # ============================================================================ building
 
 
@@ -98,8 +110,8 @@ class Subtype:
     data: dict[str, Scalar] = field(default_factory=dict)
     context: dict[str, str] = field(default_factory=dict)
 
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"subtype": self.name, "data": dict(sorted(self.data.items()))}
+    def to_wire(self) -> SubtypeDoc:
+        out: SubtypeDoc = {"subtype": self.name, "data": dict(sorted(self.data.items()))}
         if self.context:
             out["context"] = dict(sorted(self.context.items()))
         return out
@@ -110,7 +122,7 @@ class Measurement:
     type: str
     subtypes: list[Subtype] = field(default_factory=list)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> MeasurementDoc:
         return {"type": self.type, "subtypes": [s.to_wire() for s in self.subtypes]}
 
 
@@ -139,7 +151,7 @@ def now_rfc3339() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_snapshot(metadata: Mapping[str, str], measurements: Iterable[Measurement]) -> dict[str, Any]:
+def build_snapshot(metadata: Mapping[str, str], measurements: Iterable[Measurement]) -> SnapshotDoc:
     """Assemble the wire document with a deterministic order (types canonical, data keys sorted)."""
     ms = sorted(measurements, key=lambda m: type_sort_key(m.type))
     return {
@@ -150,15 +162,29 @@ def build_snapshot(metadata: Mapping[str, str], measurements: Iterable[Measureme
     }
 
 
-def snapshot_list(items: Sequence[Mapping[str, Any]], metadata: Mapping[str, str], *,
-                  failures: Sequence[FailureDoc | Mapping[str, str]] = (), api_version: str = API_VERSION) -> dict[str, Any]:
+@overload
+def snapshot_list(items: Sequence[SnapshotDoc], metadata: Mapping[str, str], *,
+                  failures: Sequence[FailureDoc] = (), api_version: str = API_VERSION) -> SnapshotListDoc: ...
+
+
+@overload
+def snapshot_list(items: Sequence[dict[str, Any]], metadata: Mapping[str, str], *,
+                  failures: Sequence[FailureDoc] = (), api_version: str = API_VERSION) -> dict[str, Any]: ...
+
+
+def snapshot_list(
+    items: Sequence[SnapshotDoc] | Sequence[dict[str, Any]], metadata: Mapping[str, str], *,
+    failures: Sequence[FailureDoc] = (), api_version: str = API_VERSION,
+) -> SnapshotListDoc | dict[str, Any]:
     """The SnapshotList of a fleet run: node snapshots sorted by node, the nodes that failed sorted too (the key
-    is left out when none failed)."""
-    out: dict[str, Any] = {
+    is left out when none failed). (The ``dict[str, Any]`` overload serves callers whose documents are not typed
+    as :class:`SnapshotDoc` yet; the document is the same.)"""
+    docs = cast("Sequence[SnapshotDoc]", items)
+    out: SnapshotListDoc = {
         "kind": LIST_KIND,
         "apiVersion": api_version,
         "metadata": {k: str(v) for k, v in metadata.items()},
-        "items": sorted(items, key=lambda d: node_name(d) or ""),
+        "items": sorted(docs, key=lambda d: node_name(d) or ""),
     }
     if failures:
         out["failures"] = sorted(failures, key=lambda f: f["node"])
@@ -168,13 +194,22 @@ def snapshot_list(items: Sequence[Mapping[str, Any]], metadata: Mapping[str, str
 # ============================================================================ reading
 
 
-def find_subtype(doc: Mapping[str, Any], type_: str, name: str) -> Optional[Mapping[str, Any]]:
-    """The first subtype ``name`` of the first measurement ``type_`` that has it, or None."""
+@overload
+def find_subtype(doc: Document, type_: str, name: str) -> Optional[SubtypeDoc]: ...
+
+
+@overload
+def find_subtype(doc: Mapping[str, Any], type_: str, name: str) -> Optional[Mapping[str, Any]]: ...
+
+
+def find_subtype(doc: Mapping[str, Any], type_: str, name: str) -> Optional[SubtypeDoc]:
+    """The first subtype ``name`` of the first measurement ``type_`` that has it, or None. ``doc`` may be any
+    mapping (a document not checked yet): entries that are not mappings are skipped."""
     for m in doc.get("measurements") or []:
         if isinstance(m, Mapping) and m.get("type") == type_:
             for s in m.get("subtypes") or []:
                 if isinstance(s, Mapping) and s.get("subtype") == name:
-                    return s
+                    return cast(SubtypeDoc, s)
     return None
 
 

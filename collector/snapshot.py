@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from collector import k8s
-from collector.model import Measurement, Subtype, build_snapshot, now_rfc3339
+from collector.model import Measurement, SnapshotDoc, Subtype, build_snapshot, now_rfc3339
 
 
 def node_name(environ: Mapping[str, str] | None = None) -> str:
@@ -48,4 +48,6 @@ def collect_snapshot(*, version: str, node: str, api_client: Any | None = None, 
         measurements.append(k8s_f.result() if reader is not None else k8s.not_in_cluster())
     meta = {"timestamp": ts, "version": version, "source-node": node, "collector": "kubectl-aicr"}
     meta.update(extra_metadata or {})
-    return build_snapshot(meta, measurements)
+    doc: SnapshotDoc = build_snapshot(meta, measurements)
+    # Handed over untyped while commands/snapshot.py's delivery still takes dict[str, Any] documents.
+    return cast("dict[str, Any]", doc)

@@ -31,8 +31,9 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, cast, overload
 
+from collector.model import Document, MeasurementDoc, SnapshotDoc, SnapshotListDoc, SubtypeDoc, is_list
 from kubectl_aicr.errors import InvalidInput, safe_text
 
 V1ALPHA1 = "aicr.nvidia.com/v1alpha1"
@@ -151,39 +152,47 @@ def fold_items(type_: str, subtype: str, data: Mapping[str, Any], items: Sequenc
     return out
 
 
-def _norm_subtype(type_: str, s: Mapping[str, Any]) -> dict[str, Any] | None:
+def _norm_subtype(type_: str, s: SubtypeDoc) -> SubtypeDoc | None:
     name = str(s.get("subtype") or "")
     ctx = dict(s.get("context") or {})
     if ctx.get(DERIVED_BY):
         return None
     data = fold_items(type_, name, s.get("data") or {}, s.get("items") or [])
-    out: dict[str, Any] = {"subtype": name, "data": {k: _norm_value(type_, name, v) for k, v in data.items()}}
+    out: SubtypeDoc = {"subtype": name, "data": {k: _norm_value(type_, name, v) for k, v in data.items()}}
     if ctx:
         out["context"] = ctx
     return out
 
 
-def _norm_snapshot(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _norm_snapshot(doc: SnapshotDoc) -> SnapshotDoc:
     measurements = []
     for m in doc.get("measurements") or []:
         t = str(m.get("type"))
-        nm: dict[str, Any] = {"type": t}
+        nm: MeasurementDoc = {"type": t}
         if "subtypes" in m:
             nm["subtypes"] = [ns for ns in (_norm_subtype(t, s) for s in m.get("subtypes") or []) if ns is not None]
         measurements.append(nm)
-    out: dict[str, Any] = {"kind": doc.get("kind", SNAPSHOT), "apiVersion": detect(doc)}
+    out: SnapshotDoc = {"kind": doc.get("kind", SNAPSHOT), "apiVersion": detect(doc)}
     if "metadata" in doc:
         out["metadata"] = dict(doc.get("metadata") or {})
     out["measurements"] = measurements
     return out
 
 
-def normalise(doc: Mapping[str, Any]) -> dict[str, Any]:
+@overload
+def normalise(doc: SnapshotDoc) -> SnapshotDoc: ...
+
+
+@overload
+def normalise(doc: Document) -> Document: ...
+
+
+def normalise(doc: Document) -> Document:
     """The canonical form of a (schema-valid) Snapshot or SnapshotList of any supported version: the v1alpha1
     shape the diff engine compares. ``apiVersion`` keeps the version the document was written in (the engine
     does not compare it); ``fingerprint`` is left out. Raises :class:`InvalidInput` for an unknown version."""
-    if doc.get("kind") == SNAPSHOT_LIST:
-        out: dict[str, Any] = {k: v for k, v in doc.items() if k != "items"}
+    if is_list(doc):
+        out = cast(SnapshotListDoc, {k: v for k, v in doc.items() if k != "items"})
         detect(doc)
         out["items"] = [_norm_snapshot(i) for i in doc.get("items") or []]
         return out
@@ -401,7 +410,15 @@ def _to_newer(doc: Mapping[str, Any], api: str) -> dict[str, Any]:
     return out
 
 
-def convert(doc: Mapping[str, Any], api: str) -> dict[str, Any]:
+@overload
+def convert(doc: dict[str, Any], api: str) -> dict[str, Any]: ...  # for callers whose documents are not typed yet
+
+
+@overload
+def convert(doc: Document, api: str) -> Document: ...
+
+
+def convert(doc: Mapping[str, Any], api: str) -> dict[str, Any] | Document:
     """``doc`` (a valid Snapshot or SnapshotList) written as ``api``. v1alpha1 -> v1alpha2 / v1 adds the
     fingerprint and the topology items; v1alpha2 <-> v1 only renames (same fields). Writing a newer document
     down to v1alpha1 is refused: it would drop its items and fingerprint."""
@@ -498,7 +515,7 @@ def one_sided_summary(one: OneSided, limit: int = 12) -> list[str]:
     return lines
 
 
-def compare(base: Mapping[str, Any], current: Mapping[str, Any], options: Any = None, *,
+def compare(base: SnapshotDoc, current: SnapshotDoc, options: Any = None, *,
             base_source: str = "base", current_source: str = "current") -> tuple[Any, Optional[OneSided]]:
     """Diff two Snapshots of any supported versions by meaning: both are :func:`normalise`d, then compared by the
     engine; facts only one tool collects are taken out of the drift (:func:`split_one_sided`).

@@ -20,9 +20,9 @@ import itertools
 import json
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, cast, overload
 
-from collector.model import KIND, LIST_KIND
+from collector.model import KIND, LIST_KIND, Document
 from kubectl_aicr import formats, quickschema
 from kubectl_aicr.errors import SnapshotInvalid
 
@@ -252,8 +252,17 @@ def problems(doc: Any, *, limit: int = MAX_PROBLEMS) -> list[str]:
     return out
 
 
-def validate(doc: Any, *, source: str) -> dict[str, Any]:
-    """Return ``doc`` if it is a valid Snapshot (or SnapshotList); raise :class:`SnapshotInvalid` otherwise."""
+@overload
+def validate(doc: dict[str, Any], *, source: str) -> dict[str, Any]: ...  # type: ignore[overload-overlap]
+
+
+@overload
+def validate(doc: object, *, source: str) -> Document: ...
+
+
+def validate(doc: object, *, source: str) -> Document | dict[str, Any]:
+    """Return ``doc`` if it is a valid Snapshot (or SnapshotList), typed as one; raise :class:`SnapshotInvalid`
+    otherwise. (A ``dict[str, Any]`` comes back as one, for callers whose documents are not typed yet.)"""
     found = problems(doc)
     if found:
         errors = [f for f in found if not f.startswith("... stopped")]
@@ -261,5 +270,4 @@ def validate(doc: Any, *, source: str) -> dict[str, Any]:
         tail = "" if len(errors) == len(found) else f"; checking stopped after {len(errors)}"
         msg = f"{source}: not a valid snapshot: {found[0]}" + (f" (and {more} more{tail})" if more or tail else "")
         raise SnapshotInvalid(msg, details=found, hint=f"run 'kubectl aicr validate {source}' to see every error")
-    valid: dict[str, Any] = doc
-    return valid
+    return cast(Document, doc)

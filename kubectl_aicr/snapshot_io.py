@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Union
 
 import yaml
 
+from collector.model import Document
 from kubectl_aicr import fastyaml
 from kubectl_aicr.errors import InvalidInput, safe_text
 from kubectl_aicr.locations import CM_SCHEME as CM_SCHEME  # the location types are part of this module's API
@@ -237,15 +238,17 @@ def read_raw(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] 
 
 
 def load(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None,
-         cm_reader: CMReader | None = None) -> dict[str, Any]:
+         cm_reader: CMReader | None = None) -> Document:
     """Read, parse and schema-validate the snapshot (or SnapshotList) at ``loc``."""
     raw = read_raw(loc, connect=connect, stdin=stdin, cm_reader=cm_reader)
-    return validate(parse_document(raw, source=str(loc)), source=str(loc))
+    parsed: object = parse_document(raw, source=str(loc))  # any JSON value, until validate says which document
+    return validate(parsed, source=str(loc))
 
 
 # ---------------------------------------------------------------- writing
 
-def save(doc: Any, dest: Location, fmt: str, *, connect: Connect | None = None, overwrite: bool = False) -> str:
+def save(doc: Document | dict[str, Any], dest: Location, fmt: str, *, connect: Connect | None = None,
+         overwrite: bool = False) -> str:
     """Serialise ``doc`` (:func:`dumps`) and write it to ``dest``: standard output, a file (:func:`write_file_atomic`)
     or a ConfigMap through ``connect`` (:func:`kubectl_aicr.cmstore.write`: replaced only when it is one of our
     snapshots, unless ``overwrite``). Returns where it went, for messages: ``stdout``, the path or ``cm://ns/name``."""
@@ -265,7 +268,7 @@ def save(doc: Any, dest: Location, fmt: str, *, connect: Connect | None = None, 
     return str(dest)
 
 
-def dumps(doc: Any, fmt: str) -> str:
+def dumps(doc: Document | dict[str, Any], fmt: str) -> str:
     """Serialise in the document's own key order (we order snapshots deterministically when we build them)."""
     if fmt == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -8,14 +8,17 @@ client is imported only when a ConfigMap is read.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from kubectl_aicr import snapshot_io
 from kubectl_aicr.errors import AicrError, InvalidInput
 from kubectl_aicr.kube import KubeOptions, connector
 
+if TYPE_CHECKING:
+    from collector.model import Document
 
-def load_inputs(sources: Sequence[str], kube: KubeOptions) -> list[tuple[str, dict[str, Any]]]:
+
+def load_inputs(sources: Sequence[str], kube: KubeOptions) -> list[tuple[str, Document]]:
     """``[(location, document)]`` in the order given; ``kube``: the command's connection options."""
     try:
         locs = [snapshot_io.parse_location(s) for s in sources]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import sys
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import click
 
@@ -18,6 +18,9 @@ from kubectl_aicr.commands._inputs import load_inputs
 from kubectl_aicr.errors import DRIFT, OK, InvalidInput
 from kubectl_aicr.kube import KubeOptions
 from kubectl_aicr.options import kube_options
+
+if TYPE_CHECKING:
+    from collector.model import Document, FailureDoc, SnapshotDoc
 
 FORMATS = ("text", "json", "junit", "markdown", "markdown-summary")
 
@@ -41,8 +44,8 @@ Examples:
 
 
 def node_snapshots(
-    docs: Sequence[tuple[str, dict[str, Any]]],
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    docs: Sequence[tuple[str, Document]],
+) -> tuple[list[SnapshotDoc], list[FailureDoc]]:
     """Every node snapshot of the inputs (a SnapshotList's items, or the snapshot itself), and the list failures.
     Snapshots of every supported apiVersion are read in the one shape policies address (:func:`formats.normalise`)."""
     from kubectl_aicr import formats

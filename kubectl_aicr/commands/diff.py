@@ -148,9 +148,9 @@ def command(inputs: tuple[str, ...], fmt: str, color: str, include_volatile: boo
                                    + ("; to compare the nodes of a SnapshotList use --across-nodes FILE"
                                       if len(inputs) == 1 else ""))
         (base_source, base), (current_source, current) = load_inputs(inputs, kube)
-        engine.require_snapshot(base_source, base)
-        engine.require_snapshot(current_source, current)
-        result, one_sided = formats.compare(base, current, options, base_source=base_source,
+        base_snapshot = engine.require_snapshot(base_source, base)
+        current_snapshot = engine.require_snapshot(current_source, current)
+        result, one_sided = formats.compare(base_snapshot, current_snapshot, options, base_source=base_source,
                                             current_source=current_source)
         report, drift = _render_two(result, one_sided, fmt, use_color), result.drift
     click.echo(report, nl=False, color=use_color)

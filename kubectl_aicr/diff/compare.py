@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from collector.model import LIST_KIND, STATUS_OK, Scalar, node_name, status_of, type_sort_key
+from collector.model import STATUS_OK, Document, Scalar, SnapshotDoc, is_list, node_name, status_of, type_sort_key
 from kubectl_aicr.diff.keyfilter import DiffOptions, KeyFilter
 from kubectl_aicr.diff.values import canonical
 from kubectl_aicr.errors import InvalidInput
@@ -68,7 +68,7 @@ class SubtypeReading:
 Index = dict[str, dict[str, SubtypeReading]]
 
 
-def index_snapshot(snapshot: Mapping[str, Any]) -> Index:
+def index_snapshot(snapshot: SnapshotDoc) -> Index:
     """``{type: {subtype: SubtypeReading}}`` in document order. A measurement with no ``subtypes`` (the original's
     ``- type: SystemD``) is present with no subtypes."""
     out: Index = {}
@@ -79,12 +79,14 @@ def index_snapshot(snapshot: Mapping[str, Any]) -> Index:
     return out
 
 
-def require_snapshot(source: str, doc: Mapping[str, Any]) -> None:
-    """Refuse a SnapshotList where one node's snapshot is expected (a two-way diff), saying how to compare it."""
-    if doc.get("kind") == LIST_KIND:
+def require_snapshot(source: str, doc: Document) -> SnapshotDoc:
+    """``doc``, when it is one node's snapshot; a SnapshotList where one is expected (a two-way diff) is refused,
+    saying how to compare it."""
+    if is_list(doc):
         count = len(doc.get("items") or [])
         raise InvalidInput(f"{source}: is a SnapshotList of {count} node(s), not a single snapshot",
                            hint=f"compare its nodes with 'kubectl aicr diff --across-nodes {source}'")
+    return doc
 
 
 # ============================================================================ results
@@ -134,7 +136,7 @@ class Side:
     version: Optional[str]
 
     @classmethod
-    def of(cls, snapshot: Mapping[str, Any], source: str) -> "Side":
+    def of(cls, snapshot: SnapshotDoc, source: str) -> "Side":
         meta = snapshot.get("metadata") or {}
         return cls(source, node_name(snapshot), meta.get("timestamp"), meta.get("version"))
 
@@ -176,7 +178,7 @@ class _Comparison:
         self.changes: list[Change] = []
         self.ignored = 0
 
-    def metadata(self, base: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    def metadata(self, base: SnapshotDoc, current: SnapshotDoc) -> None:
         base_meta, cur_meta = base.get("metadata") or {}, current.get("metadata") or {}
         if base_meta == cur_meta or self.filter.options.only:  # --only: metadata is out of scope
             return
@@ -311,7 +313,7 @@ class _Comparison:
 
 
 def diff_indexes(base: Index, current: Index, options: DiffOptions = DiffOptions(), *,
-                 base_doc: Mapping[str, Any] | None = None, current_doc: Mapping[str, Any] | None = None,
+                 base_doc: SnapshotDoc | None = None, current_doc: SnapshotDoc | None = None,
                  flt: KeyFilter | None = None) -> tuple[list[Change], int]:
     """Changes (in report order) and the number of hidden differences between two indexed snapshots."""
     comparison = _Comparison(flt or KeyFilter(options))
@@ -327,7 +329,7 @@ def diff_indexes(base: Index, current: Index, options: DiffOptions = DiffOptions
     return comparison.changes, comparison.ignored
 
 
-def diff_snapshots(base: Mapping[str, Any], current: Mapping[str, Any], options: DiffOptions = DiffOptions(), *,
+def diff_snapshots(base: SnapshotDoc, current: SnapshotDoc, options: DiffOptions = DiffOptions(), *,
                    base_source: str = "base", current_source: str = "current") -> DiffResult:
     """Compare two Snapshot documents (wire dicts, already schema-valid)."""
     changes, ignored = diff_indexes(index_snapshot(base), index_snapshot(current), options,

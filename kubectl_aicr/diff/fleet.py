@@ -11,9 +11,9 @@ header metadata is never compared. Nodes that gave no snapshot (a SnapshotList's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
-from collector.model import LIST_KIND, node_name
+from collector.model import Document, FailureDoc, SnapshotDoc, is_list, node_name
 from kubectl_aicr.diff.compare import Change, Index, diff_indexes, index_snapshot
 from kubectl_aicr.diff.keyfilter import DiffOptions, KeyFilter
 from kubectl_aicr.diff.rules import CLUSTER_WIDE
@@ -106,9 +106,9 @@ def fingerprint(idx: Index, flt: KeyFilter) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def group_by_configuration(snapshots: Sequence[Mapping[str, Any]], options: DiffOptions = DiffOptions(), *,
+def group_by_configuration(snapshots: Sequence[SnapshotDoc], options: DiffOptions = DiffOptions(), *,
                            names: Sequence[str] | None = None,
-                           failures: Iterable[Mapping[str, Any]] = ()) -> FleetResult:
+                           failures: Iterable[FailureDoc] = ()) -> FleetResult:
     """Group node snapshots whose comparable content is identical (volatile and identity keys ignored).
 
     The largest group is the baseline (ties: the group holding the alphabetically first node); its first node (by
@@ -141,13 +141,13 @@ def group_by_configuration(snapshots: Sequence[Mapping[str, Any]], options: Diff
     return FleetResult(groups, deviations, fails, options)
 
 
-def flatten(docs: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+def flatten(docs: Iterable[Document]) -> tuple[list[SnapshotDoc], list[FailureDoc]]:
     """The node snapshots and the failed nodes of some documents: a SnapshotList gives its ``items`` and
     ``failures``, any other document is one node's snapshot."""
-    snapshots: list[Mapping[str, Any]] = []
-    failures: list[Mapping[str, Any]] = []
+    snapshots: list[SnapshotDoc] = []
+    failures: list[FailureDoc] = []
     for doc in docs:
-        if doc.get("kind") == LIST_KIND:
+        if is_list(doc):
             snapshots.extend(doc.get("items") or [])
             failures.extend(doc.get("failures") or [])
         else:
@@ -155,8 +155,8 @@ def flatten(docs: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]],
     return snapshots, failures
 
 
-def across_nodes(inputs: Sequence[tuple[str, Mapping[str, Any]]], options: DiffOptions = DiffOptions(), *,
-                 normalise: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda doc: doc) -> FleetResult:
+def across_nodes(inputs: Sequence[tuple[str, Document]], options: DiffOptions = DiffOptions(), *,
+                 normalise: Callable[[SnapshotDoc], SnapshotDoc] = lambda doc: doc) -> FleetResult:
     """Group the nodes of ``(source, document)`` inputs (SnapshotLists or snapshots) by configuration.
     ``normalise`` turns each node snapshot into the form compared (e.g. any supported apiVersion into one).
     No node at all (an empty SnapshotList) is an error: there is nothing to compare."""

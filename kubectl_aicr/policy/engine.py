@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Pattern, Sequence
 
+from collector.model import FailureDoc, SnapshotDoc
 from kubectl_aicr.diff import (
     STATUS_OK,
     DiffOptions,
@@ -138,7 +139,7 @@ class Node:
     labels: Mapping[str, Scalar]
 
 
-def node_views(snapshots: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[Node]:
+def node_views(snapshots: Sequence[SnapshotDoc], names: Sequence[str] | None = None) -> list[Node]:
     """Index every snapshot once; names are ``metadata.source-node`` (else ``items[i]``), made unique with ``#2``."""
     out: list[Node] = []
     seen: dict[str, int] = {}
@@ -379,8 +380,8 @@ def _apply_waivers(cases: list[Case], waivers: Sequence[Waiver], today: dt.date)
 
 # ============================================================================ the check
 
-def check(policy: Policy, snapshots: Sequence[Mapping[str, Any]], *, today: dt.date,
-          sources: Sequence[str] = (), failures: Iterable[Mapping[str, Any]] = (), fail_on: str = "error",
+def check(policy: Policy, snapshots: Sequence[SnapshotDoc], *, today: dt.date,
+          sources: Sequence[str] = (), failures: Iterable[FailureDoc] = (), fail_on: str = "error",
           names: Sequence[str] | None = None) -> CheckResult:
     """Evaluate every rule on every node it selects. Raises :class:`PolicyInvalid` for a rule that selects no node,
     or whose address matches no key in any selected snapshot (a typo, most likely) unless the rule says what

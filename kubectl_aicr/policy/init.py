@@ -14,6 +14,7 @@ import re
 import textwrap
 from typing import Any, Mapping, Sequence
 
+from collector.model import SnapshotDoc
 from kubectl_aicr.diff import CLUSTER_WIDE, STATUS_OK, DiffOptions, KeyFilter, canonical, fleet_options, type_sort_key
 from kubectl_aicr.policy.engine import Node, node_views
 from kubectl_aicr.policy.model import API_VERSION, KIND
@@ -45,7 +46,7 @@ def _ordered_subtypes(nodes: Sequence[Node]) -> list[tuple[str, str]]:
     return sorted(seen, key=lambda ts: type_sort_key(ts[0]))  # stable: document order within a type
 
 
-def build_policy(snapshots: Sequence[Mapping[str, Any]], *, name: str = "baseline") -> tuple[dict[str, Any], list[str]]:
+def build_policy(snapshots: Sequence[SnapshotDoc], *, name: str = "baseline") -> tuple[dict[str, Any], list[str]]:
     """The policy document and the header lines that say what was left out and why."""
     nodes = node_views(snapshots)
     flt = KeyFilter(fleet_options(DiffOptions()))
