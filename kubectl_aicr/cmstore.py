@@ -14,12 +14,12 @@ ConfigMap is :class:`~kubectl_aicr.errors.NotFound`, one that exists or changed 
 from __future__ import annotations
 
 import gzip
-from typing import Any, Callable
+from typing import Any
 
 from collector.model import now_rfc3339
 from kubectl_aicr import __version__
 from kubectl_aicr.errors import AicrError, Conflict, InvalidInput, NotFound
-from kubectl_aicr.kube import Kube, lazy
+from kubectl_aicr.kube import Kube
 from kubectl_aicr.locations import MAX_DOCUMENT_BYTES, ConfigMapRef
 
 #: The API server refuses objects over 1 MiB; keep room for metadata.
@@ -175,13 +175,6 @@ def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[st
     except Conflict:
         raise InvalidInput(f"{ref} was changed by someone else while it was being replaced; nothing written",
                            hint="run again") from None
-
-
-def cm_reader(kube_factory: Callable[[], Kube]) -> Callable[[ConfigMapRef], bytes]:
-    """Deprecated (for callers not yet on ``snapshot_io.load(loc, connect=...)``): a reader of ``cm://`` locations
-    that connects on first use."""
-    connect = lazy(kube_factory)
-    return lambda ref: read(connect(), ref)
 
 
 def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> tuple[str, str]:

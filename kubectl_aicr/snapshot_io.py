@@ -22,7 +22,7 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Union
+from typing import IO, TYPE_CHECKING, Any, Iterable, Union
 
 import yaml
 
@@ -216,20 +216,13 @@ def _read_stdin(stream: IO[bytes] | None = None) -> bytes:
     return stream.read(MAX_DOCUMENT_BYTES + 1)
 
 
-#: Deprecated (use ``connect``): a function that fetches the bytes stored at a ConfigMap location.
-CMReader = Callable[[ConfigMapRef], bytes]
-
-
-def read_raw(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None,
-             cm_reader: CMReader | None = None) -> bytes:
+def read_raw(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None) -> bytes:
     """The bytes at ``loc``: a file, standard input (``stdin``, else the process's) or a ConfigMap (through
     ``connect``)."""
     if isinstance(loc, Stdio):
         return _read_stdin(stdin)
     if isinstance(loc, FilePath):
         return _read_file(loc.path)
-    if cm_reader is not None:
-        return cm_reader(loc)
     if connect is None:
         raise InvalidInput(f"{loc}: reading a ConfigMap needs a cluster connection")
     from kubectl_aicr import cmstore
@@ -237,10 +230,9 @@ def read_raw(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] 
     return cmstore.read(connect(), loc)
 
 
-def load(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None,
-         cm_reader: CMReader | None = None) -> Document:
+def load(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | None = None) -> Document:
     """Read, parse and schema-validate the snapshot (or SnapshotList) at ``loc``."""
-    raw = read_raw(loc, connect=connect, stdin=stdin, cm_reader=cm_reader)
+    raw = read_raw(loc, connect=connect, stdin=stdin)
     parsed: object = parse_document(raw, source=str(loc))  # any JSON value, until validate says which document
     return validate(parsed, source=str(loc))
 

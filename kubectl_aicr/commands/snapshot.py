@@ -13,12 +13,12 @@ import click
 
 from kubectl_aicr import __version__, formats, snapshot_io
 from kubectl_aicr.errors import EXIT_CODES_HELP, InvalidInput
-from kubectl_aicr.kube import KubeOptions
+from kubectl_aicr.kube import KubeOptions, connector
 from kubectl_aicr.options import format_option, kube_options
 
 if TYPE_CHECKING:
     from kubectl_aicr.deploy.run import RunOptions, RunOutcome
-    from kubectl_aicr.kube import Kube
+    from kubectl_aicr.kube import Connect
 
 
 #: The client-side rate limit's defaults (``--qps``, ``--burst``; kubectl's are 50 and 300): a fleet run makes
@@ -250,25 +250,17 @@ def _deliver(
     dest: snapshot_io.Location,
     fmt: str,
     *,
-    kube_factory: Callable[[], Kube],
+    connect: Connect,
     overwrite: bool,
     api_version: str = formats.DEFAULT_WRITE,
 ) -> str:
-    """``output.deliver``, except that a ConfigMap is replaced only when it is ours (or ``--overwrite``); the
-    document is written in ``api_version`` (:func:`formats.convert`)."""
-    from kubectl_aicr.output import deliver
-
+    """:func:`snapshot_io.save` (a ConfigMap is replaced only when it is ours, or with ``--overwrite``) of the
+    document in ``api_version`` (:func:`formats.convert`)."""
     if api_version != formats.detect(doc):
         from kubectl_aicr.schema import validate
 
         doc = validate(formats.convert(doc, api_version), source=f"snapshot written as {api_version}")
-
-    if isinstance(dest, snapshot_io.ConfigMapRef):
-        from kubectl_aicr import cmstore
-
-        cmstore.write(kube_factory(), dest, snapshot_io.dumps(doc, fmt), fmt, overwrite=overwrite)
-        return str(dest)
-    return deliver(doc, dest, fmt, kube_factory=kube_factory)
+    return snapshot_io.save(doc, dest, fmt, connect=connect, overwrite=overwrite)
 
 
 def _local(
@@ -290,12 +282,7 @@ def _local(
     doc = collect_snapshot(version=__version__, node=node_name(), api_client=api, extra_metadata={"mode": "local"})
     validate(doc, source="collected snapshot")
 
-    def kube_factory() -> Kube:
-        from kubectl_aicr.kube import connect
-
-        return connect(opts)
-
-    _deliver(doc, dest, fmt, kube_factory=kube_factory, overwrite=overwrite, api_version=api_version)
+    _deliver(doc, dest, fmt, connect=connector(opts), overwrite=overwrite, api_version=api_version)
 
 
 def _deploy(
@@ -340,7 +327,7 @@ def _deploy(
             return None
 
         def deliver(doc: dict[str, Any]) -> str:
-            return _deliver(doc, dest, fmt, kube_factory=lambda: kube, overwrite=overwrite, api_version=api_version)
+            return _deliver(doc, dest, fmt, connect=lambda: kube, overwrite=overwrite, api_version=api_version)
 
         return agent_run.execute(planned, progress, deliver)
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from collector.model import Measurement, build_snapshot, reading
-from kubectl_aicr import output, snapshot_io
+from kubectl_aicr import snapshot_io
 from kubectl_aicr.errors import InvalidInput
 from kubectl_aicr.kube import Kube
 
@@ -48,15 +48,3 @@ def test_a_configmap_needs_a_connection_both_ways() -> None:
         snapshot_io.load(ref)
 
 
-def test_the_old_entry_points_still_deliver_and_read(tmp_path: Path) -> None:
-    """``output.deliver(kube_factory=)`` and ``load(cm_reader=)`` stay until their callers use save/connect."""
-    dest = snapshot_io.FilePath(str(tmp_path / "s.yaml"))
-    assert output.deliver(doc(), dest, "yaml") == dest.path
-    seen: list[snapshot_io.ConfigMapRef] = []
-
-    def reader(ref: snapshot_io.ConfigMapRef) -> bytes:
-        seen.append(ref)
-        return Path(dest.path).read_bytes()
-
-    ref = snapshot_io.ConfigMapRef("ns", "x")
-    assert snapshot_io.load(ref, cm_reader=reader) == doc() and seen == [ref]
