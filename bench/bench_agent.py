@@ -56,17 +56,36 @@ def wrap_agent(kubelet: ProcessKubelet, node: str, record: Path) -> None:
     GNU time, appending ``user sys maxrss_kb`` to ``record`` and ``own_cpu children_cpu`` to ``record.split``."""
     launcher = record.with_name("launcher.py")
     write_atomic(launcher, LAUNCHER)
-    script = (f'#!/bin/sh\nPYTHONPATH={REPO} exec {GNU_TIME} -a -o {record} -f "%U %S %M" {sys.executable} '
-              f'{launcher} {record}.split "$@"\n')
+    script = (
+        f'#!/bin/sh\nPYTHONPATH={REPO} exec {GNU_TIME} -a -o {record} -f "%U %S %M" {sys.executable} '
+        f'{launcher} {record}.split "$@"\n'
+    )
     write_atomic(kubelet.workdir / "nodes" / node / "bin" / "kubectl-aicr", script, mode=0o755)
 
 
 def snapshot(plane: ControlPlane, node: str, out: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG")}
     env["KUBECONFIG"] = str(plane.kubeconfig)
-    r = subprocess.run([sys.executable, "-m", "kubectl_aicr", "snapshot", "--node-selector",
-                        f"kubernetes.io/hostname={node}", "--image", LOCAL_AGENT_IMAGE, "--timeout", "5m",
-                        "-o", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubectl_aicr",
+            "snapshot",
+            "--node-selector",
+            f"kubernetes.io/hostname={node}",
+            "--image",
+            LOCAL_AGENT_IMAGE,
+            "--timeout",
+            "5m",
+            "-o",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise SystemExit(f"snapshot failed ({r.returncode}):\n{r.stderr[-2000:]}")
 
@@ -83,13 +102,17 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="aicr-bench-agent-") as tmp:
             record = Path(tmp) / "agent-time.txt"
             node = "bench-h100-1"
-            with ProcessKubelet(plane, label_nodes([gpu_node(node, H100_XML)], "benchagent"),
-                                name="benchagent") as kubelet:
+            with ProcessKubelet(
+                plane, label_nodes([gpu_node(node, H100_XML)], "benchagent"), name="benchagent"
+            ) as kubelet:
                 wrap_agent(kubelet, node, record)
                 for i in range(args.runs):
                     snapshot(plane, node, Path(tmp) / f"snap-{i}.yaml")
-            rows = [tuple(float(x) for x in line.split()) for line in record.read_text().splitlines()
-                    if line.strip() and not line.startswith("Command")]
+            rows = [
+                tuple(float(x) for x in line.split())
+                for line in record.read_text().splitlines()
+                if line.strip() and not line.startswith("Command")
+            ]
             split = [tuple(float(x) for x in line.split()) for line in Path(f"{record}.split").read_text().splitlines()]
     finally:
         plane.stop()
@@ -98,14 +121,20 @@ def main() -> int:
     cpus = [u + s for u, s, _ in rows]
     rss = [kb / 1024 for _, _, kb in rows]
     for i, ((u, s, kb), (own, kids)) in enumerate(zip(rows, split)):
-        print(f"run {i + 1}: agent CPU {u + s:.2f}s (user {u:.2f} sys {s:.2f}; the Python process itself {own:.2f}s, "
-              f"the commands it ran {kids:.2f}s), max RSS {kb / 1024:.1f} MB")
+        print(
+            f"run {i + 1}: agent CPU {u + s:.2f}s (user {u:.2f} sys {s:.2f}; the Python process itself {own:.2f}s, "
+            f"the commands it ran {kids:.2f}s), max RSS {kb / 1024:.1f} MB"
+        )
     cpu, mem = statistics.median(cpus), statistics.median(rss)
     own = statistics.median(o for o, _ in split)
-    print(f"agent CPU  median {cpu:.2f}s   goal {GOAL_CPU_S:.2f}s   ratio {cpu / GOAL_CPU_S:.2f}"
-          f"   (the Python process alone: {own:.2f}s, ratio {own / GOAL_CPU_S:.2f})")
-    print(f"agent RSS  median {mem:.1f} MB  goal {GOAL_RSS_MB:.0f} MB    ratio {mem / GOAL_RSS_MB:.2f}"
-          f"   (largest {max(rss):.1f} MB)")
+    print(
+        f"agent CPU  median {cpu:.2f}s   goal {GOAL_CPU_S:.2f}s   ratio {cpu / GOAL_CPU_S:.2f}"
+        f"   (the Python process alone: {own:.2f}s, ratio {own / GOAL_CPU_S:.2f})"
+    )
+    print(
+        f"agent RSS  median {mem:.1f} MB  goal {GOAL_RSS_MB:.0f} MB    ratio {mem / GOAL_RSS_MB:.2f}"
+        f"   (largest {max(rss):.1f} MB)"
+    )
     return 0 if cpu <= GOAL_CPU_S and mem <= GOAL_RSS_MB else 1
 
 

@@ -8,10 +8,12 @@ is what ``policy init`` writes for the fixture fleet (26 rules) plus 74 hand-wri
 (version ranges, numeric ranges, one-of, regex, present/absent, same-on-every-node over globs, label selection),
 and two waivers.
 
-Prints, per stage (CPU time, best of ``--repeat``, with the cycle collector off as in the command): parse + schema validation
+Prints, per stage (CPU time, best of ``--repeat``, with the cycle collector off as in the command): parse + schema
+validation
 of the list, the check, each report; then the whole command through the CLI entry point (``python -m kubectl_aicr
 check ... -o junit --output-file``): wall clock, its CPU time and the load average (on a shared machine the wall
-clock includes waiting for a CPU); and the goal and ratio. Usage: ``python bench/bench_check.py [--nodes 1000] [--repeat 3] [--keep DIR]``. Exits 1 when the
+clock includes waiting for a CPU); and the goal and ratio. Usage: ``python bench/bench_check.py [--nodes 1000]
+[--repeat 3] [--keep DIR]``. Exits 1 when the
 end-to-end figure misses the goal.
 """
 
@@ -82,8 +84,7 @@ def make_fleet(nodes: int, seed: int = 7) -> dict[str, Any]:
         if i % 97 == 5:
             sysctl["/proc/sys/vm/swappiness"] = "10"
         items.append(s)
-    return {"kind": "SnapshotList", "apiVersion": src["apiVersion"], "metadata": dict(src["metadata"]),
-            "items": items}
+    return {"kind": "SnapshotList", "apiVersion": src["apiVersion"], "metadata": dict(src["metadata"]), "items": items}
 
 
 _TEMPLATES: list[dict[str, Any]] = [
@@ -99,8 +100,13 @@ _TEMPLATES: list[dict[str, Any]] = [
     {"type": "OS", "subtype": "kmod", "key": "nouveau", "expect": {"absent": True}},
     {"type": "K8s", "subtype": "labels", "key": "nvidia.com/*", "expect": {"same-on-every-node": True}},
     {"type": "SystemD", "subtype": "*.service", "key": "ActiveState", "expect": {"one-of": ["active", "inactive"]}},
-    {"type": "SystemD", "subtype": "kubelet.service", "key": "NRestarts", "expect": {"range": {"max": 5}},
-     "nodes": {"labels": {"pool": "training"}}},
+    {
+        "type": "SystemD",
+        "subtype": "kubelet.service",
+        "key": "NRestarts",
+        "expect": {"range": {"max": 5}},
+        "nodes": {"labels": {"pool": "training"}},
+    },
 ]
 
 
@@ -113,10 +119,21 @@ def make_policy(fleet: dict[str, Any], rules: int = 100) -> str:
         doc["rules"].append({"id": f"hand-{i:03d}", "severity": ("error", "warning")[i % 2], **t})
         i += 1
     doc["waivers"] = [
-        {"rule": "hand-000", "nodes": ["gpu-00-0007.ec2.internal"], "reason": "550 pilot", "owner": "gpu-platform",
-         "expires": "2099-12-31"},
-        {"rule": "hand-001", "nodes": ["nowhere-*"], "reason": "stale on purpose", "owner": "gpu-platform",
-         "expires": "2099-12-31"}]
+        {
+            "rule": "hand-000",
+            "nodes": ["gpu-00-0007.ec2.internal"],
+            "reason": "550 pilot",
+            "owner": "gpu-platform",
+            "expires": "2099-12-31",
+        },
+        {
+            "rule": "hand-001",
+            "nodes": ["nowhere-*"],
+            "reason": "stale on purpose",
+            "owner": "gpu-platform",
+            "expires": "2099-12-31",
+        },
+    ]
     return policy_text(doc, notes, "bench")
 
 
@@ -144,23 +161,40 @@ def main() -> int:
     snapshot_io.write_file_atomic(policy_path, make_policy(fleet, a.rules))
     policy = parse_policy_text(open(policy_path, "rb").read(), policy_path)
     size = os.path.getsize(fleet_path)
-    print(f"fleet: {a.nodes:,} nodes, {size / 1e6:.1f} MB of YAML; policy: {len(policy.rules)} rules, "
-          f"{len(policy.waivers)} waivers; {os.cpu_count()} CPUs")
+    print(
+        f"fleet: {a.nodes:,} nodes, {size / 1e6:.1f} MB of YAML; policy: {len(policy.rules)} rules, "
+        f"{len(policy.waivers)} waivers; {os.cpu_count()} CPUs"
+    )
 
     gc.disable()  # as the command does (kubectl_aicr/commands/check.py)
     t_load, doc = best(lambda: snapshot_io.load(snapshot_io.FilePath(fleet_path)), a.repeat)
     today = dt.date(2026, 6, 1)
     t_check, result = best(lambda: check(policy, doc["items"], today=today, sources=[fleet_path]), a.repeat)
     print(f"  parse + schema validation  {t_load:6.2f} s CPU")
-    print(f"  check                      {t_check:6.2f} s CPU   ({len(result.cases):,} rule x node checks, "
-          f"{result.summary()['violations']:,} violations, {result.summary()['accepted_deviations']} waived)")
+    print(
+        f"  check                      {t_check:6.2f} s CPU   ({len(result.cases):,} rule x node checks, "
+        f"{result.summary()['violations']:,} violations, {result.summary()['accepted_deviations']} waived)"
+    )
     for fmt in check_report.FORMATS:
         t, text = best(lambda: check_report.render(result, fmt), a.repeat)
         print(f"  render {fmt:<19} {t:6.2f} s CPU   ({len(text.encode()):,} bytes)")
 
     gc.enable()
-    cmd = [sys.executable, "-m", "kubectl_aicr", "check", "--policy", policy_path, fleet_path, "-o", "junit",
-           "--output-file", os.path.join(out_dir, "check.xml"), "--date", "2026-06-01"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kubectl_aicr",
+        "check",
+        "--policy",
+        policy_path,
+        fleet_path,
+        "-o",
+        "junit",
+        "--output-file",
+        os.path.join(out_dir, "check.xml"),
+        "--date",
+        "2026-06-01",
+    ]
     walls, cpus = [], []
     for _ in range(a.repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -174,9 +208,11 @@ def main() -> int:
             return 2
     wall, cpu = min(walls), min(cpus)
     load = os.getloadavg()[0]
-    print(f"end to end (python -m kubectl_aicr check ... -o junit --output-file, exit {p.returncode}): "
-          f"{wall:.2f} s wall ({cpu:.2f} s CPU; load average {load:.1f} on {os.cpu_count()} CPUs); "
-          f"goal {GOAL_S:.1f} s; ratio {wall / GOAL_S:.2f} of the goal")
+    print(
+        f"end to end (python -m kubectl_aicr check ... -o junit --output-file, exit {p.returncode}): "
+        f"{wall:.2f} s wall ({cpu:.2f} s CPU; load average {load:.1f} on {os.cpu_count()} CPUs); "
+        f"goal {GOAL_S:.1f} s; ratio {wall / GOAL_S:.2f} of the goal"
+    )
     if not a.keep:
         for f in os.listdir(out_dir):
             os.unlink(os.path.join(out_dir, f))

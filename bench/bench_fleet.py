@@ -45,21 +45,23 @@ RUN_LABEL = "aicr.nvidia.com/run-id"
 GOAL_SECONDS_PER_NODE = 180.0 / 1000
 GOAL_RSS_MB = 1024.0
 POLL_S = 2.0
-_METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def request_counts(api: Any) -> Counter[tuple[str, str, str]]:
     """apiserver_request_total summed by (verb, resource, subresource)."""
-    text = api.api_client.call_api("/metrics", "GET", auth_settings=["BearerToken"], response_type="str",
-                                   _preload_content=False)[0].data.decode()
+    text = api.api_client.call_api(
+        "/metrics", "GET", auth_settings=["BearerToken"], response_type="str", _preload_content=False
+    )[0].data.decode()
     out: Counter[tuple[str, str, str]] = Counter()
     for line in text.splitlines():
         m = _METRIC.match(line)
         if m:
             labels = dict(_LABEL.findall(m["labels"]))
             out[(labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))] += int(
-                float(m["value"]))
+                float(m["value"])
+            )
     return out
 
 
@@ -82,9 +84,14 @@ class ObjectPoller(threading.Thread):
     def _count(self, path: str) -> int:
         # Metadata only (a PartialObjectMetadataList): the staging ConfigMaps hold whole snapshots.
         resp = self.api.api_client.call_api(
-            path, "GET", query_params=[("labelSelector", RUN_LABEL)], auth_settings=["BearerToken"],
+            path,
+            "GET",
+            query_params=[("labelSelector", RUN_LABEL)],
+            auth_settings=["BearerToken"],
             header_params={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
-            response_type="object", _preload_content=False)[0]
+            response_type="object",
+            _preload_content=False,
+        )[0]
         import json
 
         return len(json.loads(resp.data).get("items") or [])
@@ -109,8 +116,22 @@ def run_cli(plane: ControlPlane, kubelet: str, out: Path, extra: list[str]) -> t
     """(wall seconds, peak RSS in MB, stderr) of one ``snapshot --all-nodes`` over ``kubelet``'s nodes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG")}
     env["KUBECONFIG"] = str(plane.kubeconfig)
-    argv = [sys.executable, "-m", "kubectl_aicr", "snapshot", "--all-nodes", "--node-selector",
-            f"aicr.test/kubelet={kubelet}", "--image", LOCAL_AGENT_IMAGE, "--timeout", "30m", "-o", str(out), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "kubectl_aicr",
+        "snapshot",
+        "--all-nodes",
+        "--node-selector",
+        f"aicr.test/kubelet={kubelet}",
+        "--image",
+        LOCAL_AGENT_IMAGE,
+        "--timeout",
+        "30m",
+        "-o",
+        str(out),
+        *extra,
+    ]
     err_file = out.with_suffix(".stderr")
     t0 = time.monotonic()
     with open(err_file, "wb") as err:
@@ -150,25 +171,35 @@ def measure(plane: ControlPlane, api: Any, batch: Any, name: str, n: int, out: P
     top = ", ".join(f"{v / n:.1f} {k[0]} {k[1]}{'/' + k[2] if k[2] else ''}" for k, v in diff.most_common(8) if v > 0)
     goal_s = GOAL_SECONDS_PER_NODE * n
     size = out.stat().st_size
-    print(f"nodes={n:5d} args={' '.join(extra) or '-':<18} wall={secs:7.1f}s ({secs / n:.3f} s/node; goal "
-          f"{goal_s:.0f}s at this count, ratio {secs / goal_s:.2f})  requests={total / n:.1f}/node  "
-          f"peak objects={poller.peak} {poller.peak_by}  CLI RSS={rss:.0f} MB (goal {GOAL_RSS_MB:.0f}, ratio "
-          f"{rss / GOAL_RSS_MB:.2f})  output={size:,} bytes", flush=True)
+    print(
+        f"nodes={n:5d} args={' '.join(extra) or '-':<18} wall={secs:7.1f}s ({secs / n:.3f} s/node; goal "
+        f"{goal_s:.0f}s at this count, ratio {secs / goal_s:.2f})  requests={total / n:.1f}/node  "
+        f"peak objects={poller.peak} {poller.peak_by}  CLI RSS={rss:.0f} MB (goal {GOAL_RSS_MB:.0f}, ratio "
+        f"{rss / GOAL_RSS_MB:.2f})  output={size:,} bytes",
+        flush=True,
+    )
     print(f"    requests per node by kind: {top}", flush=True)
     lines = stderr.count("\n")
-    print(f"    CLI stderr: {lines} lines; last: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}",
-          flush=True)
+    print(
+        f"    CLI stderr: {lines} lines; last: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}", flush=True
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="*", default=[5, 10, 20, 40])
-    ap.add_argument("--parallelism", type=int, nargs="*", default=[],
-                    help="--parallelism values to run at each node count (none: the CLI's default)")
+    ap.add_argument(
+        "--parallelism",
+        type=int,
+        nargs="*",
+        default=[],
+        help="--parallelism values to run at each node count (none: the CLI's default)",
+    )
     ap.add_argument("--simulated", action="store_true", help="simulated agents (see tests/controlplane/simagent)")
     ap.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[], help="more snapshot flags (last)")
     args = ap.parse_args()
-    from kubernetes import client, config as kube_config
+    from kubernetes import client
+    from kubernetes import config as kube_config
 
     plane = ControlPlane(bin_dir=locate_binaries()).start()
     print(f"control plane ready in {plane.start_seconds:.1f}s; {os.cpu_count()} CPUs", flush=True)

@@ -65,7 +65,7 @@ GOAL_OVERHEAD_S = 0.5
 GOAL_WALL_S = 1.3  # NVIDIA aicr v0.11.1 (Go) on this plane, issue #15
 NODE = "bench-snap-h100-1"
 CLI = [sys.executable, "-m", "kubectl_aicr"]
-_METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -90,8 +90,12 @@ class PodWatch(threading.Thread):
             try:
                 rv = self.api.list_pod_for_all_namespaces(label_selector=RUN_LABEL).metadata.resource_version
                 self.ready.set()
-                for ev in w.stream(self.api.list_pod_for_all_namespaces, label_selector=RUN_LABEL,
-                                   resource_version=rv, timeout_seconds=5):
+                for ev in w.stream(
+                    self.api.list_pod_for_all_namespaces,
+                    label_selector=RUN_LABEL,
+                    resource_version=rv,
+                    timeout_seconds=5,
+                ):
                     now = time.monotonic()
                     pod = ev["object"]
                     name = pod.metadata.name
@@ -100,9 +104,14 @@ class PodWatch(threading.Thread):
                         term = cs.state.terminated if cs.state else None
                         if term is not None:
                             self.terminated.setdefault(name, now)
-                            self.stamps.setdefault(name, (pod.metadata.creation_timestamp.isoformat(),
-                                                          term.started_at.isoformat() if term.started_at else "",
-                                                          term.finished_at.isoformat() if term.finished_at else ""))
+                            self.stamps.setdefault(
+                                name,
+                                (
+                                    pod.metadata.creation_timestamp.isoformat(),
+                                    term.started_at.isoformat() if term.started_at else "",
+                                    term.finished_at.isoformat() if term.finished_at else "",
+                                ),
+                            )
                     if self.stop_now.is_set():
                         break
             except Exception:  # noqa: BLE001 - re-list and watch again
@@ -113,8 +122,9 @@ class PodWatch(threading.Thread):
 
 def request_counts(api: Any) -> Counter[tuple[str, str, str]]:
     """apiserver_request_total summed by (verb, resource, subresource), the kubelet's heartbeats left out."""
-    text = api.api_client.call_api("/metrics", "GET", auth_settings=["BearerToken"], response_type="str",
-                                   _preload_content=False)[0].data.decode()
+    text = api.api_client.call_api(
+        "/metrics", "GET", auth_settings=["BearerToken"], response_type="str", _preload_content=False
+    )[0].data.decode()
     out: Counter[tuple[str, str, str]] = Counter()
     for line in text.splitlines():
         m = _METRIC.match(line)
@@ -131,8 +141,18 @@ def run_cli(plane: ControlPlane, out: Path, launcher: list[str]) -> dict[str, An
     """One snapshot run: wall, CPU, and the arrival time of each progress line (seconds from the spawn)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECONFIG", "AICR_"))}
     env.update(KUBECONFIG=str(plane.kubeconfig), PYTHONUNBUFFERED="1")
-    argv = [*launcher, "snapshot", "--node-selector", f"kubernetes.io/hostname={NODE}",
-            "--image", LOCAL_AGENT_IMAGE, "--timeout", "5m", "-o", str(out)]
+    argv = [
+        *launcher,
+        "snapshot",
+        "--node-selector",
+        f"kubernetes.io/hostname={NODE}",
+        "--image",
+        LOCAL_AGENT_IMAGE,
+        "--timeout",
+        "5m",
+        "-o",
+        str(out),
+    ]
     lines: list[tuple[float, str]] = []
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -151,8 +171,15 @@ def run_cli(plane: ControlPlane, out: Path, launcher: list[str]) -> dict[str, An
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"snapshot failed ({code}):\n" + "\n".join(text for _, text in lines[-30:]))
-    return {"t0": t0, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "user": usage.ru_utime,
-            "sys": usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024, "lines": lines}
+    return {
+        "t0": t0,
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "user": usage.ru_utime,
+        "sys": usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "lines": lines,
+    }
 
 
 def first(lines: list[tuple[float, str]], needle: str) -> float | None:
@@ -178,8 +205,11 @@ def measure(plane: ControlPlane, watcher: PodWatch, out: Path, launcher: list[st
     r["lifetime"] = r["pod_done"] - r["pod_added"]
     r["overhead"] = r["wall"] - r["lifetime"]
     created, started, finished = watcher.stamps.get(pod, ("", "", ""))
-    r["stamp_lifetime"] = (datetime.fromisoformat(finished) - datetime.fromisoformat(created)).total_seconds() \
-        if created and finished else float("nan")
+    r["stamp_lifetime"] = (
+        (datetime.fromisoformat(finished) - datetime.fromisoformat(created)).total_seconds()
+        if created and finished
+        else float("nan")
+    )
     lines = r["lines"]
     r["preflight"] = first(lines, ": creating ")
     r["written"] = first(lines, " written to ")
@@ -199,10 +229,12 @@ def trace(plane: ControlPlane, api: Any, watcher: PodWatch, tmp: Path) -> None:
     after = request_counts(api)
     data = json.loads(record.read_text())
     shift = -r["t0"]  # the launcher's times are time.monotonic() readings, as the bench's
-    print(f"\ntraced run: wall {r['wall']:.3f}s, CPU {r['cpu']:.3f}s, pod {r['pod_added']:.3f}s -> "
-          f"{r['pod_done']:.3f}s; the launcher's first line ran at "
-          f"{data['launched'] + shift:.3f}s, its atexit at {data['exit'] + shift:.3f}s; times are seconds from the "
-          "spawn")
+    print(
+        f"\ntraced run: wall {r['wall']:.3f}s, CPU {r['cpu']:.3f}s, pod {r['pod_added']:.3f}s -> "
+        f"{r['pod_done']:.3f}s; the launcher's first line ran at "
+        f"{data['launched'] + shift:.3f}s, its atexit at {data['exit'] + shift:.3f}s; times are seconds from the "
+        "spawn"
+    )
     events = [(t, f"[aicr] line: {text[:110]}") for t, text in r["lines"]]
     events += [(r["pod_added"], "== pod ADDED (bench watch)"), (r["pod_done"], "== container terminated (bench watch)")]
     reqs = data["requests"]
@@ -220,16 +252,21 @@ def trace(plane: ControlPlane, api: Any, watcher: PodWatch, tmp: Path) -> None:
     print(f"  CLI requests: {len(reqs)} ({', '.join(f'{k}: {v}' for k, v in phases.items())})")
     diff = Counter({k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0})
     diff[("GET", "", "")] -= 1  # the bench's own /metrics read
-    print("  apiserver_request_total delta (all clients, kubelet and controllers included, heartbeats out): "
-          + ", ".join(f"{v} {k[0]} {k[1]}{'/' + k[2] if k[2] else ''}" for k, v in diff.most_common() if v > 0))
+    print(
+        "  apiserver_request_total delta (all clients, kubelet and controllers included, heartbeats out): "
+        + ", ".join(f"{v} {k[0]} {k[1]}{'/' + k[2] if k[2] else ''}" for k, v in diff.most_common() if v > 0)
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--trace", action="store_true", help="one more run, listing the CLI's API requests")
-    ap.add_argument("--profile", metavar="FILE", help="one more run under py-spy, its samples (raw, collapsed "
-                    "stacks, idle included) written to FILE")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="one more run under py-spy, its samples (raw, collapsed stacks, idle included) written to FILE",
+    )
     args = ap.parse_args()
     from kubernetes import client
     from kubernetes import config as kube_config
@@ -251,17 +288,29 @@ def main() -> int:
                 for i in range(args.runs):
                     r = measure(plane, watcher, tmp / f"snap-{i}.yaml", CLI)
                     rows.append(r)
-                    print(f"run {i + 1}: wall {r['wall']:.3f}s  CLI CPU {r['cpu']:.3f}s (user {r['user']:.2f} sys "
-                          f"{r['sys']:.2f}, RSS {r['rss_mb']:.0f} MB)  pod {r['pod_added']:.3f}s -> "
-                          f"{r['pod_done']:.3f}s = {r['lifetime']:.3f}s (status stamps: {r['stamp_lifetime']:.0f}s)  "
-                          f"overhead {r['overhead']:.3f}s  | created at {r['preflight'] or 0:.3f}s, written "
-                          f"{r['written'] or 0:.3f}s, cleaned {r['cleaned'] or 0:.3f}s, exit {r['wall']:.3f}s",
-                          flush=True)
+                    print(
+                        f"run {i + 1}: wall {r['wall']:.3f}s  CLI CPU {r['cpu']:.3f}s (user {r['user']:.2f} sys "
+                        f"{r['sys']:.2f}, RSS {r['rss_mb']:.0f} MB)  pod {r['pod_added']:.3f}s -> "
+                        f"{r['pod_done']:.3f}s = {r['lifetime']:.3f}s (status stamps: {r['stamp_lifetime']:.0f}s)  "
+                        f"overhead {r['overhead']:.3f}s  | created at {r['preflight'] or 0:.3f}s, written "
+                        f"{r['written'] or 0:.3f}s, cleaned {r['cleaned'] or 0:.3f}s, exit {r['wall']:.3f}s",
+                        flush=True,
+                    )
                 if args.trace:
                     trace(plane, api, watcher, tmp)
                 if args.profile:
-                    spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--idle", "--format", "raw",
-                           "--rate", "500", "--output", args.profile, "--"]
+                    spy = [
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "--idle",
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "500",
+                        "--output",
+                        args.profile,
+                        "--",
+                    ]
                     r = measure(plane, watcher, tmp / "profiled.yaml", [*spy, *CLI])
                     print(f"\nprofiled run (py-spy slows it): wall {r['wall']:.3f}s; samples in {args.profile}")
                 watcher.stop_now.set()
@@ -272,18 +321,24 @@ def main() -> int:
     life = [r["lifetime"] for r in rows]
     over = [r["overhead"] for r in rows]
     ratio = [r["wall"] / r["lifetime"] for r in rows]
-    print(f"\n{len(rows)} runs, {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
-          "(a shared machine: other work runs alongside)")
+    print(
+        f"\n{len(rows)} runs, {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+        "(a shared machine: other work runs alongside)"
+    )
     print(f"whole run      {fmt(wall)}   goal {GOAL_WALL_S:.2f}s   ratio {statistics.median(wall) / GOAL_WALL_S:.2f}")
-    print(f"CLI overhead   {fmt(over)}   goal {GOAL_OVERHEAD_S:.2f}s   ratio "
-          f"{statistics.median(over) / GOAL_OVERHEAD_S:.2f}   (wall - pod lifetime)")
+    print(
+        f"CLI overhead   {fmt(over)}   goal {GOAL_OVERHEAD_S:.2f}s   ratio "
+        f"{statistics.median(over) / GOAL_OVERHEAD_S:.2f}   (wall - pod lifetime)"
+    )
     print(f"pod lifetime   {fmt(life)}   (ADDED -> terminated on the bench's watch)")
     print(f"run / pod      {statistics.median(ratio):6.2f}x  (the physical limit is 1)")
     print(f"CLI CPU        {fmt([r['cpu'] for r in rows])}   (user+sys of the CLI process)")
-    print(f"  phases: spawn -> creating {fmt([r['preflight'] or 0 for r in rows])}; pod done -> written "
-          f"{fmt([(r['written'] or 0) - r['pod_done'] for r in rows])}; written -> cleaned "
-          f"{fmt([(r['cleaned'] or 0) - (r['written'] or 0) for r in rows])}; cleaned -> exit "
-          f"{fmt([r['wall'] - (r['cleaned'] or 0) for r in rows])}")
+    print(
+        f"  phases: spawn -> creating {fmt([r['preflight'] or 0 for r in rows])}; pod done -> written "
+        f"{fmt([(r['written'] or 0) - r['pod_done'] for r in rows])}; written -> cleaned "
+        f"{fmt([(r['cleaned'] or 0) - (r['written'] or 0) for r in rows])}; cleaned -> exit "
+        f"{fmt([r['wall'] - (r['cleaned'] or 0) for r in rows])}"
+    )
     ok = statistics.median(over) <= GOAL_OVERHEAD_S and statistics.median(wall) <= GOAL_WALL_S
     return 0 if ok else 1
 

@@ -55,8 +55,12 @@ def _times(cmd: list[str], env: dict[str, str], runs: int, before: object = None
 
 
 def _build(out: Path) -> Path:
-    env = dict(os.environ, AICR_BUILD_DIR=str(out / "build"), AICR_DIST_DIR=str(out / "dist"),
-               AICR_KREW_MANIFEST=str(out / "krew" / "aicr.yaml"))
+    env = dict(
+        os.environ,
+        AICR_BUILD_DIR=str(out / "build"),
+        AICR_DIST_DIR=str(out / "dist"),
+        AICR_KREW_MANIFEST=str(out / "krew" / "aicr.yaml"),
+    )
     subprocess.run(["bash", str(ROOT / "build.sh")], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return out / "dist" / "kubectl-aicr"
 
@@ -65,8 +69,15 @@ def _run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU (user+sys of the child) seconds of one run, which must succeed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -80,8 +91,12 @@ def ratios(python: str, zipapp: Path | None, repeat: int) -> int:
         env.update(KUBECONFIG=str(Path(tmp) / "no-kubeconfig"), SHIV_ROOT=str(Path(tmp) / "shiv"))
         if not zipapp:
             env["PYTHONPATH"] = str(ROOT)
-        cases = [BASELINE, ("--help", [*entry, "--help"], 1.5), ("validate FILE", [*entry, "validate", str(H100)], 2.0),
-                 ("snapshot --local", [*entry, "snapshot", "--local", "-o", str(Path(tmp) / "local.yaml")], 3.0)]
+        cases = [
+            BASELINE,
+            ("--help", [*entry, "--help"], 1.5),
+            ("validate FILE", [*entry, "validate", str(H100)], 2.0),
+            ("snapshot --local", [*entry, "snapshot", "--local", "-o", str(Path(tmp) / "local.yaml")], 3.0),
+        ]
         for _, args, _ in cases:  # pyc files written, bundle unpacked, page cache warm
             _run_once([python, *args], env)
         walls: dict[str, list[float]] = {name: [] for name, _, _ in cases}
@@ -92,10 +107,13 @@ def ratios(python: str, zipapp: Path | None, repeat: int) -> int:
                 walls[name].append(wall)
                 cpus[name].append(cpu)
     base = statistics.median(walls["baseline"])
-    version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-    print(f"Python {version} ({python}); {'zipapp ' + str(zipapp) if zipapp else 'checkout ' + str(ROOT)}; "
-          f"median of {repeat} interleaved runs; {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}")
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(
+        f"Python {version} ({python}); {'zipapp ' + str(zipapp) if zipapp else 'checkout ' + str(ROOT)}; "
+        f"median of {repeat} interleaved runs; {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}"
+    )
     missed = False
     for name, _, goal in cases:
         wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
@@ -135,9 +153,11 @@ def main() -> int:
             warm = _times(cmd, env, a.repeat)
             best = min(warm)
             missed |= best > GOAL_WARM_S
-            print(f"Python {version}: --help warm {best * 1000:.0f} ms (median {statistics.median(warm) * 1000:.0f}), "
-                  f"goal {GOAL_WARM_S * 1000:.0f} ms, ratio {best / GOAL_WARM_S:.2f}; "
-                  f"cold {statistics.median(cold) * 1000:.0f} ms (median of 3)")
+            print(
+                f"Python {version}: --help warm {best * 1000:.0f} ms (median {statistics.median(warm) * 1000:.0f}), "
+                f"goal {GOAL_WARM_S * 1000:.0f} ms, ratio {best / GOAL_WARM_S:.2f}; "
+                f"cold {statistics.median(cold) * 1000:.0f} ms (median of 3)"
+            )
     return 1 if missed else 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+
 from collector.model import Scalar
 
 #: Largest file any collector reads; /proc and /sys files are far smaller (the original used the same bound).
@@ -49,7 +50,8 @@ def as_int(text: str | None) -> int | None:
 
 
 def typed(text: str) -> Scalar:
-    """A file or command value with its real type: a whole decimal integer becomes ``int``, anything else stays ``str``."""
+    """A file or command value with its real type: a whole decimal integer becomes ``int``,
+    anything else stays ``str``."""
     t = text.strip()
     if _INT_RE.fullmatch(t):
         return int(t)

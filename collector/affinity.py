@@ -37,7 +37,7 @@ def _chain(path: str) -> list[str]:
     parts = [p for p in path.split("/") if p]
     for i, p in enumerate(parts):
         if _ROOT.fullmatch(p):
-            return [p, *[q for q in parts[i + 1:] if _PCI_ADDR.fullmatch(q)]]
+            return [p, *[q for q in parts[i + 1 :] if _PCI_ADDR.fullmatch(q)]]
     return []
 
 
@@ -90,8 +90,11 @@ def _nics(sys_root: str) -> dict[str, str]:
 def collect_affinity(sys_root: str = "/sys") -> Subtype:
     devices = _devices(sys_root)
     if not devices:
-        return missing("gpu-nic-affinity", source="/sys/bus/pci/devices",
-                       reason=f"{join(sys_root, 'bus/pci/devices')} not found or empty")
+        return missing(
+            "gpu-nic-affinity",
+            source="/sys/bus/pci/devices",
+            reason=f"{join(sys_root, 'bus/pci/devices')} not found or empty",
+        )
     gpus: list[str] = []
     nvswitches = 0
     for bus, real in devices.items():
@@ -107,8 +110,11 @@ def collect_affinity(sys_root: str = "/sys") -> Subtype:
     if not gpus:
         return missing("gpu-nic-affinity", source="/sys/bus/pci/devices", reason="no NVIDIA GPU on the PCI bus")
     if not nics:
-        return missing("gpu-nic-affinity", source="/sys/class/net, /sys/class/infiniband",
-                       reason="no PCI network device to relate the GPUs to")
+        return missing(
+            "gpu-nic-affinity",
+            source="/sys/class/net, /sys/class/infiniband",
+            reason="no PCI network device to relate the GPUs to",
+        )
 
     def numa(bus: str) -> int | None:
         return as_int(try_read_line(os.path.join(devices[bus], "numa_node"))) if bus in devices else None

@@ -59,8 +59,9 @@ class Report:
     sources_used: set[str] = field(default_factory=set)
     mismatched: list[str] = field(default_factory=list)
 
-    def compare(self, fact: str, values: Mapping[str, Scalar],
-                normalize: Callable[[Scalar], object] = lambda value: value) -> None:
+    def compare(
+        self, fact: str, values: Mapping[str, Scalar], normalize: Callable[[Scalar], object] = lambda value: value
+    ) -> None:
         """Record ``fact`` as each source gives it (None: that source has nothing) and whether they agree."""
         present = {source: value for source, value in values.items() if value is not None}
         if not present:
@@ -90,8 +91,9 @@ def build_consistency(
     return summarize(report)
 
 
-def gather(smi_subtypes: Sequence[Subtype], host_subtypes: Sequence[Subtype],
-           node_labels: Mapping[str, str] | None) -> GpuSources:
+def gather(
+    smi_subtypes: Sequence[Subtype], host_subtypes: Sequence[Subtype], node_labels: Mapping[str, str] | None
+) -> GpuSources:
     by_name = {s.name: s for s in [*smi_subtypes, *host_subtypes]}
     smi = by_name.get("smi")
     smi_read = _usable(smi)
@@ -111,51 +113,74 @@ def gather(smi_subtypes: Sequence[Subtype], host_subtypes: Sequence[Subtype],
 
 
 def gpu_count(src: GpuSources, report: Report) -> None:
-    report.compare("gpu-count", {
-        "smi": src.smi.data.get("gpu-count") if src.smi else None,
-        "smi-attached": src.smi.data.get("attached-gpus") if src.smi else None,
-        "pci": src.pci.data.get("gpu-count") if src.pci else None,
-        "procfs": src.procfs_gpus.data.get("gpu-count") if src.procfs_gpus else None,
-        "label": as_int(src.labels.get("nvidia.com/gpu.count")),
-    })
+    report.compare(
+        "gpu-count",
+        {
+            "smi": src.smi.data.get("gpu-count") if src.smi else None,
+            "smi-attached": src.smi.data.get("attached-gpus") if src.smi else None,
+            "pci": src.pci.data.get("gpu-count") if src.pci else None,
+            "procfs": src.procfs_gpus.data.get("gpu-count") if src.procfs_gpus else None,
+            "label": as_int(src.labels.get("nvidia.com/gpu.count")),
+        },
+    )
 
 
 def driver_version(src: GpuSources, report: Report) -> None:
-    report.compare("driver-version", {
-        "smi": src.smi.data.get("driver") if src.smi else None,
-        "procfs": src.driver.data.get("kernel-module-version") if src.driver else None,
-        "sysfs": src.driver.data.get("module.nvidia.version") if src.driver else None,
-        "label": _label_version(src.labels, "nvidia.com/cuda.driver-version.full",
-                                ("nvidia.com/cuda.driver.major", "nvidia.com/cuda.driver.minor",
-                                 "nvidia.com/cuda.driver.rev")),
-    }, normalize=lambda value: str(value).strip())
+    report.compare(
+        "driver-version",
+        {
+            "smi": src.smi.data.get("driver") if src.smi else None,
+            "procfs": src.driver.data.get("kernel-module-version") if src.driver else None,
+            "sysfs": src.driver.data.get("module.nvidia.version") if src.driver else None,
+            "label": _label_version(
+                src.labels,
+                "nvidia.com/cuda.driver-version.full",
+                ("nvidia.com/cuda.driver.major", "nvidia.com/cuda.driver.minor", "nvidia.com/cuda.driver.rev"),
+            ),
+        },
+        normalize=lambda value: str(value).strip(),
+    )
 
 
 def cuda_version(src: GpuSources, report: Report) -> None:
-    report.compare("cuda-version", {
-        "smi": src.smi.data.get("cuda-version") if src.smi else None,
-        "label": _label_version(src.labels, "nvidia.com/cuda.runtime-version.full",
-                                ("nvidia.com/cuda.runtime.major", "nvidia.com/cuda.runtime.minor")),
-    }, normalize=lambda value: str(value).strip())
+    report.compare(
+        "cuda-version",
+        {
+            "smi": src.smi.data.get("cuda-version") if src.smi else None,
+            "label": _label_version(
+                src.labels,
+                "nvidia.com/cuda.runtime-version.full",
+                ("nvidia.com/cuda.runtime.major", "nvidia.com/cuda.runtime.minor"),
+            ),
+        },
+        normalize=lambda value: str(value).strip(),
+    )
 
 
 def gpu_model(src: GpuSources, report: Report) -> None:
     smi_models = sorted({str(g.data.get("product-name")) for g in src.smi_gpus if g.data.get("product-name")})
     procfs_models = sorted(set(_per_bus(src.procfs_gpus, "model").values()))
     known = [*smi_models, *procfs_models]
-    report.compare("gpu-model", {
-        "smi": "; ".join(smi_models) or None,
-        "procfs": "; ".join(procfs_models) or None,
-        "label": src.labels.get("nvidia.com/gpu.product"),
-    }, normalize=lambda value: _model_key(str(value), known))
+    report.compare(
+        "gpu-model",
+        {
+            "smi": "; ".join(smi_models) or None,
+            "procfs": "; ".join(procfs_models) or None,
+            "label": src.labels.get("nvidia.com/gpu.product"),
+        },
+        normalize=lambda value: _model_key(str(value), known),
+    )
 
 
 def gpu_memory(src: GpuSources, report: Report) -> None:
     sizes = sorted({size for g in src.smi_gpus if isinstance(size := g.data.get("memory-total-mib"), int)})
-    report.compare("gpu-memory-mib", {
-        "smi": (sizes[0] if len(sizes) == 1 else ",".join(map(str, sizes))) if sizes else None,
-        "label": as_int(src.labels.get("nvidia.com/gpu.memory")),
-    })
+    report.compare(
+        "gpu-memory-mib",
+        {
+            "smi": (sizes[0] if len(sizes) == 1 else ",".join(map(str, sizes))) if sizes else None,
+            "label": as_int(src.labels.get("nvidia.com/gpu.memory")),
+        },
+    )
 
 
 def bus_ids(src: GpuSources, report: Report) -> None:
@@ -205,7 +230,14 @@ def _per_gpu_identity(fact: str, src: GpuSources, report: Report) -> None:
 
 #: Every fact, in the order ``mismatched-facts`` lists them.
 FACTS: tuple[Callable[[GpuSources, Report], None], ...] = (
-    gpu_count, driver_version, cuda_version, gpu_model, gpu_memory, bus_ids, uuid, vbios_version,
+    gpu_count,
+    driver_version,
+    cuda_version,
+    gpu_model,
+    gpu_memory,
+    bus_ids,
+    uuid,
+    vbios_version,
 )
 
 
@@ -217,8 +249,9 @@ def summarize(report: Report) -> Subtype:
     data["mismatched-facts"] = ",".join(report.mismatched)
     sub = reading("consistency", data, source=SOURCE)
     sub.context["sources"] = ",".join(sorted(report.sources_used))
-    counted_a_gpu = any(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                        for k, v in data.items() if k.startswith("gpu-count."))
+    counted_a_gpu = any(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for k, v in data.items() if k.startswith("gpu-count.")
+    )
     if not counted_a_gpu:
         sub.context["status"] = STATUS_UNAVAILABLE
         sub.context["reason"] = "no source found an NVIDIA GPU"

@@ -36,8 +36,7 @@ from typing import Mapping
 
 from collector._util import as_int, collapse_ws, colon_pairs, join, normalize_bus_id, try_read, try_read_line, typed
 from collector.keys import VOLATILE, matcher
-from collector.model import Scalar
-from collector.model import STATUS_PARTIAL, STATUS_UNAVAILABLE, Subtype, missing, reading
+from collector.model import STATUS_PARTIAL, STATUS_UNAVAILABLE, Scalar, Subtype, missing, reading
 
 __all__ = [
     "DRIVER_MODULES",
@@ -92,10 +91,12 @@ _VOLATILE_LABELS = matcher("GPU", "labels", VOLATILE)
 
 
 def parse_driver_version(text: str) -> dict[str, Scalar]:
-    """``/proc/driver/nvidia/version`` -> ``kernel-module-version``, ``kernel-module-type``, ``kernel-module-gcc-version``.
+    """``/proc/driver/nvidia/version`` -> ``kernel-module-version``, ``kernel-module-type``,
+    ``kernel-module-gcc-version``.
 
     ``NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build  (...)  <date>`` or
-    ``NVRM version: NVIDIA UNIX x86_64 Kernel Module  460.73.01  <date>``; then ``GCC version:  gcc version 12.3.0 (...)``.
+    ``NVRM version: NVIDIA UNIX x86_64 Kernel Module  460.73.01  <date>``; then ``GCC version:  gcc version 12.3.0
+    (...)``.
     """
     out: dict[str, Scalar] = {}
     for line in text.splitlines():
@@ -133,7 +134,8 @@ def parse_gpu_information(text: str) -> dict[str, Scalar]:
 
 
 def parse_driver_params(text: str) -> dict[str, Scalar]:
-    """``/proc/driver/nvidia/params`` (``Name: value`` lines) -> ``{Name: int | str}``; quotes around strings removed."""
+    """``/proc/driver/nvidia/params`` (``Name: value`` lines) -> ``{Name: int | str}``; quotes
+    around strings removed."""
     out: dict[str, Scalar] = {}
     for name, value in colon_pairs(text):
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
@@ -184,7 +186,9 @@ def collect_driver(proc_root: str = "/proc", sys_root: str = "/sys") -> Subtype:
             reason += "; the nouveau driver is loaded"
         return reading("driver", data, source=source, status=STATUS_UNAVAILABLE, reason=reason)
     if not version_text:
-        return reading("driver", data, source=source, status=STATUS_PARTIAL, reason="/proc/driver/nvidia/version not readable")
+        return reading(
+            "driver", data, source=source, status=STATUS_PARTIAL, reason="/proc/driver/nvidia/version not readable"
+        )
     return reading("driver", data, source=source)
 
 
@@ -192,7 +196,9 @@ def collect_driver_params(proc_root: str = "/proc") -> Subtype:
     path = join(proc_root, "driver/nvidia/params")
     text = try_read(path)
     if text is None:
-        return missing("driver-params", source="/proc/driver/nvidia/params", reason="not readable (NVIDIA driver not loaded?)")
+        return missing(
+            "driver-params", source="/proc/driver/nvidia/params", reason="not readable (NVIDIA driver not loaded?)"
+        )
     return reading("driver-params", parse_driver_params(text), source="/proc/driver/nvidia/params")
 
 
@@ -209,7 +215,9 @@ def collect_driver_gpus(proc_root: str = "/proc") -> Subtype:
     source = "/proc/driver/nvidia/gpus/*/information"
     entries, why = _listdir(base)
     if entries is None:
-        return missing("driver-gpus", source=source, reason=f"/proc/driver/nvidia/gpus: {why} (NVIDIA driver not loaded?)")
+        return missing(
+            "driver-gpus", source=source, reason=f"/proc/driver/nvidia/gpus: {why} (NVIDIA driver not loaded?)"
+        )
     data: dict[str, Scalar] = {}
     unreadable: list[str] = []
     count = 0
@@ -224,7 +232,9 @@ def collect_driver_gpus(proc_root: str = "/proc") -> Subtype:
             data[f"{bus}.{k}"] = v
     data["gpu-count"] = count
     if unreadable:
-        return reading("driver-gpus", data, source=source, status=STATUS_PARTIAL, reason="unreadable: " + ", ".join(unreadable))
+        return reading(
+            "driver-gpus", data, source=source, status=STATUS_PARTIAL, reason="unreadable: " + ", ".join(unreadable)
+        )
     return reading("driver-gpus", data, source=source)
 
 

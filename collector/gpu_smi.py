@@ -4,13 +4,16 @@ Subtypes
 --------
 ``smi`` (compatible with the original tool, plus a few additions)
     ``driver``, ``cuda-version`` (strings), ``gpu-count`` (int: number of ``<gpu>`` elements, as the original),
-    ``attached-gpus`` (int: what nvidia-smi says is attached; differs from ``gpu-count`` when a GPU could not be queried),
+    ``attached-gpus`` (int: what nvidia-smi says is attached; differs from ``gpu-count`` when a GPU could not be
+    queried),
     GPU[0]'s ``gpu.model``, ``gpu.product-architecture``, ``gpu.display-mode``, ``gpu.display-active``,
-    ``gpu.persistence-mode``, ``gpu.addressing-mode``, ``gpu.vbios-version``, ``gpu.gsp-firmware-version`` (as the original),
+    ``gpu.persistence-mode``, ``gpu.addressing-mode``, ``gpu.vbios-version``, ``gpu.gsp-firmware-version`` (as the
+    original),
     and the heterogeneity signals:
 
     * ``gpu.models-uniform`` (bool): every GPU has the same product name;
-    * ``gpu.models`` (str): ``"8x NVIDIA H100 80GB HBM3"`` or ``"1x NVIDIA A100-SXM4-40GB, 1x Tesla T4"`` (sorted by name);
+    * ``gpu.models`` (str): ``"8x NVIDIA H100 80GB HBM3"`` or ``"1x NVIDIA A100-SXM4-40GB, 1x Tesla T4"`` (sorted by
+    name);
     * ``gpu.config-uniform`` (bool): every GPU agrees on every key in :data:`UNIFORM_KEYS`;
     * ``gpu.config-nonuniform-keys`` (str, only when not uniform): the comma-separated per-GPU keys that differ.
 
@@ -18,14 +21,16 @@ Subtypes
 (``nvidia-smi -i <index>``, PCI bus order). ``minor-number`` (the ``/dev/nvidia<N>`` number) is a key.
     Keys are kebab-case; a unit is stripped from the value and becomes the key suffix (``-mib``, ``-w``, ``-mhz``).
     See :data:`_GPU_FIELDS` for the full list. Volatile readings (temperatures, utilisation, power draw, current clocks,
-    processes, ECC error counters, performance state, fan, PCIe throughput and replay counters) are deliberately left out.
+    processes, ECC error counters, performance state, fan, PCIe throughput and replay counters) are deliberately left
+    out.
     ``nvlink-links-active`` / ``nvlink-links-inactive`` come from a second, best-effort ``nvidia-smi nvlink -s``
     (``-q -x`` carries no link state); when that fails the keys are absent and ``smi``'s context says why (``nvlink``).
 
 Value convention
 ----------------
 * A field whose element is absent from the XML (older driver, other product) is **omitted**.
-* A field whose text is ``N/A``, ``Not Supported``, ``Unknown Error``, ``Requested functionality has been deprecated``...
+* A field whose text is ``N/A``, ``Not Supported``, ``Unknown Error``, ``Requested functionality has been
+deprecated``...
   is present with value ``None`` (the source said it has no value). The literal text ``None`` (e.g. addressing mode) is
   a real value and stays the string ``"None"``.
 * Numbers keep their type: counts, MiB, MHz, link gen/width are ``int``; watts are ``float``; ``Yes``/``No`` flags are
@@ -46,9 +51,15 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from collector._util import collapse_ws, is_na, normalize_bus_id
-from collector.model import Scalar
-from collector.model import STATUS_ERROR, STATUS_OK, STATUS_PARTIAL, Subtype, missing, reading
-from collector.runner import CommandError, CommandNotFound, CommandResult, CommandRunner, CommandTimeout, describe_failure
+from collector.model import STATUS_ERROR, STATUS_OK, STATUS_PARTIAL, Scalar, Subtype, missing, reading
+from collector.runner import (
+    CommandError,
+    CommandNotFound,
+    CommandResult,
+    CommandRunner,
+    CommandTimeout,
+    describe_failure,
+)
 
 __all__ = [
     "NVLINK_SOURCE",
@@ -211,7 +222,11 @@ _GPU_FIELDS: tuple[tuple[str, tuple[str, ...], Callable[[str], Scalar]], ...] = 
     # Power limits: r530+ writes <gpu_power_readings> (current = enforced, requested); older <power_readings>
     # (enforced_power_limit, power_limit = the requested one).
     ("power-management", ("power_readings/power_management",), _conv_str),
-    ("power-limit-enforced-w", ("gpu_power_readings/current_power_limit", "power_readings/enforced_power_limit"), _WATT),
+    (
+        "power-limit-enforced-w",
+        ("gpu_power_readings/current_power_limit", "power_readings/enforced_power_limit"),
+        _WATT,
+    ),
     ("power-limit-requested-w", ("gpu_power_readings/requested_power_limit", "power_readings/power_limit"), _WATT),
     ("power-limit-default-w", ("gpu_power_readings/default_power_limit", "power_readings/default_power_limit"), _WATT),
     ("power-limit-min-w", ("gpu_power_readings/min_power_limit", "power_readings/min_power_limit"), _WATT),
@@ -242,7 +257,8 @@ _ABSENT = object()
 
 
 def _lookup(elem: ET.Element, path: str) -> object:
-    """Text at ``path`` (whitespace collapsed), ``None`` when it (or a childless ancestor) says N/A, ``_ABSENT`` if absent."""
+    """Text at ``path`` (whitespace collapsed), ``None`` when it (or a childless ancestor) says N/A, ``_ABSENT`` if
+    absent."""
     node = elem
     for part in path.split("/"):
         child = node.find(part)
@@ -411,7 +427,8 @@ def parse_nvlink_status(text: str) -> list[NvlinkState]:
 
 
 def _apply_nvlink(subtypes: list[Subtype], states: Sequence[NvlinkState]) -> int:
-    """Add ``nvlink-links-*`` to the matching ``gpu-<i>`` subtypes (by UUID, else by index). Returns how many matched."""
+    """Add ``nvlink-links-*`` to the matching ``gpu-<i>`` subtypes (by UUID, else by index).
+    Returns how many matched."""
     by_uuid = {str(s.data.get("uuid")): s for s in subtypes if s.name.startswith("gpu-") and s.data.get("uuid")}
     by_name = {s.name: s for s in subtypes}
     matched = 0
@@ -447,7 +464,9 @@ def collect_gpu_smi(
     try:
         result = runner([nvidia_smi, "-q", "-x"], timeout)
     except CommandNotFound:
-        return [missing("smi", source=SOURCE, reason=f"{nvidia_smi} not found (no NVIDIA driver utilities on this host)")]
+        return [
+            missing("smi", source=SOURCE, reason=f"{nvidia_smi} not found (no NVIDIA driver utilities on this host)")
+        ]
     except CommandTimeout as e:
         return [missing("smi", source=SOURCE, status=STATUS_ERROR, reason=f"nvidia-smi timed out after {e.timeout:g}s")]
     except CommandError as e:
@@ -490,4 +509,3 @@ def _collect_nvlink(runner: CommandRunner, nvidia_smi: str, subtypes: list[Subty
         return "unavailable: no per-GPU link status in output"
     matched = _apply_nvlink(subtypes, states)
     return f"ok ({NVLINK_SOURCE}, {matched} GPUs)"
-

@@ -79,6 +79,7 @@ def _qty_int(q: Any) -> int | None:
 
 # ------------------------------------------------------------------ pure transforms (unit-tested)
 
+
 def plain(obj: Any) -> Any:
     """``obj`` as the API server's JSON (camelCase keys, no None values): dicts and lists as they are, a kubernetes
     model object (``V1Node``...) through its ``attribute_map``, as the client's ``sanitize_for_serialization``
@@ -163,7 +164,10 @@ def taint_data(node: Any) -> dict[str, Scalar]:
 def is_gpu_node(node: Any) -> bool:
     meta, _, status = _node(node)
     labels = meta.get("labels") or {}
-    return labels.get(GPU_PRESENT_LABEL) == "true" or (_qty_int((status.get("allocatable") or {}).get(GPU_RESOURCE)) or 0) > 0
+    return (
+        labels.get(GPU_PRESENT_LABEL) == "true"
+        or (_qty_int((status.get("allocatable") or {}).get(GPU_RESOURCE)) or 0) > 0
+    )
 
 
 def image_key(image: str) -> tuple[str, str]:
@@ -179,7 +183,8 @@ def image_key(image: str) -> tuple[str, str]:
 
 
 def sensitive_key(key: str) -> bool:
-    """Whether a ClusterPolicy field holds a credential: the key registry's rule (:func:`collector.keys.secret_key_name`)."""
+    """Whether a ClusterPolicy field holds a credential: the key registry's rule
+    (:func:`collector.keys.secret_key_name`)."""
     return keys.secret_key_name(key)
 
 
@@ -212,8 +217,13 @@ def redact(value: Any, key: str = "") -> Any:
         return out
     if isinstance(value, list):
         if key.lower().endswith("env") and _is_env_list(value):
-            return [{**{k: redact(v, str(k)) for k, v in item.items() if k != "value"},
-                     **({"value": REDACTED} if "value" in item else {})} for item in value]
+            return [
+                {
+                    **{k: redact(v, str(k)) for k, v in item.items() if k != "value"},
+                    **({"value": REDACTED} if "value" in item else {}),
+                }
+                for item in value
+            ]
         return [redact(v, key) for v in value]
     if isinstance(value, str):
         return _redact_str(value)
@@ -236,6 +246,7 @@ def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Scalar]]:
 
 # ------------------------------------------------------------------ API reads
 
+
 class Reader(Protocol):
     """What the K8s collector needs of a client: ``GET`` one path, the JSON object answered (camelCase, as the API
     server sends it). A failure raises; an HTTP error carries ``status`` and ``body`` (the response text), as the
@@ -253,10 +264,17 @@ class ClientReader:
         self.request_timeout = request_timeout
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        got = self.api_client.call_api(path, "GET", query_params=list((query or {}).items()),
-                                       header_params={"Accept": "application/json"}, response_type="object",
-                                       auth_settings=["BearerToken"], _return_http_data_only=True,
-                                       _preload_content=True, _request_timeout=self.request_timeout)
+        got = self.api_client.call_api(
+            path,
+            "GET",
+            query_params=list((query or {}).items()),
+            header_params={"Accept": "application/json"},
+            response_type="object",
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=True,
+            _request_timeout=self.request_timeout,
+        )
         return dict(got or {})
 
 
@@ -267,6 +285,7 @@ def as_reader(client: Any) -> Reader:
 
 def list_items(reader: Reader, path: str, query: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """Every item of a list, :data:`PAGE_SIZE` at a time (:func:`collector.kubeapi.paged`)."""
+
     def page(limit: int, token: str | None) -> kubeapi.Page[dict[str, Any]]:
         q = {**(query or {}), "limit": str(limit), **({"continue": token} if token else {})}
         got = reader.get(path, q)
@@ -285,8 +304,11 @@ def fetch_node(reader: Reader, node_name: str) -> dict[str, Any]:
 
 def _server(reader: Reader) -> Subtype:
     v = reader.get("/version")
-    return reading("server", {"version": v.get("gitVersion"), "platform": v.get("platform"),
-                              "goVersion": v.get("goVersion")}, source="GET /version")
+    return reading(
+        "server",
+        {"version": v.get("gitVersion"), "platform": v.get("platform"), "goVersion": v.get("goVersion")},
+        source="GET /version",
+    )
 
 
 def _cluster(reader: Reader) -> Subtype:
@@ -314,8 +336,9 @@ def cluster_subtype(nodes: Iterable[Any], source: str = "GET /api/v1/nodes") -> 
         if is_gpu_node(n):
             gpu_nodes += 1
             gpus += _qty_int((_node(n)[2].get("allocatable") or {}).get(GPU_RESOURCE)) or 0
-    return reading("cluster", {"node-count": nodes_n, "gpu-node-count": gpu_nodes, "gpu-allocatable-total": gpus},
-                   source=source)
+    return reading(
+        "cluster", {"node-count": nodes_n, "gpu-node-count": gpu_nodes, "gpu-allocatable-total": gpus}, source=source
+    )
 
 
 POLICY_SOURCE = "nvidia.com/v1 clusterpolicies"
@@ -339,8 +362,13 @@ def policy_subtype(objects: Iterable[Mapping[str, Any]], source: str = POLICY_SO
             data[f"{prefix}.status.state" if prefix else "status.state"] = state
     if len(data) > MAX_POLICY_KEYS:
         keep = dict(sorted(data.items())[:MAX_POLICY_KEYS])
-        return reading("policy", keep, source=source, status="partial",
-                       reason=f"truncated to {MAX_POLICY_KEYS} of {len(data)} keys")
+        return reading(
+            "policy",
+            keep,
+            source=source,
+            status="partial",
+            reason=f"truncated to {MAX_POLICY_KEYS} of {len(data)} keys",
+        )
     return reading("policy", data, source=source)
 
 
@@ -381,17 +409,27 @@ def node_for_facts(node: Mapping[str, Any]) -> dict[str, Any]:
     """What of a Node (camelCase dict) the agent needs: no annotations or managedFields. Pure."""
     meta = node.get("metadata") or {}
     status = node.get("status") or {}
-    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
-            "spec": {k: v for k, v in (node.get("spec") or {}).items() if k in ("providerID", "taints", "unschedulable")},
-            "status": {k: v for k, v in status.items()
-                       if k in ("nodeInfo", "capacity", "allocatable", "conditions", "images")}}
+    return {
+        "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+        "spec": {k: v for k, v in (node.get("spec") or {}).items() if k in ("providerID", "taints", "unschedulable")},
+        "status": {
+            k: v for k, v in status.items() if k in ("nodeInfo", "capacity", "allocatable", "conditions", "images")
+        },
+    }
 
 
 def facts_document(node: Mapping[str, Any] | None, node_error: str, subtypes: Iterable[Subtype]) -> str:
     """The JSON the CLI writes under :data:`FACTS_KEY`. Pure."""
-    return json.dumps({"version": FACTS_VERSION, "node": node_for_facts(node) if node is not None else None,
-                       "node-error": node_error, "subtypes": [s.to_wire() for s in subtypes]},
-                      sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        {
+            "version": FACTS_VERSION,
+            "node": node_for_facts(node) if node is not None else None,
+            "node-error": node_error,
+            "subtypes": [s.to_wire() for s in subtypes],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 def parse_facts(text: str) -> tuple[tuple[dict[str, Any] | None, str], list[Subtype]]:
@@ -403,14 +441,21 @@ def parse_facts(text: str) -> tuple[tuple[dict[str, Any] | None, str], list[Subt
     subs = []
     for w in doc.get("subtypes") or []:
         if isinstance(w, dict) and w.get("subtype") in SUBTYPES:
-            data = {str(k): v for k, v in (w.get("data") or {}).items()
-                    if isinstance(v, (str, int, float, bool)) or v is None}
+            data = {
+                str(k): v
+                for k, v in (w.get("data") or {}).items()
+                if isinstance(v, (str, int, float, bool)) or v is None
+            }
             subs.append(Subtype(str(w["subtype"]), data, {str(k): str(v) for k, v in (w.get("context") or {}).items()}))
     return (node, "" if node is not None else str(doc.get("node-error") or "the CLI could not read the node")), subs
 
 
-def collect(reader: Reader, node_name: str | None, looked_up: tuple[dict[str, Any] | None, str] | None = None,
-            provided: list[Subtype] | None = None) -> Measurement:
+def collect(
+    reader: Reader,
+    node_name: str | None,
+    looked_up: tuple[dict[str, Any] | None, str] | None = None,
+    provided: list[Subtype] | None = None,
+) -> Measurement:
     """The whole ``K8s`` measurement. ``looked_up`` is :func:`lookup_node`'s result when the caller already has it
     (the GPU collector needs the node's labels too), so the node is read once. ``provided``: subtypes the CLI
     handed over (``cluster``, ``policy``); those are not read here."""

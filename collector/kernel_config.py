@@ -29,24 +29,66 @@ from collector._util import as_int, join, read_text, short_error, try_read, try_
 from collector.model import STATUS_ERROR, Scalar, Subtype, missing, reading
 from collector.os_info import parse_cmdline
 
-__all__ = ["CONFIG_NAMES", "CONFIG_PREFIXES", "collect_hugepages", "collect_iommu",
-           "collect_kernel_config", "parse_kernel_config"]
+__all__ = [
+    "CONFIG_NAMES",
+    "CONFIG_PREFIXES",
+    "collect_hugepages",
+    "collect_iommu",
+    "collect_kernel_config",
+    "parse_kernel_config",
+]
 
 #: Whole option names kept.
-CONFIG_NAMES: frozenset[str] = frozenset({
-    "CONFIG_NUMA", "CONFIG_PCI_P2PDMA", "CONFIG_PCI_IOV", "CONFIG_PCI_ATS", "CONFIG_PCI_PRI", "CONFIG_PCI_PASID",
-    "CONFIG_ZONE_DEVICE", "CONFIG_DEVICE_PRIVATE", "CONFIG_HMM_MIRROR", "CONFIG_MMU_NOTIFIER",
-    "CONFIG_DMA_SHARED_BUFFER", "CONFIG_MEMCG", "CONFIG_CGROUPS", "CONFIG_CPUSETS", "CONFIG_BPF_SYSCALL",
-    "CONFIG_HZ", "CONFIG_NO_HZ_FULL", "CONFIG_X86_5LEVEL", "CONFIG_LOCALVERSION", "CONFIG_DRM_NOUVEAU",
-    "CONFIG_SECURITY_LOCKDOWN_LSM", "CONFIG_SECURITY_LOCKDOWN_LSM_EARLY", "CONFIG_IKCONFIG_PROC",
-    "CONFIG_NET_DEVLINK", "CONFIG_OVERLAY_FS", "CONFIG_BRIDGE_NETFILTER", "CONFIG_USER_NS",
-})
+CONFIG_NAMES: frozenset[str] = frozenset(
+    {
+        "CONFIG_NUMA",
+        "CONFIG_PCI_P2PDMA",
+        "CONFIG_PCI_IOV",
+        "CONFIG_PCI_ATS",
+        "CONFIG_PCI_PRI",
+        "CONFIG_PCI_PASID",
+        "CONFIG_ZONE_DEVICE",
+        "CONFIG_DEVICE_PRIVATE",
+        "CONFIG_HMM_MIRROR",
+        "CONFIG_MMU_NOTIFIER",
+        "CONFIG_DMA_SHARED_BUFFER",
+        "CONFIG_MEMCG",
+        "CONFIG_CGROUPS",
+        "CONFIG_CPUSETS",
+        "CONFIG_BPF_SYSCALL",
+        "CONFIG_HZ",
+        "CONFIG_NO_HZ_FULL",
+        "CONFIG_X86_5LEVEL",
+        "CONFIG_LOCALVERSION",
+        "CONFIG_DRM_NOUVEAU",
+        "CONFIG_SECURITY_LOCKDOWN_LSM",
+        "CONFIG_SECURITY_LOCKDOWN_LSM_EARLY",
+        "CONFIG_IKCONFIG_PROC",
+        "CONFIG_NET_DEVLINK",
+        "CONFIG_OVERLAY_FS",
+        "CONFIG_BRIDGE_NETFILTER",
+        "CONFIG_USER_NS",
+    }
+)
 #: Option name prefixes kept.
 CONFIG_PREFIXES: tuple[str, ...] = (
-    "CONFIG_IOMMU_", "CONFIG_INTEL_IOMMU", "CONFIG_AMD_IOMMU", "CONFIG_ARM_SMMU", "CONFIG_VFIO",
-    "CONFIG_HUGETLB", "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_INFINIBAND", "CONFIG_MLX5_", "CONFIG_MLX4_",
-    "CONFIG_RDMA", "CONFIG_NUMA_BALANCING", "CONFIG_PCIEASPM", "CONFIG_CGROUP_", "CONFIG_MODULE_SIG",
-    "CONFIG_PREEMPT", "CONFIG_LOCK_DOWN_",
+    "CONFIG_IOMMU_",
+    "CONFIG_INTEL_IOMMU",
+    "CONFIG_AMD_IOMMU",
+    "CONFIG_ARM_SMMU",
+    "CONFIG_VFIO",
+    "CONFIG_HUGETLB",
+    "CONFIG_TRANSPARENT_HUGEPAGE",
+    "CONFIG_INFINIBAND",
+    "CONFIG_MLX5_",
+    "CONFIG_MLX4_",
+    "CONFIG_RDMA",
+    "CONFIG_NUMA_BALANCING",
+    "CONFIG_PCIEASPM",
+    "CONFIG_CGROUP_",
+    "CONFIG_MODULE_SIG",
+    "CONFIG_PREEMPT",
+    "CONFIG_LOCK_DOWN_",
 )
 _SET = re.compile(r"(CONFIG_[A-Za-z0-9_]+)=(.*)")
 _UNSET = re.compile(r"# (CONFIG_[A-Za-z0-9_]+) is not set")
@@ -89,8 +131,9 @@ def _release(proc_root: str, uname: Callable[[], Any]) -> str | None:
         return None
 
 
-def collect_kernel_config(proc_root: str = "/proc", etc_root: str = "/etc",
-                          uname: Callable[[], Any] = os.uname) -> Subtype:
+def collect_kernel_config(
+    proc_root: str = "/proc", etc_root: str = "/etc", uname: Callable[[], Any] = os.uname
+) -> Subtype:
     host_root = os.path.dirname(os.path.normpath(os.path.abspath(etc_root))) or "/"
     problems: list[str] = []
     gz = join(proc_root, "config.gz")
@@ -106,8 +149,11 @@ def collect_kernel_config(proc_root: str = "/proc", etc_root: str = "/etc",
     if raw is None:
         release = _release(proc_root, uname)
         if release is None:
-            return missing("kernel-config", source="/proc/config.gz, /boot/config-<release>",
-                           reason="; ".join([*problems, "kernel release unknown"]))
+            return missing(
+                "kernel-config",
+                source="/proc/config.gz, /boot/config-<release>",
+                reason="; ".join([*problems, "kernel release unknown"]),
+            )
         shown = f"/boot/config-{release}"
         try:
             raw = read_text(join(host_root, shown), 16 << 20).encode()
@@ -144,8 +190,11 @@ def collect_iommu(proc_root: str = "/proc", sys_root: str = "/sys") -> Subtype:
                 data[f"cmdline.{p}"] = params[p]
     units = _listdir(join(sys_root, "class/iommu"))
     if units is None:
-        return missing("iommu", source="/sys/class/iommu",
-                       reason=f"{join(sys_root, 'class/iommu')} not found (kernel without IOMMU support?)")
+        return missing(
+            "iommu",
+            source="/sys/class/iommu",
+            reason=f"{join(sys_root, 'class/iommu')} not found (kernel without IOMMU support?)",
+        )
     data["units"] = len(units)
     groups_dir = join(sys_root, "kernel/iommu_groups")
     groups = _listdir(groups_dir) or []
@@ -169,8 +218,11 @@ def collect_hugepages(sys_root: str = "/sys") -> Subtype:
     base = join(sys_root, "kernel/mm/hugepages")
     pools = _pools(base)
     if not pools:
-        return missing("hugepages", source="/sys/kernel/mm/hugepages",
-                       reason=f"{base} not found or empty (kernel without CONFIG_HUGETLBFS?)")
+        return missing(
+            "hugepages",
+            source="/sys/kernel/mm/hugepages",
+            reason=f"{base} not found or empty (kernel without CONFIG_HUGETLBFS?)",
+        )
     data: dict[str, Scalar] = {}
     for size, pool_dir in sorted(pools.items(), key=lambda kv: int(kv[0])):
         for key, rel in (("total", "nr_hugepages"), ("overcommit", "nr_overcommit_hugepages")):
@@ -186,8 +238,11 @@ def collect_hugepages(sys_root: str = "/sys") -> Subtype:
             if pages is not None:
                 data[f"{node}.{size}kb.total"] = pages
     thp = join(sys_root, "kernel/mm/transparent_hugepage")
-    for key, rel in (("thp.shmem-enabled", "shmem_enabled"), ("thp.use-zero-page", "use_zero_page"),
-                     ("thp.khugepaged-defrag", "khugepaged/defrag")):
+    for key, rel in (
+        ("thp.shmem-enabled", "shmem_enabled"),
+        ("thp.use-zero-page", "use_zero_page"),
+        ("thp.khugepaged-defrag", "khugepaged/defrag"),
+    ):
         text = try_read_line(os.path.join(thp, rel))
         if text is not None:
             m = re.search(r"\[([^\]]+)\]", text)

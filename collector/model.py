@@ -46,6 +46,7 @@ TYPE_ORDER = ("GPU", "OS", "SystemD", "K8s", "NodeTopology")
 
 # ============================================================================ the documents, as types
 
+
 class _SubtypeRequired(TypedDict):
     subtype: str
 
@@ -163,18 +164,31 @@ def build_snapshot(metadata: Mapping[str, str], measurements: Iterable[Measureme
 
 
 @overload
-def snapshot_list(items: Sequence[SnapshotDoc], metadata: Mapping[str, str], *,
-                  failures: Sequence[FailureDoc] = (), api_version: str = API_VERSION) -> SnapshotListDoc: ...
+def snapshot_list(
+    items: Sequence[SnapshotDoc],
+    metadata: Mapping[str, str],
+    *,
+    failures: Sequence[FailureDoc] = (),
+    api_version: str = API_VERSION,
+) -> SnapshotListDoc: ...
 
 
 @overload
-def snapshot_list(items: Sequence[dict[str, Any]], metadata: Mapping[str, str], *,
-                  failures: Sequence[FailureDoc] = (), api_version: str = API_VERSION) -> dict[str, Any]: ...
+def snapshot_list(
+    items: Sequence[dict[str, Any]],
+    metadata: Mapping[str, str],
+    *,
+    failures: Sequence[FailureDoc] = (),
+    api_version: str = API_VERSION,
+) -> dict[str, Any]: ...
 
 
 def snapshot_list(
-    items: Sequence[SnapshotDoc] | Sequence[dict[str, Any]], metadata: Mapping[str, str], *,
-    failures: Sequence[FailureDoc] = (), api_version: str = API_VERSION,
+    items: Sequence[SnapshotDoc] | Sequence[dict[str, Any]],
+    metadata: Mapping[str, str],
+    *,
+    failures: Sequence[FailureDoc] = (),
+    api_version: str = API_VERSION,
 ) -> SnapshotListDoc | dict[str, Any]:
     """The SnapshotList of a fleet run: node snapshots sorted by node, the nodes that failed sorted too (the key
     is left out when none failed). (The ``dict[str, Any]`` overload serves callers whose documents are not typed

@@ -37,9 +37,26 @@ __all__ = ["RDMA_MODULES", "collect_infiniband", "collect_nics", "collect_rdma_m
 
 #: RDMA / GPUDirect kernel modules reported by ``rdma-modules`` (loaded or not).
 RDMA_MODULES: tuple[str, ...] = (
-    "ib_core", "ib_uverbs", "ib_umad", "ib_ipoib", "rdma_cm", "rdma_ucm", "iw_cm", "ib_cm",
-    "mlx5_core", "mlx5_ib", "mlx4_core", "mlx4_ib", "irdma", "bnxt_re", "efa",
-    "nvidia_peermem", "nv_peer_mem", "gdrdrv", "nvme_rdma", "rpcrdma",
+    "ib_core",
+    "ib_uverbs",
+    "ib_umad",
+    "ib_ipoib",
+    "rdma_cm",
+    "rdma_ucm",
+    "iw_cm",
+    "ib_cm",
+    "mlx5_core",
+    "mlx5_ib",
+    "mlx4_core",
+    "mlx4_ib",
+    "irdma",
+    "bnxt_re",
+    "efa",
+    "nvidia_peermem",
+    "nv_peer_mem",
+    "gdrdrv",
+    "nvme_rdma",
+    "rpcrdma",
 )
 
 #: ARPHRD numbers (``/sys/class/net/<if>/type``) worth naming.
@@ -93,9 +110,14 @@ def collect_nics(sys_root: str = "/sys") -> Subtype:
         drv = _driver(dev)
         if drv:
             data[f"{name}.driver"] = drv
-        for key, rel in (("numa-node", "device/numa_node"), ("mtu", "mtu"), ("speed-mbps", "speed"),
-                         ("sriov-totalvfs", "device/sriov_totalvfs"), ("sriov-numvfs", "device/sriov_numvfs"),
-                         ("carrier-changes", "carrier_changes")):
+        for key, rel in (
+            ("numa-node", "device/numa_node"),
+            ("mtu", "mtu"),
+            ("speed-mbps", "speed"),
+            ("sriov-totalvfs", "device/sriov_totalvfs"),
+            ("sriov-numvfs", "device/sriov_numvfs"),
+            ("carrier-changes", "carrier_changes"),
+        ):
             value = as_int(try_read_line(os.path.join(path, rel)))
             if value is not None and not (key == "speed-mbps" and value < 0):
                 data[f"{name}.{key}"] = value
@@ -131,14 +153,22 @@ def collect_infiniband(sys_root: str = "/sys") -> Subtype:
     base = join(sys_root, "class/infiniband")
     names = _listdir(base)
     if not names:
-        why = "no RDMA device (no InfiniBand/RoCE adapter, or its driver is not loaded)" if names is not None else (
-            f"{base} not found (no RDMA core loaded)")
+        why = (
+            "no RDMA device (no InfiniBand/RoCE adapter, or its driver is not loaded)"
+            if names is not None
+            else (f"{base} not found (no RDMA core loaded)")
+        )
         return missing("infiniband", source="/sys/class/infiniband", reason=why)
     data: dict[str, Scalar] = {}
     for dev in names:
         path = os.path.join(base, dev)
-        for key, rel in (("fw-ver", "fw_ver"), ("board-id", "board_id"), ("hca-type", "hca_type"),
-                         ("node-guid", "node_guid"), ("sys-image-guid", "sys_image_guid")):
+        for key, rel in (
+            ("fw-ver", "fw_ver"),
+            ("board-id", "board_id"),
+            ("hca-type", "hca_type"),
+            ("node-guid", "node_guid"),
+            ("sys-image-guid", "sys_image_guid"),
+        ):
             value = try_read_line(os.path.join(path, rel))
             if value:
                 data[f"{dev}.{key}"] = value
@@ -154,9 +184,14 @@ def collect_infiniband(sys_root: str = "/sys") -> Subtype:
         for port in _listdir(os.path.join(path, "ports")) or []:
             pdir = os.path.join(path, "ports", port)
             pre = f"{dev}.port-{port}"
-            for key, rel, fn in (("state", "state", _state), ("phys-state", "phys_state", _state),
-                                 ("rate", "rate", None), ("link-layer", "link_layer", None),
-                                 ("lid", "lid", None), ("sm-lid", "sm_lid", None)):
+            for key, rel, fn in (
+                ("state", "state", _state),
+                ("phys-state", "phys_state", _state),
+                ("rate", "rate", None),
+                ("link-layer", "link_layer", None),
+                ("lid", "lid", None),
+                ("sm-lid", "sm_lid", None),
+            ):
                 raw = try_read_line(os.path.join(pdir, rel))
                 value = fn(raw) if fn else raw
                 if value:
@@ -167,8 +202,11 @@ def collect_infiniband(sys_root: str = "/sys") -> Subtype:
 def collect_rdma_modules(proc_root: str = "/proc", sys_root: str = "/sys") -> Subtype:
     text = try_read(join(proc_root, "modules"))
     if text is None:
-        return missing("rdma-modules", source="/proc/modules",
-                       reason=f"{join(proc_root, 'modules')} not readable (kernel without loadable modules?)")
+        return missing(
+            "rdma-modules",
+            source="/proc/modules",
+            reason=f"{join(proc_root, 'modules')} not readable (kernel without loadable modules?)",
+        )
     loaded = parse_modules(text)
     data: dict[str, Scalar] = {}
     for mod in RDMA_MODULES:

@@ -36,11 +36,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from collector._util import (as_int, collapse_ws, colon_pairs, join, paragraphs, read_text, short_error,
-                             try_read, try_read_line, typed)
+from collector._util import (
+    as_int,
+    collapse_ws,
+    colon_pairs,
+    join,
+    paragraphs,
+    read_text,
+    short_error,
+    try_read,
+    try_read_line,
+    typed,
+)
 from collector.keys import SECRET, VOLATILE, sysctl_paths
-from collector.model import Scalar
-from collector.model import STATUS_PARTIAL, Subtype, missing, reading
+from collector.model import STATUS_PARTIAL, Scalar, Subtype, missing, reading
 
 __all__ = [
     "SYSCTL_EXCLUDE",
@@ -85,17 +94,50 @@ SYSCTL_EXCLUDE: tuple[str, ...] = (
 
 #: Name words (between ``.``, ``_``, ``-``) that mark a secret: ``api_token``, ``rd.luks.key``, ``db_pw``.
 _SECRET_WORDS = frozenset(
-    {"password", "passwd", "passphrase", "pass", "pwd", "pw", "secret", "token", "key", "apikey", "auth", "authtoken",
-     "bearer", "cred", "creds", "credential", "credentials", "psk", "sig", "signature", "luks"}
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pass",
+        "pwd",
+        "pw",
+        "secret",
+        "token",
+        "key",
+        "apikey",
+        "auth",
+        "authtoken",
+        "bearer",
+        "cred",
+        "creds",
+        "credential",
+        "credentials",
+        "psk",
+        "sig",
+        "signature",
+        "luks",
+    }
 )
 #: Substrings that mark a secret anywhere in a name, whatever the separators: ``dbpassword``, ``x-auth-token``.
-_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "bearer", "credential", "apikey", "privatekey",
-                 "authorization")
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "bearer",
+    "credential",
+    "apikey",
+    "privatekey",
+    "authorization",
+)
 #: ``scheme://user:password@`` or ``user:password@host`` (iSCSI, NFS roots).
 _USERINFO = re.compile(r"(?:^|://|[=,;\s])[^/:@\s]*:[^/@\s]+@")
 #: ``name=`` inside a value: a URL's query (``?token=``, ``&sig=``) or an option list (``opt=a,password=b``).
 _INNER_NAME = re.compile(r"(?:^|[?&;,\s])([A-Za-z0-9_.\-]+)=")
-_BEARER_OR_JWT = re.compile(r"(?i)(?:^|[\s:=])bearer\s+\S|(?:^|[^A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
+_BEARER_OR_JWT = re.compile(
+    r"(?i)(?:^|[\s:=])bearer\s+\S|(?:^|[^A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +152,8 @@ class HostRoots:
 
 
 def parse_os_release(text: str) -> dict[str, str]:
-    """``KEY=value`` lines; quotes (``"``/``'``) removed, shell escapes in double quotes undone; empty values dropped."""
+    """``KEY=value`` lines; quotes (``"``/``'``) removed, shell escapes in double quotes undone;
+    empty values dropped."""
     out: dict[str, str] = {}
     for raw in text.splitlines():
         line = raw.strip()
@@ -301,7 +344,9 @@ def collect_kernel(proc_root: str = "/proc", uname: Callable[[], Any] = os.uname
     if u is not None:
         data["arch"] = u.machine
     if not data:
-        return missing("kernel", source=join("/proc", "sys/kernel"), reason="neither /proc/sys/kernel nor uname readable")
+        return missing(
+            "kernel", source=join("/proc", "sys/kernel"), reason="neither /proc/sys/kernel nor uname readable"
+        )
     return reading("kernel", data, source="/proc/sys/kernel/{osrelease,version}, uname")
 
 
@@ -319,7 +364,9 @@ def collect_kmod(proc_root: str = "/proc") -> Subtype:
     try:
         text = read_text(path)
     except FileNotFoundError:
-        return missing("kmod", source="/proc/modules", reason="/proc/modules not found (kernel without loadable module support?)")
+        return missing(
+            "kmod", source="/proc/modules", reason="/proc/modules not found (kernel without loadable module support?)"
+        )
     except OSError as e:
         return missing("kmod", source="/proc/modules", reason=short_error(e))
     return reading("kmod", parse_modules(text), source="/proc/modules")
@@ -404,7 +451,9 @@ def collect_sysctl(
             continue
         data.update(_sysctl_values(f"/proc/sys/{rel}", text))
     if stopped:
-        return reading("sysctl", data, source="/proc/sys", status=STATUS_PARTIAL, reason=f"{stopped} ({len(data)} keys)")
+        return reading(
+            "sysctl", data, source="/proc/sys", status=STATUS_PARTIAL, reason=f"{stopped} ({len(data)} keys)"
+        )
     sub = reading("sysctl", data, source="/proc/sys")
     if unreadable:
         sub.context["unreadable"] = str(unreadable)
@@ -478,7 +527,9 @@ def collect_cpu(proc_root: str = "/proc", sys_root: str = "/sys") -> Subtype:
     if isolated is not None:
         data["isolated-cpus"] = isolated
     if not data:
-        return missing("cpu", source="/proc/cpuinfo", reason="neither /proc/cpuinfo nor /sys/devices/system/cpu readable")
+        return missing(
+            "cpu", source="/proc/cpuinfo", reason="neither /proc/cpuinfo nor /sys/devices/system/cpu readable"
+        )
     return reading("cpu", data, source="/proc/cpuinfo, /sys/devices/system/{cpu,node}")
 
 
@@ -521,4 +572,3 @@ def collect_memory(proc_root: str = "/proc", sys_root: str = "/sys") -> Subtype:
         if value is not None:
             data[key] = value
     return reading("memory", data, source="/proc/meminfo, /sys/kernel/mm")
-

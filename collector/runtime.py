@@ -32,37 +32,90 @@ from collector._util import read_text, short_error
 from collector.model import STATUS_ERROR, Scalar, Subtype, missing, reading
 from collector.os_info import REDACTED, secret_name, secret_value
 
-__all__ = ["KUBELET_KEYS", "TOOLKIT_KEYS", "collect_cdi", "collect_containerd",
-           "collect_kubelet", "collect_toolkit", "containerd_facts", "kubelet_facts", "toolkit_facts"]
+__all__ = [
+    "KUBELET_KEYS",
+    "TOOLKIT_KEYS",
+    "collect_cdi",
+    "collect_containerd",
+    "collect_kubelet",
+    "collect_toolkit",
+    "containerd_facts",
+    "kubelet_facts",
+    "toolkit_facts",
+]
 
 TOML_NEEDS = "TOML parser needs Python 3.11"
 
 #: NVIDIA Container Toolkit keys taken (dotted paths into config.toml).
 TOOLKIT_KEYS: tuple[str, ...] = (
-    "disable-require", "supported-driver-capabilities", "accept-nvidia-visible-devices-envvar-when-unprivileged",
-    "accept-nvidia-visible-devices-as-volume-mounts", "swarm-resource",
-    "nvidia-container-cli.root", "nvidia-container-cli.path", "nvidia-container-cli.ldconfig",
-    "nvidia-container-cli.load-kmods", "nvidia-container-cli.no-cgroups", "nvidia-container-cli.no-pivot",
+    "disable-require",
+    "supported-driver-capabilities",
+    "accept-nvidia-visible-devices-envvar-when-unprivileged",
+    "accept-nvidia-visible-devices-as-volume-mounts",
+    "swarm-resource",
+    "nvidia-container-cli.root",
+    "nvidia-container-cli.path",
+    "nvidia-container-cli.ldconfig",
+    "nvidia-container-cli.load-kmods",
+    "nvidia-container-cli.no-cgroups",
+    "nvidia-container-cli.no-pivot",
     "nvidia-container-cli.user",
-    "nvidia-container-runtime.mode", "nvidia-container-runtime.runtimes", "nvidia-container-runtime.log-level",
-    "nvidia-container-runtime.modes.cdi.default-kind", "nvidia-container-runtime.modes.cdi.annotation-prefixes",
-    "nvidia-container-runtime.modes.cdi.spec-dirs", "nvidia-container-runtime.modes.csv.mount-spec-path",
+    "nvidia-container-runtime.mode",
+    "nvidia-container-runtime.runtimes",
+    "nvidia-container-runtime.log-level",
+    "nvidia-container-runtime.modes.cdi.default-kind",
+    "nvidia-container-runtime.modes.cdi.annotation-prefixes",
+    "nvidia-container-runtime.modes.cdi.spec-dirs",
+    "nvidia-container-runtime.modes.csv.mount-spec-path",
     "nvidia-container-runtime.modes.legacy.cuda-compat-mode",
-    "nvidia-container-runtime-hook.path", "nvidia-container-runtime-hook.skip-mode-detection",
-    "nvidia-ctk.path", "features.allow-ldconfig-from-container", "features.disable-imex-channel-creation",
+    "nvidia-container-runtime-hook.path",
+    "nvidia-container-runtime-hook.skip-mode-detection",
+    "nvidia-ctk.path",
+    "features.allow-ldconfig-from-container",
+    "features.disable-imex-channel-creation",
 )
 
 #: Kubelet configuration keys taken; a map value is flattened (``featureGates.<gate>``).
 KUBELET_KEYS: tuple[str, ...] = (
-    "cgroupDriver", "cgroupsPerQOS", "cpuManagerPolicy", "cpuManagerPolicyOptions", "cpuManagerReconcilePeriod",
-    "topologyManagerPolicy", "topologyManagerScope", "topologyManagerPolicyOptions", "memoryManagerPolicy",
-    "maxPods", "podPidsLimit", "evictionHard", "evictionSoft", "evictionSoftGracePeriod",
-    "evictionMinimumReclaim", "evictionPressureTransitionPeriod", "featureGates", "systemReserved",
-    "kubeReserved", "reservedSystemCPUs", "enforceNodeAllocatable", "failSwapOn", "memorySwap",
-    "imageGCHighThresholdPercent", "imageGCLowThresholdPercent", "serializeImagePulls", "maxParallelImagePulls",
-    "containerRuntimeEndpoint", "containerLogMaxSize", "containerLogMaxFiles", "shutdownGracePeriod",
-    "shutdownGracePeriodCriticalPods", "kubeAPIQPS", "kubeAPIBurst", "protectKernelDefaults", "resolvConf",
-    "hairpinMode", "localStorageCapacityIsolation", "singleProcessOOMKill",
+    "cgroupDriver",
+    "cgroupsPerQOS",
+    "cpuManagerPolicy",
+    "cpuManagerPolicyOptions",
+    "cpuManagerReconcilePeriod",
+    "topologyManagerPolicy",
+    "topologyManagerScope",
+    "topologyManagerPolicyOptions",
+    "memoryManagerPolicy",
+    "maxPods",
+    "podPidsLimit",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionMinimumReclaim",
+    "evictionPressureTransitionPeriod",
+    "featureGates",
+    "systemReserved",
+    "kubeReserved",
+    "reservedSystemCPUs",
+    "enforceNodeAllocatable",
+    "failSwapOn",
+    "memorySwap",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "serializeImagePulls",
+    "maxParallelImagePulls",
+    "containerRuntimeEndpoint",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "protectKernelDefaults",
+    "resolvConf",
+    "hairpinMode",
+    "localStorageCapacityIsolation",
+    "singleProcessOOMKill",
 )
 
 
@@ -122,9 +175,12 @@ def containerd_facts(doc: Mapping[str, Any]) -> dict[str, Scalar]:
     for sec in sections:
         ctr = sec.get("containerd") if isinstance(sec.get("containerd"), Mapping) else {}
         assert isinstance(ctr, Mapping)
-        for key, src in (("default-runtime", ctr.get("default_runtime_name")),
-                         ("snapshotter", ctr.get("snapshotter")),
-                         ("enable-cdi", sec.get("enable_cdi")), ("cdi-spec-dirs", sec.get("cdi_spec_dirs"))):
+        for key, src in (
+            ("default-runtime", ctr.get("default_runtime_name")),
+            ("snapshotter", ctr.get("snapshotter")),
+            ("enable-cdi", sec.get("enable_cdi")),
+            ("cdi-spec-dirs", sec.get("cdi_spec_dirs")),
+        ):
             if src is not None:
                 out[key] = _safe(key, src)
         runtimes = ctr.get("runtimes") if isinstance(ctr.get("runtimes"), Mapping) else {}
@@ -134,8 +190,11 @@ def containerd_facts(doc: Mapping[str, Any]) -> dict[str, Scalar]:
                 continue
             opts = rt.get("options") if isinstance(rt.get("options"), Mapping) else {}
             assert isinstance(opts, Mapping)
-            for key, src in (("type", rt.get("runtime_type")), ("binary", opts.get("BinaryName")),
-                             ("systemd-cgroup", opts.get("SystemdCgroup"))):
+            for key, src in (
+                ("type", rt.get("runtime_type")),
+                ("binary", opts.get("BinaryName")),
+                ("systemd-cgroup", opts.get("SystemdCgroup")),
+            ):
                 if src is not None:
                     out[f"runtime.{name}.{key}"] = _safe(key, src)
     if isinstance(images_plugin, Mapping) and images_plugin.get("snapshotter") is not None:
@@ -184,13 +243,18 @@ def _toml_source(name: str, path: str, shown: str, facts: Callable[[Mapping[str,
 
 
 def collect_containerd(etc_root: str = "/etc") -> Subtype:
-    return _toml_source("containerd", os.path.join(etc_root, "containerd/config.toml"), "/etc/containerd/config.toml",
-                        containerd_facts)
+    return _toml_source(
+        "containerd", os.path.join(etc_root, "containerd/config.toml"), "/etc/containerd/config.toml", containerd_facts
+    )
 
 
 def collect_toolkit(etc_root: str = "/etc") -> Subtype:
-    return _toml_source("container-toolkit", os.path.join(etc_root, "nvidia-container-runtime/config.toml"),
-                        "/etc/nvidia-container-runtime/config.toml", toolkit_facts)
+    return _toml_source(
+        "container-toolkit",
+        os.path.join(etc_root, "nvidia-container-runtime/config.toml"),
+        "/etc/nvidia-container-runtime/config.toml",
+        toolkit_facts,
+    )
 
 
 def collect_cdi(etc_root: str = "/etc") -> Subtype:
@@ -218,8 +282,12 @@ def collect_kubelet(etc_root: str = "/etc") -> Subtype:
     try:
         text = read_text(path)
     except FileNotFoundError:
-        return missing("kubelet", source=shown, reason=f"{shown} not found (kubelet configured by flags only, or "
-                       "another path; the agent pod does not mount it: run 'snapshot --local' on the node)")
+        return missing(
+            "kubelet",
+            source=shown,
+            reason=f"{shown} not found (kubelet configured by flags only, or "
+            "another path; the agent pod does not mount it: run 'snapshot --local' on the node)",
+        )
     except OSError as e:
         return missing("kubelet", source=shown, reason=short_error(e))
     import yaml

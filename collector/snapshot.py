@@ -17,9 +17,16 @@ def node_name(environ: Mapping[str, str] | None = None) -> str:
     return env.get("NODE_NAME") or env.get("KUBERNETES_NODE_NAME") or socket.gethostname()
 
 
-def collect_snapshot(*, version: str, node: str, api_client: Any | None = None, extra_metadata: Mapping[str, str] | None = None,
-                     host_options: Mapping[str, Any] | None = None, timestamp: str | None = None,
-                     node_facts: tuple[tuple[Any, str], list[Subtype]] | None = None) -> dict[str, Any]:
+def collect_snapshot(
+    *,
+    version: str,
+    node: str,
+    api_client: Any | None = None,
+    extra_metadata: Mapping[str, str] | None = None,
+    host_options: Mapping[str, Any] | None = None,
+    timestamp: str | None = None,
+    node_facts: tuple[tuple[Any, str], list[Subtype]] | None = None,
+) -> dict[str, Any]:
     """Collect everything and return the wire document.
 
     ``api_client``: when running in a cluster (the K8s measurement and the node's GPU labels), a

@@ -82,8 +82,10 @@ class Source:
 
     def placeholders(self, options: HostOptions, reason: str) -> list[Subtype]:
         """What stands for this source when it failed: each of its subtypes, empty, ``status: error`` and why."""
-        return [missing(name, source=self.placeholder_source or name, status=STATUS_ERROR, reason=reason)
-                for name in self.names(options)]
+        return [
+            missing(name, source=self.placeholder_source or name, status=STATUS_ERROR, reason=reason)
+            for name in self.names(options)
+        ]
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,17 @@ def _roots(read: Callable[[HostRoots], Subtype]) -> Callable[[HostOptions], Subt
 
 SOURCES: tuple[Source, ...] = (
     # GPU: nvidia-smi (smi, gpu-<i>), then the driver-free facts.
-    Source("GPU", ("smi",), lambda o: collect_gpu_smi(o.runner, nvidia_smi=o.nvidia_smi, timeout=o.timeout,
-                                                      nvlink=o.nvlink),
-           placeholder_source=SMI_SOURCE),
-    Source("GPU", GPU_HOST_SUBTYPES, lambda o: collect_gpu_host(proc_root=o.roots.proc_root, sys_root=o.roots.sys_root,
-                                                                node_labels=o.node_labels)),
+    Source(
+        "GPU",
+        ("smi",),
+        lambda o: collect_gpu_smi(o.runner, nvidia_smi=o.nvidia_smi, timeout=o.timeout, nvlink=o.nvlink),
+        placeholder_source=SMI_SOURCE,
+    ),
+    Source(
+        "GPU",
+        GPU_HOST_SUBTYPES,
+        lambda o: collect_gpu_host(proc_root=o.roots.proc_root, sys_root=o.roots.sys_root, node_labels=o.node_labels),
+    ),
     # OS: collector.os_info (the original tool's four first), then collector.kernel_config.
     Source("OS", ("grub",), _roots(lambda r: collect_grub(r.proc_root))),
     Source("OS", ("sysctl",), _roots(lambda r: collect_sysctl(r.proc_root))),
@@ -126,8 +134,11 @@ SOURCES: tuple[Source, ...] = (
     Source("OS", ("iommu",), _roots(lambda r: collect_iommu(r.proc_root, r.sys_root))),
     Source("OS", ("hugepages",), _roots(lambda r: collect_hugepages(r.sys_root))),
     # SystemD: one subtype per unit asked for, from one systemctl call.
-    Source("SystemD", lambda o: o.units,
-           lambda o: collect_systemd(o.runner, o.units, systemctl=o.systemctl, timeout=o.timeout).subtypes),
+    Source(
+        "SystemD",
+        lambda o: o.units,
+        lambda o: collect_systemd(o.runner, o.units, systemctl=o.systemctl, timeout=o.timeout).subtypes,
+    ),
     # Network: collector.net, then collector.affinity.
     Source("Network", ("nic",), _roots(lambda r: collect_nics(r.sys_root))),
     Source("Network", ("infiniband",), _roots(lambda r: collect_infiniband(r.sys_root))),
@@ -142,10 +153,13 @@ SOURCES: tuple[Source, ...] = (
 
 SUMMARIES: tuple[Summary, ...] = (
     # The GPU subtypes so far are nvidia-smi's (smi, gpu-<i>) and the driver-free ones; only smi's start "gpu-".
-    Summary("GPU", "consistency", lambda subtypes, o: build_consistency(subtypes, (), o.node_labels),
-            source=CONSISTENCY_SOURCE),
+    Summary(
+        "GPU",
+        "consistency",
+        lambda subtypes, o: build_consistency(subtypes, (), o.node_labels),
+        source=CONSISTENCY_SOURCE,
+    ),
 )
 
 #: The host's measurement types, in the order they are emitted.
 MEASUREMENTS: tuple[str, ...] = tuple(dict.fromkeys(source.measurement for source in SOURCES))
-

@@ -239,6 +239,7 @@ def _collect_valid(runner: CommandRunner, units: list[str], systemctl: str, time
         if u in matched:
             out[u] = reading(u, unit_data(matched[u]), source=f"{SOURCE} {u}")
         else:
-            out[u] = missing(u, source=f"{SOURCE} {u}", status=STATUS_ERROR,
-                             reason="unit missing from systemctl output")
+            out[u] = missing(
+                u, source=f"{SOURCE} {u}", status=STATUS_ERROR, reason="unit missing from systemctl output"
+            )
     return out

@@ -100,8 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get(COMPLETE_VAR):  # a completion request: also answer kubectl's plugin protocol (the shim)
         import kubectl_aicr.completion  # noqa: F401 - registers the "kubectl" completion class
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False,
-                          complete_var=COMPLETE_VAR)
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name=PROG,
+            standalone_mode=False,
+            complete_var=COMPLETE_VAR,
+        )
         code = result if isinstance(result, int) else OK  # a command may return its exit code (diff: DRIFT)
         sys.stdout.flush()  # here, where a failure is reported, not at interpreter exit
     except AicrError as err:
@@ -131,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif debug:
             raise
         else:  # a bug: one line, the traceback with --debug
-            click.echo(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback; "
-                       "please report it)", err=True)
+            click.echo(
+                f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback; please report it)",
+                err=True,
+            )
             code = INTERNAL
     if argv is None and threading.current_thread() is threading.main_thread() and not _SIGINT_IGNORED:
         signal.signal(signal.SIGINT, _interrupted_outside_main)  # Ctrl-C during interpreter shutdown: no traceback

@@ -72,8 +72,10 @@ def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source
                 while not d.eof:
                     out += d.decompress(chunk, MAX_DOCUMENT_BYTES + 1 - len(out))
                     if len(out) > MAX_DOCUMENT_BYTES:
-                        raise InvalidInput(f"{where}: decompresses to more than the {MAX_DOCUMENT_BYTES:,}-byte "
-                                           "limit for a snapshot; refusing it")
+                        raise InvalidInput(
+                            f"{where}: decompresses to more than the {MAX_DOCUMENT_BYTES:,}-byte "
+                            "limit for a snapshot; refusing it"
+                        )
                     chunk = d.unconsumed_tail
                     if not chunk and not d.eof:
                         raise InvalidInput(f"{where} is not valid gzip data: it ends early")
@@ -133,8 +135,10 @@ def refuse_foreign(ref: ConfigMapRef, cm: Any) -> None:
         return
     keys = sorted(list(cm.data or {}) + list(cm.binary_data or {}))
     shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "") if keys else "none"
-    raise InvalidInput(f"{ref} exists and is not a kubectl-aicr snapshot (keys: {shown}); refusing to replace it",
-                       hint="choose another name, or pass --overwrite to replace it")
+    raise InvalidInput(
+        f"{ref} exists and is not a kubectl-aicr snapshot (keys: {shown}); refusing to replace it",
+        hint="choose another name, or pass --overwrite to replace it",
+    )
 
 
 def check_replaceable(kube: Kube, ref: ConfigMapRef) -> None:
@@ -146,8 +150,9 @@ def check_replaceable(kube: Kube, ref: ConfigMapRef) -> None:
     refuse_foreign(ref, cm)
 
 
-def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[str, str] | None = None,
-          overwrite: bool = False) -> None:
+def write(
+    kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[str, str] | None = None, overwrite: bool = False
+) -> None:
     """Create the ConfigMap, or replace it whole when it exists (no stale keys survive) - but only when it is
     one of our snapshots, unless ``overwrite``. The replacement is conditional on the resourceVersion read,
     so a ConfigMap changed in between is not clobbered."""
@@ -170,11 +175,13 @@ def write(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, labels: dict[st
         refuse_foreign(ref, existing)
     body.metadata.resource_version = existing.metadata.resource_version
     try:
-        kube.call(kube.core.replace_namespaced_config_map, ref.name, ref.namespace, body, action=action,
-                  idempotent=False)
+        kube.call(
+            kube.core.replace_namespaced_config_map, ref.name, ref.namespace, body, action=action, idempotent=False
+        )
     except Conflict:
-        raise InvalidInput(f"{ref} was changed by someone else while it was being replaced; nothing written",
-                           hint="run again") from None
+        raise InvalidInput(
+            f"{ref} was changed by someone else while it was being replaced; nothing written", hint="run again"
+        ) from None
 
 
 def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> tuple[str, str]:
@@ -187,12 +194,15 @@ def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, drop: tupl
     body: dict[str, Any] = {"data": {**{k: None for k in drop}, **data}}
     if binary:
         body["binaryData"] = binary
-    cm = kube.call(kube.core.patch_namespaced_config_map, ref.name, ref.namespace, body,
-                   action=f"writing the snapshot into {ref}")
+    cm = kube.call(
+        kube.core.patch_namespaced_config_map, ref.name, ref.namespace, body, action=f"writing the snapshot into {ref}"
+    )
     return str(cm.metadata.uid), str(cm.metadata.resource_version)
 
 
-def wait_for_key(kube: Kube, ref: ConfigMapRef, key: str, *, timeout: float, poll: float = 0.25) -> tuple[str, str] | None:
+def wait_for_key(
+    kube: Kube, ref: ConfigMapRef, key: str, *, timeout: float, poll: float = 0.25
+) -> tuple[str, str] | None:
     """Poll a ConfigMap until ``data[key]`` exists: (its value, the resourceVersion it was read at), or None
     after ``timeout`` seconds."""
     import time

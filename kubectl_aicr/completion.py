@@ -82,8 +82,10 @@ class KubectlPluginComplete(ShellComplete):
             param, incomplete = _resolve_incomplete(ctx, list(args), incomplete)
             items = param.shell_complete(ctx, incomplete)
         if param is self.cli:  # sub-command names: the untruncated one-liners of the command table
-            items = [CompletionItem(i.value, type=i.type, help=COMMANDS[i.value][1]) if i.value in COMMANDS else i
-                     for i in items]
+            items = [
+                CompletionItem(i.value, type=i.type, help=COMMANDS[i.value][1]) if i.value in COMMANDS else i
+                for i in items
+            ]
         kinds = {item.type for item in items}
         values = [item for item in items if item.type == "plain"]
         if "file" in kinds:

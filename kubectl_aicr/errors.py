@@ -44,31 +44,53 @@ class ExitCode:
 
 #: The exit codes, in order. ``name`` is the constant above holding ``code`` (a test checks each pair).
 EXIT_CODES: tuple[ExitCode, ...] = (
-    ExitCode(OK, "OK", "success; `diff`: no drift; `check`: compliant",
-             "success (diff: no drift; check: compliant)"),
-    ExitCode(DRIFT, "DRIFT", "`diff`: drift found; `check`: a policy rule is violated",
-             "diff: drift found; check: policy violated"),
-    ExitCode(INVALID_INPUT, "INVALID_INPUT",
-             "invalid input: flags, unreadable or schema-invalid snapshot, standard input/output closed, no space left "
-             "for the output, an `-o` path that is no place for a snapshot; for `diff` every error",
-             "invalid input (flags, snapshot, schema)"),
-    ExitCode(NOT_FOUND, "NOT_FOUND", "not found: ConfigMap, kubeconfig context, no node matches the selector",
-             "not found (ConfigMap, context, matching node)"),
-    ExitCode(FORBIDDEN, "FORBIDDEN", "forbidden: a Kubernetes permission is missing (the message names it)",
-             "forbidden (missing Kubernetes permission)"),
+    ExitCode(OK, "OK", "success; `diff`: no drift; `check`: compliant", "success (diff: no drift; check: compliant)"),
+    ExitCode(
+        DRIFT,
+        "DRIFT",
+        "`diff`: drift found; `check`: a policy rule is violated",
+        "diff: drift found; check: policy violated",
+    ),
+    ExitCode(
+        INVALID_INPUT,
+        "INVALID_INPUT",
+        "invalid input: flags, unreadable or schema-invalid snapshot, standard input/output closed, no space left "
+        "for the output, an `-o` path that is no place for a snapshot; for `diff` every error",
+        "invalid input (flags, snapshot, schema)",
+    ),
+    ExitCode(
+        NOT_FOUND,
+        "NOT_FOUND",
+        "not found: ConfigMap, kubeconfig context, no node matches the selector",
+        "not found (ConfigMap, context, matching node)",
+    ),
+    ExitCode(
+        FORBIDDEN,
+        "FORBIDDEN",
+        "forbidden: a Kubernetes permission is missing (the message names it)",
+        "forbidden (missing Kubernetes permission)",
+    ),
     ExitCode(TIMEOUT, "TIMEOUT", "timed out waiting for the agent", "timed out waiting for the agent"),
     ExitCode(UNAVAILABLE, "UNAVAILABLE", "the cluster could not be reached", "cluster unreachable"),
-    ExitCode(AGENT_FAILED, "AGENT_FAILED",
-             "the agent failed: unschedulable, image pull, container exit code, Job failed; `--all-nodes`: some node "
-             "failed",
-             "agent failed (unschedulable, image pull, exit code)"),
+    ExitCode(
+        AGENT_FAILED,
+        "AGENT_FAILED",
+        "the agent failed: unschedulable, image pull, container exit code, Job failed; `--all-nodes`: some node failed",
+        "agent failed (unschedulable, image pull, exit code)",
+    ),
     ExitCode(INTERNAL, "INTERNAL", "internal error (a bug; rerun with `--debug` for the traceback)", "internal error"),
-    ExitCode(INTERRUPTED, "INTERRUPTED", "interrupted (Ctrl-C or SIGTERM); cleanup still ran",
-             "interrupted (cleanup still ran)"),
-    ExitCode(BROKEN_PIPE, "BROKEN_PIPE",
-             "the output was closed by its reader (e.g. `| head`): 128 + SIGPIPE, as a shell reports it; nothing is "
-             "printed",
-             "output closed by its reader (e.g. | head), as SIGPIPE"),
+    ExitCode(
+        INTERRUPTED,
+        "INTERRUPTED",
+        "interrupted (Ctrl-C or SIGTERM); cleanup still ran",
+        "interrupted (cleanup still ran)",
+    ),
+    ExitCode(
+        BROKEN_PIPE,
+        "BROKEN_PIPE",
+        "the output was closed by its reader (e.g. `| head`): 128 + SIGPIPE, as a shell reports it; nothing is printed",
+        "output closed by its reader (e.g. | head), as SIGPIPE",
+    ),
 )
 
 

@@ -24,9 +24,8 @@ merge key ``<<`` brings in), so a caller can refuse them with the key's path.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import re
+from typing import Any, Callable
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -67,6 +66,7 @@ class _Loader(_Base):  # type: ignore[misc]
 
 
 # ============================================================================ 2. composed nodes, cheaper resolver
+
 
 def _build(loader: Any, root: Node, duplicates: Duplicates | None = None) -> Any:
     """Python data for ``root``, as ``SafeConstructor`` would build it; raises :class:`_Fallback` when unsure."""
@@ -126,13 +126,30 @@ def _build(loader: Any, root: Node, duplicates: Duplicates | None = None) -> Any
 #: Characters outside the plain printable set, or that YAML reads as line breaks (NEL, LS, PS) or a BOM: the
 #: complement of [\t \n \x20-\x7E \xA0-\u2027 \u202A-\uD7FF \uE000-\uFEFE \uFF00-\uFFFD \U00010000-\U0010FFFF],
 #: written as the short list it is (the negated class took 7 ms to compile at every start).
-_NON_PRINTABLE = re.compile("[\x00-\x08\x0B-\x1F\x7F-\x9F\u2028\u2029\uD800-\uDFFF\uFEFF\uFFFE\uFFFF]")
+_NON_PRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 _DOUBLE = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
-_ESCAPES = {"0": "\x00", "a": "\x07", "b": "\x08", "t": "\t", "\t": "\t", "n": "\n", "v": "\x0b", "f": "\x0c",
-            "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0",
-            "L": "\u2028", "P": "\u2029"}
+_ESCAPES = {
+    "0": "\x00",
+    "a": "\x07",
+    "b": "\x08",
+    "t": "\t",
+    "\t": "\t",
+    "n": "\n",
+    "v": "\x0b",
+    "f": "\x0c",
+    "r": "\r",
+    "e": "\x1b",
+    " ": " ",
+    '"': '"',
+    "/": "/",
+    "\\": "\\",
+    "N": "\x85",
+    "_": "\xa0",
+    "L": "\u2028",
+    "P": "\u2029",
+}
 _SIMPLE_INT = re.compile(r"-?[1-9][0-9]*\Z|0\Z")
 #: First characters a plain key or value may not start with here (YAML indicators, quotes, tab).
 _NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`\t ")
@@ -140,8 +157,9 @@ _NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`\t ")
 _MAX_KEY = 1000
 _CONSTRUCTOR = SafeConstructor()
 #: First characters of a plain scalar that no implicit resolver handles and no indicator uses: always a string.
-_PLAIN_STR_START = frozenset(chr(c) for c in range(0x21, 0x7F)) - _NOT_PLAIN_START - {
-    k for k in _RESOLVERS if isinstance(k, str)}
+_PLAIN_STR_START = (
+    frozenset(chr(c) for c in range(0x21, 0x7F)) - _NOT_PLAIN_START - {k for k in _RESOLVERS if isinstance(k, str)}
+)
 
 
 def _unescape(m: "re.Match[str]") -> str:
@@ -169,11 +187,11 @@ def _quoted(text: str) -> tuple[str, str]:
         if m is None:
             raise _Fallback  # unterminated on this line: a multi-line scalar
         inner = m.group(1)
-        return (_ESCAPE.sub(_unescape, inner) if "\\" in inner else inner), text[m.end():]
+        return (_ESCAPE.sub(_unescape, inner) if "\\" in inner else inner), text[m.end() :]
     m = _SINGLE.match(text)
     if m is None:
         raise _Fallback
-    return m.group(1).replace("''", "'"), text[m.end():]
+    return m.group(1).replace("''", "'"), text[m.end() :]
 
 
 def _plain(text: str) -> Any:
@@ -234,7 +252,7 @@ def _key(content: str) -> tuple[Any, str]:
         if at > _MAX_KEY or " #" in text or "\t" in text or text != text.rstrip(" ") or text.endswith(":"):
             raise _Fallback
         key = _plain(text)
-        rest = content[at + 1:].lstrip(" ")
+        rest = content[at + 1 :].lstrip(" ")
     if rest.startswith("#"):
         raise _Fallback
     return key, rest
@@ -291,7 +309,7 @@ class _Block:
                 key: Any = content[:at]
                 if " #" in key or "\t" in key:
                     raise _Fallback
-                rest = content[at + 2:]
+                rest = content[at + 2 :]
                 if rest[0] == " ":
                     rest = rest.lstrip(" ")
             else:
@@ -367,6 +385,7 @@ def _block_load(text: str, duplicates: Duplicates | None = None) -> Any:
 
 # ============================================================================ 3. PyYAML, reporting duplicates
 
+
 class _DuplicateReporting(_Base):  # type: ignore[misc]
     """The standard safe loader that also reports duplicate keys into ``self.duplicates``."""
 
@@ -408,6 +427,7 @@ def _pyyaml_load_all(text: str, duplicates: Duplicates | None) -> list[Any]:
 
 # ============================================================================ entry point
 
+
 def load_all(text: str, *, duplicates: Duplicates | None = None) -> list[Any]:
     """Every document in ``text``, exactly as ``list(yaml.load_all(text, Loader=CSafeLoader))`` returns them;
     ``duplicates``, when given, receives the mappings that repeat a key (see the module docstring)."""
@@ -444,6 +464,7 @@ def dump(doc: Any) -> str:
     is, no line folding (a long value stays on one line); libyaml's dumper where the platform has it (much faster),
     PyYAML's pure one otherwise (the same text)."""
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                          width=1 << 16)
+    text: str = yaml.dump(
+        doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16
+    )
     return text

@@ -68,6 +68,7 @@ _WS_RUN = re.compile(r"\s{2,}|[\t\n\r\f\v]")
 
 # ============================================================================ versions
 
+
 def supported_text() -> str:
     return ", ".join(SUPPORTED)
 
@@ -77,8 +78,10 @@ def unsupported_message(api: Any) -> str:
     if not isinstance(api, str) or not api.strip():
         shown = "empty" if isinstance(api, str) else f"{api!r} is a {type(api).__name__}, not a string"
         return f"$.apiVersion: {shown}; supported: {supported_text()}"
-    return (f"$.apiVersion: {api!r} is not supported; supported: {supported_text()} "
-            "(a snapshot without apiVersion is read as the first)")
+    return (
+        f"$.apiVersion: {api!r} is not supported; supported: {supported_text()} "
+        "(a snapshot without apiVersion is read as the first)"
+    )
 
 
 def detect(doc: Mapping[str, Any]) -> str:
@@ -106,6 +109,7 @@ def check_write_version(api: str) -> str:
 
 
 # ============================================================================ normalising for diff
+
 
 def _norm_value(type_: str, subtype: str, v: Any) -> Any:
     if type(v) is not str:
@@ -203,12 +207,30 @@ def normalise(doc: Document) -> Document:
 
 #: Recipe-matching accelerator SKUs, most specific first (a substring of the lowercased model name).
 _ACCELERATORS: tuple[tuple[str, str], ...] = (
-    ("gb300", "gb300"), ("gb200", "gb200"), ("b300", "b300"), ("b200", "b200"), ("h200", "h200"),
-    ("h100", "h100"), ("a100", "a100"), ("l40s", "l40s"), ("l40", "l40"), ("rtx pro 6000", "rtx-pro-6000"),
+    ("gb300", "gb300"),
+    ("gb200", "gb200"),
+    ("b300", "b300"),
+    ("b200", "b200"),
+    ("h200", "h200"),
+    ("h100", "h100"),
+    ("a100", "a100"),
+    ("l40s", "l40s"),
+    ("l40", "l40"),
+    ("rtx pro 6000", "rtx-pro-6000"),
 )
 _SKU_TOKEN = re.compile(r"\b(?!hbm|gddr)([a-z]{1,3}\d{1,4}[a-z]?)\b")
-_OS_KINDS = {"ubuntu": "ubuntu", "rhel": "rhel", "redhat": "rhel", "cos": "cos", "amzn": "amazonlinux",
-             "amazonlinux": "amazonlinux", "al2": "amazonlinux", "al2023": "amazonlinux", "ol": "ol", "talos": "talos"}
+_OS_KINDS = {
+    "ubuntu": "ubuntu",
+    "rhel": "rhel",
+    "redhat": "rhel",
+    "cos": "cos",
+    "amzn": "amazonlinux",
+    "amazonlinux": "amazonlinux",
+    "al2": "amazonlinux",
+    "al2023": "amazonlinux",
+    "ol": "ol",
+    "talos": "talos",
+}
 _PROVIDERS = {"aws": "eks", "gce": "gke", "azure": "aks", "oci": "oke"}
 REGION_LABEL = "topology.kubernetes.io/region"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -293,8 +315,12 @@ def fingerprint_of(doc: Mapping[str, Any]) -> dict[str, Any]:
         os_dim["source"] = "os.release"
     fp["os"] = os_dim
     server = _reading(doc, "K8s", "server", "version")
-    fp["k8sVersion"] = _dim(server[1:] if isinstance(server, str) and server.startswith("v") else
-                            (server if isinstance(server, str) else ""), "k8s.server.version")
+    fp["k8sVersion"] = _dim(
+        server[1:]
+        if isinstance(server, str) and server.startswith("v")
+        else (server if isinstance(server, str) else ""),
+        "k8s.server.version",
+    )
     region = _reading(doc, "K8s", "labels", REGION_LABEL)
     if isinstance(region, str) and region:
         fp["region"] = _dim(region, f"k8s.labels.{REGION_LABEL}")
@@ -306,8 +332,9 @@ def fingerprint_of(doc: Mapping[str, Any]) -> dict[str, Any]:
     if type(count) is int:
         fp["nodeCount"] = _int_dim(count, "k8s.cluster.node-count")
     else:
-        fp["nodeCount"] = _int_dim(_reading(doc, "NodeTopology", "summary", "node-count"),
-                                   "nodeTopology.summary.node-count")
+        fp["nodeCount"] = _int_dim(
+            _reading(doc, "NodeTopology", "summary", "node-count"), "nodeTopology.summary.node-count"
+        )
     gpu_nodes = _reading(doc, "K8s", "cluster", "gpu-node-count")
     if type(gpu_nodes) is int:
         fp["gpuNodeCount"] = _int_dim(gpu_nodes, "k8s.cluster.gpu-node-count")
@@ -322,6 +349,7 @@ def fingerprint_of(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ============================================================================ writing v1alpha2 / v1
+
 
 def topology_items(subtype: str, data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The lossless ``items`` of a NodeTopology ``label``/``taint`` subtype, rebuilt from its legacy folded map
@@ -348,16 +376,20 @@ def topology_items(subtype: str, data: Mapping[str, Any]) -> list[dict[str, Any]
             else:  # <key>.<Effect> -> <value>|<nodes>
                 base, _, effect = key.rpartition(".")
                 value = parts[0] if len(parts) > 1 else text
-                ctx = {"key": base if effect in effects else key, "value": value,
-                       "effect": effect if effect in effects else ""}
+                ctx = {
+                    "key": base if effect in effects else key,
+                    "value": value,
+                    "effect": effect if effect in effects else "",
+                }
             sort_key: tuple[str, ...] = (ctx["key"], ctx["effect"], ctx["value"])
         else:
             value = "|".join(parts[:-1]) if len(parts) > 1 else text
             base = key[: -len(value) - 1] if value and key.endswith("." + value) else key
             ctx = {"key": base, "value": value}
             sort_key = (ctx["key"], ctx["value"])
-        out.append((sort_key, {"context": ctx,
-                               "data": {"node-count": count, "node-list": nodes_text, "truncated": truncated}}))
+        out.append(
+            (sort_key, {"context": ctx, "data": {"node-count": count, "node-list": nodes_text, "truncated": truncated}})
+        )
     out.sort(key=lambda kv: kv[0])
     return [item for _, item in out]
 
@@ -380,13 +412,19 @@ def _hardware_subtype(doc: Mapping[str, Any]) -> dict[str, Any] | None:
     model, _ = _gpu_model(doc)
     _, sku = accelerator_sku(model) if model else ("", "")
     kmods = _subtypes(doc, "OS").get("kmod", {}).get("data") or {}
-    data: dict[str, Any] = {"gpu-present": count > 0, "gpu-count": count,
-                            "driver-loaded": bool(kmods.get("nvidia")) or bool((smi.get("data") or {}).get("driver")),
-                            "detection-source": source}
+    data: dict[str, Any] = {
+        "gpu-present": count > 0,
+        "gpu-count": count,
+        "driver-loaded": bool(kmods.get("nvidia")) or bool((smi.get("data") or {}).get("driver")),
+        "detection-source": source,
+    }
     if sku:
         data["model"] = sku
-    return {"subtype": "hardware", "data": dict(sorted(data.items())),
-            "context": {DERIVED_BY: OUR_COLLECTOR, "source": "derived from GPU/smi, GPU/consistency and OS/kmod"}}
+    return {
+        "subtype": "hardware",
+        "data": dict(sorted(data.items())),
+        "context": {DERIVED_BY: OUR_COLLECTOR, "source": "derived from GPU/smi, GPU/consistency and OS/kmod"},
+    }
 
 
 def _to_newer(doc: Mapping[str, Any], api: str) -> dict[str, Any]:
@@ -442,6 +480,7 @@ def convert(doc: Mapping[str, Any], api: str) -> dict[str, Any] | Document:
 
 # ============================================================================ one-sided facts
 
+
 def producer(doc: Mapping[str, Any]) -> str:
     """Which tool wrote ``doc``: ``kubectl-aicr`` (any version: our collector keeps its facts across versions),
     else ``aicr <version>`` (the original; its releases collect different facts)."""
@@ -475,8 +514,9 @@ class OneSided:
         return {"base-only": facts(self.base_only), "current-only": facts(self.current_only)}
 
 
-def split_one_sided(changes: Sequence[Any], base_doc: Mapping[str, Any],
-                    current_doc: Mapping[str, Any]) -> tuple[list[Any], Optional[OneSided]]:
+def split_one_sided(
+    changes: Sequence[Any], base_doc: Mapping[str, Any], current_doc: Mapping[str, Any]
+) -> tuple[list[Any], Optional[OneSided]]:
     """``(drift, one_sided)``: when the two documents come from different tools (:func:`producer`), every added or
     removed measurement, subtype or key is something only one tool collects and goes to ``one_sided``; changed
     values stay drift. Same tool, or a side whose writer is unknown (no ``metadata.version``): everything is drift
@@ -501,8 +541,10 @@ def one_sided_summary(one: OneSided, limit: int = 12) -> list[str]:
     """Text lines for a report: per side, the measurements/subtypes it alone holds, with key counts."""
     lines = []
     counts = one.counts()
-    for label, who, changes, n in (("base", one.base, one.base_only, counts["base-only"]),
-                                   ("current", one.current, one.current_only, counts["current-only"])):
+    for label, who, changes, n in (
+        ("base", one.base, one.base_only, counts["base-only"]),
+        ("current", one.current, one.current_only, counts["current-only"]),
+    ):
         if not changes:
             continue
         groups: dict[str, int] = {}
@@ -515,15 +557,26 @@ def one_sided_summary(one: OneSided, limit: int = 12) -> list[str]:
     return lines
 
 
-def compare(base: SnapshotDoc, current: SnapshotDoc, options: Any = None, *,
-            base_source: str = "base", current_source: str = "current") -> tuple[Any, Optional[OneSided]]:
+def compare(
+    base: SnapshotDoc,
+    current: SnapshotDoc,
+    options: Any = None,
+    *,
+    base_source: str = "base",
+    current_source: str = "current",
+) -> tuple[Any, Optional[OneSided]]:
     """Diff two Snapshots of any supported versions by meaning: both are :func:`normalise`d, then compared by the
     engine; facts only one tool collects are taken out of the drift (:func:`split_one_sided`).
     Returns the engine's ``DiffResult`` (drift only) and the one-sided facts (``None``: same tool)."""
     from kubectl_aicr import diff as engine
 
-    result = engine.diff_snapshots(normalise(base), normalise(current), options or engine.DiffOptions(),
-                                   base_source=base_source, current_source=current_source)
+    result = engine.diff_snapshots(
+        normalise(base),
+        normalise(current),
+        options or engine.DiffOptions(),
+        base_source=base_source,
+        current_source=current_source,
+    )
     drift, one = split_one_sided(result.changes, base, current)
     result.changes = drift
     return result, one
@@ -531,6 +584,10 @@ def compare(base: SnapshotDoc, current: SnapshotDoc, options: Any = None, *,
 
 def one_sided_dict(one: OneSided) -> dict[str, Any]:
     """The machine form: who wrote each side, the counts, and every one-sided entry in the diff's change form."""
-    return {"base": one.base, "current": one.current, **one.counts(),
-            "base_only": [c.to_dict() for c in one.base_only],
-            "current_only": [c.to_dict() for c in one.current_only]}
+    return {
+        "base": one.base,
+        "current": one.current,
+        **one.counts(),
+        "base_only": [c.to_dict() for c in one.base_only],
+        "current_only": [c.to_dict() for c in one.current_only],
+    }

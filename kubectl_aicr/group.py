@@ -21,16 +21,20 @@ COMPLETE_VAR = "_KUBECTL_AICR_COMPLETE"
 
 #: name -> (module, short help). Modules are imported only when the command runs (or its --help is shown).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "snapshot": ("kubectl_aicr.commands.snapshot",
-                 "Capture a node's configuration (through an agent Job, or --local)."),
+    "snapshot": (
+        "kubectl_aicr.commands.snapshot",
+        "Capture a node's configuration (through an agent Job, or --local).",
+    ),
     "diff": ("kubectl_aicr.commands.diff", "Compare two snapshots and report drift (exit 1 on drift)."),
     "check": ("kubectl_aicr.commands.check", "Check snapshots against a policy, with waivers (exit 1 on violations)."),
     "policy": ("kubectl_aicr.commands.policy", "Write a starting policy from a snapshot (init); print its schema."),
     "validate": ("kubectl_aicr.commands.validate", "Check a snapshot against the JSON Schema."),
     "schema": ("kubectl_aicr.commands.schema", "Print the Snapshot JSON Schema."),
     "version": ("kubectl_aicr.commands.version", "Print the plugin version."),
-    "completion": ("kubectl_aicr.commands.completion",
-                   "Shell completion: bash, zsh, fish scripts; kubectl plugin completion."),
+    "completion": (
+        "kubectl_aicr.commands.completion",
+        "Shell completion: bash, zsh, fish scripts; kubectl plugin completion.",
+    ),
     "agent": ("kubectl_aicr.commands.agent", "Collect inside the agent pod and store the snapshot (used by the Job)."),
 }
 HIDDEN = {"agent"}

@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import quote, urlencode, urlsplit, unquote
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from kubectl_aicr import __version__
 from kubectl_aicr.errors import AicrError, NotFound, Unavailable
@@ -89,11 +89,14 @@ def connection_error(exc: BaseException, *, action: str, server: str) -> Unavail
     """The CLI's error for a request that got no HTTP answer (as :func:`kubectl_aicr.kube.api_error`)."""
     where = f" at {server}" if server else ""
     if isinstance(exc, TimeoutError):
-        return Unavailable(f"{action}: the API server{where} did not answer in time ({_one_line(exc)})",
-                           hint="check that the context points at a running cluster; raise --request-timeout "
-                                "for a slow one")
-    return Unavailable(f"{action}: cannot reach the cluster{where}: {_one_line(exc)}",
-                       hint="check your network/VPN and that the context points at a running cluster")
+        return Unavailable(
+            f"{action}: the API server{where} did not answer in time ({_one_line(exc)})",
+            hint="check that the context points at a running cluster; raise --request-timeout for a slow one",
+        )
+    return Unavailable(
+        f"{action}: cannot reach the cluster{where}: {_one_line(exc)}",
+        hint="check your network/VPN and that the context points at a running cluster",
+    )
 
 
 def _join_host_port(host: str, port: str) -> str:
@@ -233,8 +236,17 @@ class InCluster:
             return resp.status, resp.reason, data
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def request(self, method: str, path: str, *, action: str, query: Mapping[str, str] | None = None,
-                body: Any = None, content_type: str = "application/json", idempotent: bool = True) -> dict[str, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
         """One API request: the JSON object answered, or one of the CLI's errors (:func:`status_error`,
         :func:`connection_error`) after the retries a transient failure gets."""
         url = path + ("?" + urlencode(dict(query)) if query else "")
@@ -300,8 +312,9 @@ class InCluster:
             self._drop()
 
 
-def connect(request_timeout: float = 30.0, *, environ: Mapping[str, str] | None = None,
-            sa_dir: str = SA_DIR) -> InCluster:
+def connect(
+    request_timeout: float = 30.0, *, environ: Mapping[str, str] | None = None, sa_dir: str = SA_DIR
+) -> InCluster:
     """The pod's own ServiceAccount; :class:`Unavailable` outside a pod (what is missing is named)."""
     env = os.environ if environ is None else environ
     host, port = env.get(HOST_ENV, ""), env.get(PORT_ENV, "")
@@ -318,8 +331,9 @@ def connect(request_timeout: float = 30.0, *, environ: Mapping[str, str] | None 
         ns = "default"
     try:
         port_n = int(port)
-        client = InCluster(host, port_n, sa_dir=sa_dir, namespace=ns, request_timeout=request_timeout,
-                           proxy=proxy_for(host, env))
+        client = InCluster(
+            host, port_n, sa_dir=sa_dir, namespace=ns, request_timeout=request_timeout, proxy=proxy_for(host, env)
+        )
     except ValueError:
         raise Unavailable(f"{where}: {PORT_ENV}={port!r} is not a port number") from None
     except (ssl.SSLError, OSError) as e:
@@ -342,8 +356,9 @@ def read_configmap(kube: InCluster, ref: ConfigMapRef) -> dict[str, Any]:
         raise NotFound(f"{ref}: ConfigMap {ref.name!r} not found in namespace {ref.namespace!r}") from None
 
 
-def wait_for_key(kube: InCluster, ref: ConfigMapRef, key: str, *, timeout: float,
-                 poll: float = 0.25) -> tuple[str, str] | None:
+def wait_for_key(
+    kube: InCluster, ref: ConfigMapRef, key: str, *, timeout: float, poll: float = 0.25
+) -> tuple[str, str] | None:
     """:func:`kubectl_aicr.cmstore.wait_for_key`: poll until ``data[key]`` exists: (its value, the resourceVersion
     it was read at), or None after ``timeout`` seconds."""
     end = time.monotonic() + timeout
@@ -357,7 +372,9 @@ def wait_for_key(kube: InCluster, ref: ConfigMapRef, key: str, *, timeout: float
         time.sleep(poll)
 
 
-def patch_into(kube: InCluster, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> tuple[str, str]:
+def patch_into(
+    kube: InCluster, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()
+) -> tuple[str, str]:
     """:func:`kubectl_aicr.cmstore.patch_into`: fill the existing staging ConfigMap (its labels and ownerReference
     stay; only ``patch`` on that object is needed), removing the ``drop`` data keys in the same write. Returns the
     (uid, resourceVersion) the write produced."""
@@ -367,7 +384,8 @@ def patch_into(kube: InCluster, ref: ConfigMapRef, text: str, fmt: str, *, drop:
     body: dict[str, Any] = {"data": {**{k: None for k in drop}, **data}}
     if binary:
         body["binaryData"] = binary
-    cm = kube.request("PATCH", _cm_path(ref), body=body, content_type=PATCH_TYPE,
-                      action=f"writing the snapshot into {ref}")
+    cm = kube.request(
+        "PATCH", _cm_path(ref), body=body, content_type=PATCH_TYPE, action=f"writing the snapshot into {ref}"
+    )
     meta = cm.get("metadata") or {}
     return str(meta.get("uid")), str(meta.get("resourceVersion"))

@@ -75,8 +75,14 @@ class TokenBucket:
     ``qps`` a second on average. :meth:`take` waits for a token; the clock and the sleep are injectable for tests.
     Thread-safe."""
 
-    def __init__(self, qps: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        qps: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         import threading
 
         if qps <= 0 or burst < 1:
@@ -133,14 +139,23 @@ class Kube:
         left = self.time_left()
         if left is not None:
             if left <= 0:
-                raise Timeout(f"{action}: the run's deadline (--timeout) passed",
-                              hint="raise --timeout; the API server may be slow or unreachable")
+                raise Timeout(
+                    f"{action}: the run's deadline (--timeout) passed",
+                    hint="raise --timeout; the API server may be slow or unreachable",
+                )
             t = min(t, left)
         t = max(t, 0.05)
         return (t, t)
 
-    def request(self, fn: Callable[..., T], *args: Any, action: str, idempotent: bool = True,
-                cap: float | None = None, **kw: Any) -> T:
+    def request(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        action: str,
+        idempotent: bool = True,
+        cap: float | None = None,
+        **kw: Any,
+    ) -> T:
         """Call one client method with a real timeout, retrying transient failures with backoff.
 
         Non-transient errors (and the last transient one) are raised as the client raised them: the layer under
@@ -169,8 +184,15 @@ class Kube:
                 time.sleep(pause)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    def call(self, fn: Callable[..., T], *args: Any, action: str, idempotent: bool = True,
-             cap: float | None = None, **kw: Any) -> T:
+    def call(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        action: str,
+        idempotent: bool = True,
+        cap: float | None = None,
+        **kw: Any,
+    ) -> T:
         """One request through :meth:`request`, with every failure raised as the error type of its meaning (see the
         module docstring; one clear line that starts with ``action``)."""
         try:
@@ -178,8 +200,15 @@ class Kube:
         except Exception as e:
             raise_api_error(e, action=action, server=self.server)
 
-    def list_all(self, fn: Callable[..., Any], *args: Any, action: str, cap: float | None = None,
-                 limit: int | None = None, **kw: Any) -> list[Any]:
+    def list_all(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        action: str,
+        cap: float | None = None,
+        limit: int | None = None,
+        **kw: Any,
+    ) -> list[Any]:
         """Every item of a list call (``core.list_node``, ``list_namespaced_pod``, a custom objects list...), asking
         for ``limit`` items a page and following ``continue`` tokens; each page is one :meth:`call`. The items are
         the client's model objects, or dicts for the custom objects API."""
@@ -253,7 +282,8 @@ def connector(opts: KubeOptions) -> Connect:
 
 
 def kubeconfig_paths(explicit: str | None, environ: dict[str, str] | None = None) -> list[str]:
-    """The files kubectl would read: ``--kubeconfig`` alone, else ``$KUBECONFIG`` (existing ones), else ~/.kube/config."""
+    """The files kubectl would read: ``--kubeconfig`` alone, else ``$KUBECONFIG`` (existing
+    ones), else ~/.kube/config."""
     env = os.environ if environ is None else environ
     if explicit:
         path = os.path.expanduser(explicit)
@@ -280,8 +310,10 @@ def _load_yaml(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except UnicodeDecodeError:
-        raise InvalidInput(f"kubeconfig {path}: not a text file (binary content)",
-                           hint="point --kubeconfig or KUBECONFIG at a kubeconfig YAML file") from None
+        raise InvalidInput(
+            f"kubeconfig {path}: not a text file (binary content)",
+            hint="point --kubeconfig or KUBECONFIG at a kubeconfig YAML file",
+        ) from None
     except (OSError, yaml.YAMLError, ValueError, RecursionError) as e:
         raise InvalidInput(f"kubeconfig {path}: cannot be read: {_one_line(e)}") from None
     if not isinstance(data, dict):
@@ -361,9 +393,11 @@ def _check_ca(ca_file: str | None, ctx: str) -> None:
     try:
         ssl.create_default_context(cafile=ca_file)
     except (ssl.SSLError, OSError, ValueError) as e:
-        raise InvalidInput(f"kubeconfig context {ctx!r}: the cluster's certificate-authority is not a usable PEM "
-                           f"certificate ({_one_line(e)})",
-                           hint="certificate-authority-data must be base64 of a PEM certificate") from None
+        raise InvalidInput(
+            f"kubeconfig context {ctx!r}: the cluster's certificate-authority is not a usable PEM "
+            f"certificate ({_one_line(e)})",
+            hint="certificate-authority-data must be base64 of a PEM certificate",
+        ) from None
 
 
 def _check_ca_data(merged: Any, ctx: str) -> None:
@@ -381,9 +415,11 @@ def _check_ca_data(merged: Any, ctx: str) -> None:
         try:
             base64.b64decode(str(data), validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidInput(f"kubeconfig context {ctx!r}: certificate-authority-data of cluster "
-                               f"{cluster_name!r} is not valid base64",
-                               hint="it must be the base64 encoding of a PEM certificate") from None
+            raise InvalidInput(
+                f"kubeconfig context {ctx!r}: certificate-authority-data of cluster "
+                f"{cluster_name!r} is not valid base64",
+                hint="it must be the base64 encoding of a PEM certificate",
+            ) from None
 
 
 def _install_impersonation(api: Any, as_user: str | None, as_groups: tuple[str, ...]) -> None:
@@ -496,11 +532,20 @@ def retryable(e: BaseException, *, idempotent: bool) -> bool:
 
     if isinstance(e, urllib3.exceptions.MaxRetryError):
         e = e.reason or e
-    if isinstance(e, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError,
-                      urllib3.exceptions.ConnectTimeoutError)):
+    if isinstance(
+        e, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError, urllib3.exceptions.ConnectTimeoutError)
+    ):
         return True  # never reached the server
-    if isinstance(e, (urllib3.exceptions.ProtocolError, ConnectionResetError, BrokenPipeError,
-                      urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+    if isinstance(
+        e,
+        (
+            urllib3.exceptions.ProtocolError,
+            ConnectionResetError,
+            BrokenPipeError,
+            urllib3.exceptions.ReadTimeoutError,
+            TimeoutError,
+        ),
+    ):
         return idempotent
     if isinstance(e, urllib3.exceptions.SSLError):
         import ssl
@@ -508,8 +553,11 @@ def retryable(e: BaseException, *, idempotent: bool) -> bool:
         # A connection cut during the TLS handshake (EOF, reset) is transient; a certificate that does not
         # verify is not.
         inner = e.args[0] if e.args else None
-        return idempotent and not isinstance(inner, ssl.SSLCertVerificationError) and \
-            "CERTIFICATE_VERIFY_FAILED" not in str(e)
+        return (
+            idempotent
+            and not isinstance(inner, ssl.SSLCertVerificationError)
+            and "CERTIFICATE_VERIFY_FAILED" not in str(e)
+        )
     return False
 
 
@@ -578,17 +626,21 @@ def api_error(exc: BaseException, *, action: str, server: str | None = None) -> 
 
     inner = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
     refused = isinstance(inner, urllib3.exceptions.NewConnectionError)  # a ConnectTimeoutError subclass in urllib3 2
-    if not refused and isinstance(inner, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError,
-                                          TimeoutError)):
+    if not refused and isinstance(
+        inner, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError, TimeoutError)
+    ):
         where = f" at {server}" if server else ""
-        return Unavailable(f"{action}: the API server{where} did not answer in time ({_one_line(inner)})",
-                           hint="check that the context points at a running cluster; raise --request-timeout "
-                                "for a slow one")
+        return Unavailable(
+            f"{action}: the API server{where} did not answer in time ({_one_line(inner)})",
+            hint="check that the context points at a running cluster; raise --request-timeout for a slow one",
+        )
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         where = f" at {server}" if server else ""
         reason = getattr(exc, "reason", None) or exc
-        return Unavailable(f"{action}: cannot reach the cluster{where}: {reason}",
-                           hint="check your network/VPN and that the context points at a running cluster")
+        return Unavailable(
+            f"{action}: cannot reach the cluster{where}: {reason}",
+            hint="check your network/VPN and that the context points at a running cluster",
+        )
     return AicrError(f"{action}: {exc}")
 
 
@@ -597,11 +649,14 @@ def typed_error(said: Answer, action: str) -> AicrError:
     messages and hints, shared by the CLI's client and the agent's."""
     msg, status = said.message, said.status
     if status == 401:
-        return Forbidden(f"{action}: the cluster rejected your credentials (401 Unauthorized)",
-                         hint="refresh your login or check the kubeconfig user")
+        return Forbidden(
+            f"{action}: the cluster rejected your credentials (401 Unauthorized)",
+            hint="refresh your login or check the kubeconfig user",
+        )
     if status == 403:
-        return Forbidden(f"{action}: {msg}",
-                         hint="ask a cluster admin for this permission, or use a context that has it")
+        return Forbidden(
+            f"{action}: {msg}", hint="ask a cluster admin for this permission, or use a context that has it"
+        )
     if status == 404:
         return NotFound(f"{action}: {msg}")
     if status in (409, 412):

@@ -55,14 +55,16 @@ def parse_location(text: str) -> Location:
     if text in ("", "-"):
         return Stdio()
     if text.startswith(CM_SCHEME):
-        rest = text[len(CM_SCHEME):]
+        rest = text[len(CM_SCHEME) :]
         ns, sep, name = rest.partition("/")
         if not sep or not ns or not name:
             raise InvalidInput(f"{text!r}: a ConfigMap location is cm://NAMESPACE/NAME")
         if not _dns_label_ok(ns, 63) or "." in ns:
             raise InvalidInput(f"{text!r}: {ns!r} is not a valid namespace name (lowercase letters, digits and '-')")
         if not _dns_label_ok(name, 253):
-            raise InvalidInput(f"{text!r}: {name!r} is not a valid ConfigMap name (lowercase letters, digits, '-', '.')")
+            raise InvalidInput(
+                f"{text!r}: {name!r} is not a valid ConfigMap name (lowercase letters, digits, '-', '.')"
+            )
         return ConfigMapRef(ns, name)
     if "://" in text:
         raise InvalidInput(f"{text!r}: unsupported location; use a file path, '-' or cm://NAMESPACE/NAME")

@@ -27,13 +27,25 @@ def kube_options(command: F) -> F:
     handed to the command as one checked :class:`~kubectl_aicr.kube.KubeOptions` parameter named ``kube``."""
 
     @functools.wraps(command)
-    def with_kube_options(*args: Any, kubeconfig: str | None, context: str | None, namespace: str | None,
-                          request_timeout: float, **kwargs: Any) -> Any:
+    def with_kube_options(
+        *args: Any,
+        kubeconfig: str | None,
+        context: str | None,
+        namespace: str | None,
+        request_timeout: float,
+        **kwargs: Any,
+    ) -> Any:
         return command(*args, kube=kube_opts(kubeconfig, context, namespace, request_timeout), **kwargs)
 
     f: F = with_kube_options
-    f = click.option("--as-group", multiple=True, metavar="GROUP", expose_value=False, callback=_remember,
-                     help="Group to impersonate (repeatable; needs --as).")(f)
+    f = click.option(
+        "--as-group",
+        multiple=True,
+        metavar="GROUP",
+        expose_value=False,
+        callback=_remember,
+        help="Group to impersonate (repeatable; needs --as).",
+    )(f)
     for decl, metavar, text in [
         (("--as", "as_user"), "USER", "Username to impersonate for the operation."),
         (("--token",), "TOKEN", "Bearer token for authentication to the API server."),
@@ -41,17 +53,28 @@ def kube_options(command: F) -> F:
         (("--cluster",), "NAME", "kubeconfig cluster to use (default: the context's)."),
     ]:
         f = click.option(*decl, metavar=metavar, expose_value=False, callback=_remember, help=text)(f)
-    f = click.option("--request-timeout", type=float, default=30.0, show_default=True, metavar="SECONDS",
-                     help="Timeout of each API request.")(f)
+    f = click.option(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Timeout of each API request.",
+    )(f)
     f = click.option("-n", "--namespace", metavar="NS", help="Namespace (default: the context's, else 'default').")(f)
     f = click.option("--context", metavar="NAME", help="kubeconfig context to use (default: current-context).")(f)
-    f = click.option("--kubeconfig", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")(f)
+    f = click.option(
+        "--kubeconfig",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
+    )(f)
     return f
 
 
-def kube_opts(kubeconfig: str | None, context: str | None, namespace: str | None,
-              request_timeout: float) -> KubeOptions:
+def kube_opts(
+    kubeconfig: str | None, context: str | None, namespace: str | None, request_timeout: float
+) -> KubeOptions:
     """The connection flags as one value; flags that are never valid are refused here, before any I/O."""
     if not math.isfinite(request_timeout) or request_timeout <= 0:
         raise click.BadParameter("must be a finite number of seconds greater than 0", param_hint="--request-timeout")
@@ -60,9 +83,17 @@ def kube_opts(kubeconfig: str | None, context: str | None, namespace: str | None
     for flag in ("cluster", "user", "token", "as_user"):
         if extra.get(flag) == "":
             raise click.BadParameter("must not be empty", param_hint=f"--{flag.replace('_user', '')}")
-    return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace, request_timeout=request_timeout,
-                       cluster=extra.get("cluster"), user=extra.get("user"), token=extra.get("token"),
-                       as_user=extra.get("as_user"), as_groups=tuple(extra.get("as_group") or ()))
+    return KubeOptions(
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        request_timeout=request_timeout,
+        cluster=extra.get("cluster"),
+        user=extra.get("user"),
+        token=extra.get("token"),
+        as_user=extra.get("as_user"),
+        as_groups=tuple(extra.get("as_group") or ()),
+    )
 
 
 format_option = click.option(

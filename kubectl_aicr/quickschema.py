@@ -37,8 +37,10 @@ class Unsupported(Exception):
 
 #: RFC 3339 ``date-time`` (section 5.6) in ASCII digits: full-date "T" full-time, no leap second. A final ``\n``
 #: is allowed, as jsonschema's checker (``rfc3339_validator``, a ``$``-anchored pattern) allows it.
-_DATE_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
-                        r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\n?")
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\n?"
+)
 
 
 def _is_date_time(instance: str) -> bool:
@@ -92,8 +94,10 @@ def format_checker(names: Any = None) -> Any:
     wanted = sorted(FORMATS if names is None else names)
     missing = [n for n in wanted if n not in FORMATS]
     if missing:
-        raise LookupError(f"the schema declares format(s) {', '.join(missing)} that kubectl_aicr.quickschema does "
-                          "not check; add them to FORMATS")
+        raise LookupError(
+            f"the schema declares format(s) {', '.join(missing)} that kubectl_aicr.quickschema does "
+            "not check; add them to FORMATS"
+        )
     checker = FormatChecker(formats=())
     for name in wanted:
         checker.checks(name)(_strings_only(FORMATS[name]))
@@ -106,6 +110,7 @@ def _strings_only(check: Callable[[str], bool]) -> Check:
 
 
 # ---------------------------------------------------------------------------------------------- the compiler
+
 
 def _is_number(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, numbers.Number)
@@ -123,11 +128,41 @@ _TYPES: Mapping[str, Check] = {
 }
 
 #: Keywords that never make a document invalid (``$defs`` is reached through ``$ref``; then/else through ``if``).
-_ANNOTATIONS = frozenset({"$comment", "title", "description", "default", "examples", "deprecated", "readOnly",
-                          "writeOnly", "$defs", "then", "else"})
+_ANNOTATIONS = frozenset(
+    {
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$defs",
+        "then",
+        "else",
+    }
+)
 #: Keywords that are checked.
-_KEYWORDS = frozenset({"$ref", "type", "const", "enum", "pattern", "minLength", "minimum", "format", "properties",
-                       "required", "additionalProperties", "propertyNames", "items", "if", "anyOf"})
+_KEYWORDS = frozenset(
+    {
+        "$ref",
+        "type",
+        "const",
+        "enum",
+        "pattern",
+        "minLength",
+        "minimum",
+        "format",
+        "properties",
+        "required",
+        "additionalProperties",
+        "propertyNames",
+        "items",
+        "if",
+        "anyOf",
+    }
+)
 
 
 def _all(checks: list[Check]) -> Check:
@@ -146,8 +181,10 @@ def compile(schema: Any) -> Check:  # noqa: A001 - the module's one entry point,
         return (lambda x: True) if schema else (lambda x: False)
     if not isinstance(schema, dict):
         raise Unsupported("the schema is not an object")
-    if schema.get("$schema", "https://json-schema.org/draft/2020-12/schema") != \
-            "https://json-schema.org/draft/2020-12/schema":
+    if (
+        schema.get("$schema", "https://json-schema.org/draft/2020-12/schema")
+        != "https://json-schema.org/draft/2020-12/schema"
+    ):
         raise Unsupported(f"$schema {schema.get('$schema')!r} is not Draft 2020-12")
     refs: dict[str, Check] = {}
     root = schema
@@ -241,8 +278,10 @@ def _object_checks(s: dict[str, Any], build: Callable[[Any], Check]) -> list[Che
         raise Unsupported("properties that are not an object")
     compiled = {name: build(sub) for name, sub in props.items()}
     if compiled:
+
         def properties(x: Any) -> bool:
             return not isinstance(x, dict) or all(c(x[k]) for k, c in compiled.items() if k in x)
+
         checks.append(properties)
     if "additionalProperties" in s:
         extra = s["additionalProperties"]
@@ -250,8 +289,9 @@ def _object_checks(s: dict[str, Any], build: Callable[[Any], Check]) -> list[Che
             checks.append(lambda x: not isinstance(x, dict) or all(k in compiled for k in x))
         else:
             check_extra = build(extra)
-            checks.append(lambda x: not isinstance(x, dict) or all(check_extra(v) for k, v in x.items()
-                                                                    if k not in compiled))
+            checks.append(
+                lambda x: not isinstance(x, dict) or all(check_extra(v) for k, v in x.items() if k not in compiled)
+            )
     if "propertyNames" in s:
         name_ok = build(s["propertyNames"])
         checks.append(lambda x: not isinstance(x, dict) or all(name_ok(k) for k in x))

@@ -85,8 +85,16 @@ def schema(api_version: str = formats.V1ALPHA1) -> dict[str, Any]:
 #: iri, uri, color, json-pointer, uri-template, duration; ``isoduration`` brings ``arrow``), and ``rfc3339_validator``
 #: (date-time), which :mod:`kubectl_aicr.quickschema` checks itself: about 40 ms at start-up. Not ``idna``
 #: (idn-hostname, 2 ms): requests imports it lazily, maybe in another thread at the moment the block is in place.
-UNUSED_FORMAT_MODULES = ("fqdn", "rfc3987", "rfc3986_validator", "webcolors", "jsonpointer", "uri_template",
-                         "isoduration", "rfc3339_validator")
+UNUSED_FORMAT_MODULES = (
+    "fqdn",
+    "rfc3987",
+    "rfc3986_validator",
+    "webcolors",
+    "jsonpointer",
+    "uri_template",
+    "isoduration",
+    "rfc3339_validator",
+)
 
 
 @contextlib.contextmanager
@@ -164,8 +172,10 @@ def _duplicates(snapshot: dict[str, Any], prefix: list[Any]) -> list[str]:
         t = m.get("type")
         if isinstance(t, str):
             if t in seen_types:
-                out.append(f"{_json_path(prefix + ['measurements', i, 'type'])}: duplicate measurement type {t!r} "
-                           f"(first at measurements[{seen_types[t]}])")
+                out.append(
+                    f"{_json_path(prefix + ['measurements', i, 'type'])}: duplicate measurement type {t!r} "
+                    f"(first at measurements[{seen_types[t]}])"
+                )
             else:
                 seen_types[t] = i
         seen_sub: dict[str, int] = {}
@@ -173,8 +183,10 @@ def _duplicates(snapshot: dict[str, Any], prefix: list[Any]) -> list[str]:
             name = s.get("subtype") if isinstance(s, dict) else None
             if isinstance(name, str):
                 if name in seen_sub:
-                    out.append(f"{_json_path(prefix + ['measurements', i, 'subtypes', j, 'subtype'])}: duplicate "
-                               f"subtype {name!r} in {t!r} (first at subtypes[{seen_sub[name]}])")
+                    out.append(
+                        f"{_json_path(prefix + ['measurements', i, 'subtypes', j, 'subtype'])}: duplicate "
+                        f"subtype {name!r} in {t!r} (first at subtypes[{seen_sub[name]}])"
+                    )
                 else:
                     seen_sub[name] = j
     return out
@@ -211,8 +223,13 @@ def _without_valid_data(doc: Any, keep: int = MAX_PROBLEMS + 1) -> Any:
         for m in ms:
             subs = m.get("subtypes") if type(m) is dict else None
             if type(subs) is list:
-                m = {**m, "subtypes": [{**st, "data": _bad_entries(st["data"], keep)}
-                                       if type(st) is dict and "data" in st else st for st in subs]}
+                m = {
+                    **m,
+                    "subtypes": [
+                        {**st, "data": _bad_entries(st["data"], keep)} if type(st) is dict and "data" in st else st
+                        for st in subs
+                    ],
+                }
             out_ms.append(m)
         return {**s, "measurements": out_ms}
 
@@ -236,8 +253,11 @@ def problems(doc: Any, *, limit: int = MAX_PROBLEMS) -> list[str]:
     version = formats.detect(doc)
     checked = _without_valid_data(doc, limit + 1)
     quick = _quick(version)
-    found = [] if quick is not None and quick(checked) else \
-        list(itertools.islice(_validator(version).iter_errors(checked), limit + 1))
+    found = (
+        []
+        if quick is not None and quick(checked)
+        else list(itertools.islice(_validator(version).iter_errors(checked), limit + 1))
+    )
     stopped = len(found) > limit
     errors = sorted(found[:limit], key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
     out = [f"{_json_path(e.absolute_path)}: {_short(e.message)}" for e in errors]

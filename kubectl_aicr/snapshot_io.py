@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 FORMATS = ("yaml", "json")
 
 
-
 # ---------------------------------------------------------------- parsing
 
 #: Deepest nesting a document may have (a SnapshotList's data values sit at level 8).
@@ -73,8 +72,10 @@ def _value_problem(v: Any) -> str | None:
     if t is float and not math.isfinite(v):
         return f"{v!r} is not a number a snapshot can hold (NaN and infinity are not JSON)"
     if t is int and v.bit_length() > _MAX_INT_BITS:
-        return (f"an integer of about {int(v.bit_length() / 3.3219280948873626):,} digits is too large "
-                f"(at most {MAX_INT_DIGITS} digits; write bigger numbers as strings)")
+        return (
+            f"an integer of about {int(v.bit_length() / 3.3219280948873626):,} digits is too large "
+            f"(at most {MAX_INT_DIGITS} digits; write bigger numbers as strings)"
+        )
     return None
 
 
@@ -95,13 +96,17 @@ def check_structure(doc: Any, source: str, duplicates: Iterable[tuple[int, Any]]
             raise InvalidInput(f"{source}: {_path(where)}: nested more than {MAX_DEPTH} levels deep; not a snapshot")
         if isinstance(node, dict):
             if id(node) in dups:
-                raise InvalidInput(f"{source}: {_path(where)}: duplicate key {safe_text(repr(dups[id(node)]))} "
-                                   "(each key may appear once)")
+                raise InvalidInput(
+                    f"{source}: {_path(where)}: duplicate key {safe_text(repr(dups[id(node)]))} "
+                    "(each key may appear once)"
+                )
             items: Iterable[tuple[Any, Any]] = node.items()
             for k, v in items:
                 if type(k) is not str:
-                    raise InvalidInput(f"{source}: {_path(where)}: key {safe_text(repr(k))} ({type(k).__name__}) "
-                                       "is not a string (quote it in YAML)")
+                    raise InvalidInput(
+                        f"{source}: {_path(where)}: key {safe_text(repr(k))} ({type(k).__name__}) "
+                        "is not a string (quote it in YAML)"
+                    )
                 if isinstance(v, (dict, list)):
                     stack.append((v, (where, k), depth + 1))
                 else:
@@ -146,7 +151,9 @@ def parse_document(raw: bytes, *, source: str) -> Any:
     """Bytes -> Python data; JSON when the text starts with '{', YAML otherwise, then :func:`check_structure`.
     One clear line on failure."""
     if len(raw) > MAX_DOCUMENT_BYTES:
-        raise InvalidInput(f"{source}: {len(raw):,} bytes is larger than the {MAX_DOCUMENT_BYTES:,}-byte limit for a snapshot")
+        raise InvalidInput(
+            f"{source}: {len(raw):,} bytes is larger than the {MAX_DOCUMENT_BYTES:,}-byte limit for a snapshot"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -188,6 +195,7 @@ def parse_document(raw: bytes, *, source: str) -> Any:
 
 # ---------------------------------------------------------------- reading
 
+
 def _read_file(path: str) -> bytes:
     try:
         st = os.stat(path)
@@ -198,7 +206,9 @@ def _read_file(path: str) -> bytes:
     if stat.S_ISDIR(st.st_mode):
         raise InvalidInput(f"{path}: is a directory, not a snapshot file")
     if stat.S_ISREG(st.st_mode) and st.st_size > MAX_DOCUMENT_BYTES:
-        raise InvalidInput(f"{path}: {st.st_size:,} bytes is larger than the {MAX_DOCUMENT_BYTES:,}-byte limit for a snapshot")
+        raise InvalidInput(
+            f"{path}: {st.st_size:,} bytes is larger than the {MAX_DOCUMENT_BYTES:,}-byte limit for a snapshot"
+        )
     try:
         with open(path, "rb") as f:
             return f.read(MAX_DOCUMENT_BYTES + 1)
@@ -212,7 +222,9 @@ def _read_stdin(stream: IO[bytes] | None = None) -> bytes:
             raise InvalidInput("-: standard input is closed; pipe a snapshot in or give a file name")
         stream = sys.stdin.buffer
     if stream.isatty():
-        raise InvalidInput("-: standard input is a terminal; pipe a snapshot in (e.g. 'kubectl aicr diff base.yaml - < current.yaml')")
+        raise InvalidInput(
+            "-: standard input is a terminal; pipe a snapshot in (e.g. 'kubectl aicr diff base.yaml - < current.yaml')"
+        )
     return stream.read(MAX_DOCUMENT_BYTES + 1)
 
 
@@ -239,8 +251,10 @@ def load(loc: Location, *, connect: Connect | None = None, stdin: IO[bytes] | No
 
 # ---------------------------------------------------------------- writing
 
-def save(doc: Document | dict[str, Any], dest: Location, fmt: str, *, connect: Connect | None = None,
-         overwrite: bool = False) -> str:
+
+def save(
+    doc: Document | dict[str, Any], dest: Location, fmt: str, *, connect: Connect | None = None, overwrite: bool = False
+) -> str:
     """Serialise ``doc`` (:func:`dumps`) and write it to ``dest``: standard output, a file (:func:`write_file_atomic`)
     or a ConfigMap through ``connect`` (:func:`kubectl_aicr.cmstore.write`: replaced only when it is one of our
     snapshots, unless ``overwrite``). Returns where it went, for messages: ``stdout``, the path or ``cm://ns/name``."""
@@ -358,7 +372,7 @@ def _write_error(where: str, e: OSError, *, replaced_nothing: bool = False) -> I
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _write_fd(plan: WritePlan, data: bytes, shown: str) -> None:

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Optional
 
 import pytest
-from kubernetes import client, config as kube_config
+from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane.cluster import BinariesMissing, ControlPlane, ControlPlaneError, locate_binaries
@@ -47,6 +48,7 @@ from tests.controlplane.patience import patience
 from tests.controlplane.testkit import LOCAL_AGENT_IMAGE, TestCluster, default_nodes, label_nodes, unique
 from tests.controlplane.waits import wait_for
 from tests.realnode.fixtures import real_node  # noqa: F401 - the real-node session fixture (its docstring)
+
 
 def unavailable(reason: str) -> NoReturn:
     """Skip (developer machine) or fail (CI sets AICR_REQUIRE_CONTROLPLANE=1) when the plane cannot run."""
@@ -168,8 +170,14 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[TestCluster]:
     if request.param == "local":
         plane: ControlPlane = request.getfixturevalue("control_plane")
         kubelet: ProcessKubelet = request.getfixturevalue("process_kubelet")
-        yield TestCluster("local", plane.kubeconfig, LOCAL_AGENT_IMAGE, request.getfixturevalue("api_client"),
-                          kubelet, {"image_allowlist": list(DEFAULT_IMAGE_ALLOWLIST)})
+        yield TestCluster(
+            "local",
+            plane.kubeconfig,
+            LOCAL_AGENT_IMAGE,
+            request.getfixturevalue("api_client"),
+            kubelet,
+            {"image_allowlist": list(DEFAULT_IMAGE_ALLOWLIST)},
+        )
         return
     reason = _kind_available()
     if reason:

@@ -18,11 +18,22 @@ FACTS_WAIT_SECONDS = 60.0
 
 
 @click.command("agent")
-@click.option("-o", "--output", required=True, metavar="cm://NS/NAME|-|FILE",
-              help="Where to store the snapshot: the run's pre-created staging ConfigMap, or stdout/file.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="cm://NS/NAME|-|FILE",
+    help="Where to store the snapshot: the run's pre-created staging ConfigMap, or stdout/file.",
+)
 @format_option
-@click.option("--api-version", "api_version", type=click.Choice(formats.SUPPORTED), default=formats.DEFAULT_WRITE,
-              show_default=True, help="Snapshot version to write (the CLI converts what it fetches itself).")
+@click.option(
+    "--api-version",
+    "api_version",
+    type=click.Choice(formats.SUPPORTED),
+    default=formats.DEFAULT_WRITE,
+    show_default=True,
+    help="Snapshot version to write (the CLI converts what it fetches itself).",
+)
 @click.option("--run-id", default="", help="Run id, recorded in the snapshot metadata.")
 def command(output: str, fmt: str, run_id: str, api_version: str = formats.DEFAULT_WRITE) -> None:
     """Collect on this node inside the agent pod and store the snapshot (run by the Job, not by people).
@@ -49,16 +60,19 @@ def command(output: str, fmt: str, run_id: str, api_version: str = formats.DEFAU
     if isinstance(dest, snapshot_io.ConfigMapRef):
         got = incluster.wait_for_key(kube, dest, k8s.FACTS_KEY, timeout=FACTS_WAIT_SECONDS)
         if got is None:
-            click.echo(f"[agent] no node facts in {dest} after {FACTS_WAIT_SECONDS:g}s; reading the API directly",
-                       err=True)
+            click.echo(
+                f"[agent] no node facts in {dest} after {FACTS_WAIT_SECONDS:g}s; reading the API directly", err=True
+            )
         else:
             text, facts_rv = got
             try:
                 facts = k8s.parse_facts(text)
             except ValueError as e:
                 click.echo(f"[agent] node facts in {dest} unreadable ({e}); reading the API directly", err=True)
-    collected = validate(collect_snapshot(version=__version__, node=node, api_client=kube, extra_metadata=extra,
-                                          node_facts=facts), source="collected snapshot")
+    collected = validate(
+        collect_snapshot(version=__version__, node=node, api_client=kube, extra_metadata=extra, node_facts=facts),
+        source="collected snapshot",
+    )
     doc = formats.convert(collected, api_version)
     if formats.detect(collected) != api_version:
         # Written in another version: check what the conversion produced. Otherwise convert copied the document,
@@ -70,9 +84,17 @@ def command(output: str, fmt: str, run_id: str, api_version: str = formats.DEFAU
 
         text = snapshot_io.dumps(doc, fmt)
         uid, rv = incluster.patch_into(kube, dest, text, fmt, drop=(k8s.FACTS_KEY,))
-        click.echo(f"[agent] snapshot of {doc['metadata']['source-node']} stored in {dest} ({len(text):,} bytes)", err=True)
-        receipt = verify.Receipt(uid=uid, resource_version=rv, sha256=verify.digest(text.encode("utf-8")),
-                                 facts_resource_version=facts_rv, node=node, run_id=run_id)
+        click.echo(
+            f"[agent] snapshot of {doc['metadata']['source-node']} stored in {dest} ({len(text):,} bytes)", err=True
+        )
+        receipt = verify.Receipt(
+            uid=uid,
+            resource_version=rv,
+            sha256=verify.digest(text.encode("utf-8")),
+            facts_resource_version=facts_rv,
+            node=node,
+            run_id=run_id,
+        )
         click.echo(verify.receipt_line(receipt), err=True)
     else:
         snapshot_io.save(doc, dest, fmt)

@@ -65,21 +65,45 @@ def _date(text: Optional[str]) -> dt.date:
 
 @click.command("check", epilog=EPILOG)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="SNAPSHOT|LIST|cm://NS/NAME...")
-@click.option("--policy", "policy_path", required=True, type=click.Path(), metavar="FILE",
-              help="The policy (YAML or JSON; 'kubectl aicr policy init' writes one, 'policy schema' shows the "
-                   "format).")
-@click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Report format.")
-@click.option("--output-file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write the report to FILE (atomically) and the text report to standard output.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error", show_default=True,
-              help="Lowest rule severity whose violations make the check fail.")
-@click.option("--date", "date_text", metavar="YYYY-MM-DD",
-              help="Judge waiver expiry as of this day (default: today, UTC).")
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(),
+    metavar="FILE",
+    help="The policy (YAML or JSON; 'kubectl aicr policy init' writes one, 'policy schema' shows the format).",
+)
+@click.option(
+    "-o", "--output", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Report format."
+)
+@click.option(
+    "--output-file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write the report to FILE (atomically) and the text report to standard output.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info"]),
+    default="error",
+    show_default=True,
+    help="Lowest rule severity whose violations make the check fail.",
+)
+@click.option(
+    "--date", "date_text", metavar="YYYY-MM-DD", help="Judge waiver expiry as of this day (default: today, UTC)."
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when not compliant (errors still exit 2).")
 @kube_options
-def command(inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str], fail_on: str,
-            date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> int:
+def command(
+    inputs: tuple[str, ...],
+    policy_path: str,
+    fmt: str,
+    output_file: Optional[str],
+    fail_on: str,
+    date_text: Optional[str],
+    exit_zero: bool,
+    kube: KubeOptions,
+) -> int:
     """Check node snapshots against a policy: every rule on every node it selects, with waivers.
 
     Each input is a Snapshot, a SnapshotList (every node is checked) or '-', as a file or cm://NAMESPACE/NAME.
@@ -98,8 +122,16 @@ def command(inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Op
             gc.enable()
 
 
-def _check(inputs: tuple[str, ...], policy_path: str, fmt: str, output_file: Optional[str],
-           fail_on: str, date_text: Optional[str], exit_zero: bool, kube: KubeOptions) -> int:
+def _check(
+    inputs: tuple[str, ...],
+    policy_path: str,
+    fmt: str,
+    output_file: Optional[str],
+    fail_on: str,
+    date_text: Optional[str],
+    exit_zero: bool,
+    kube: KubeOptions,
+) -> int:
     """Runs the check and prints the report; the exit code (:func:`kubectl_aicr.cli.main` exits with it)."""
     from kubectl_aicr.policy.engine import check
     from kubectl_aicr.policy.model import load_policy

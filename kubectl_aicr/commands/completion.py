@@ -13,9 +13,12 @@ SHELLS = ("bash", "zsh", "fish")
 
 @click.command("completion")
 @click.argument("shell", type=click.Choice([*SHELLS, "kubectl-plugin"]))
-@click.option("--install-dir", metavar="DIR", type=click.Path(file_okay=False),
-              help="kubectl-plugin only: write kubectl_complete-aicr into DIR (which must be on PATH) instead of "
-                   "printing it.")
+@click.option(
+    "--install-dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="kubectl-plugin only: write kubectl_complete-aicr into DIR (which must be on PATH) instead of printing it.",
+)
 def command(shell: str, install_dir: str | None) -> None:
     """Set up shell completion.
 
@@ -66,8 +69,10 @@ def _install_shim(directory: str) -> None:
         except OSError:
             ours = False
         if not ours:
-            raise InvalidInput(f"{path} exists and was not written by kubectl-aicr; remove it first "
-                               "(a pip-installed kubectl_complete-aicr already does the job)")
+            raise InvalidInput(
+                f"{path} exists and was not written by kubectl-aicr; remove it first "
+                "(a pip-installed kubectl_complete-aicr already does the job)"
+            )
     fd, tmp = tempfile.mkstemp(prefix=f".{SHIM_NAME}.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

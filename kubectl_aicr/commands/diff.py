@@ -75,8 +75,11 @@ def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, co
         doc["one_sided"] = formats.one_sided_dict(one_sided)
         return diff_render.dump_machine(doc, fmt)
     text = report(result, fmt, color=color)
-    head = ("collected by one side only (different tools; not drift):" if fmt == "text"
-            else "#### Collected by one side only (different tools; not drift)")
+    head = (
+        "collected by one side only (different tools; not drift):"
+        if fmt == "text"
+        else "#### Collected by one side only (different tools; not drift)"
+    )
     lines = formats.one_sided_summary(one_sided)
     if fmt in ("markdown", "markdown-summary"):
         lines = ["", *(f"- {ln.strip()}" for ln in lines)]
@@ -85,33 +88,75 @@ def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, co
 
 @click.command("diff", epilog=EPILOG)
 @click.argument("inputs", nargs=-1, type=click.Path(), metavar="BASE CURRENT | --across-nodes FILE...")
-@click.option("-o", "--output", "fmt",
-              type=click.Choice(["text", "json", "yaml", "markdown", "markdown-summary", "junit"]),
-              default="text", show_default=True,
-              help="Report format: text for people, json/yaml for machines, markdown for a PR comment (at most 64 KB), "
-                   "markdown-summary for $GITHUB_STEP_SUMMARY (1 MiB), junit for CI test reports.")
-@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Colour the text report (auto: only on a terminal, and not when NO_COLOR is set).")
-@click.option("--include-volatile", is_flag=True,
-              help="Also compare volatile keys (timestamps, PIDs, counters), metadata and context.source/reason.")
-@click.option("--ignore-identity", is_flag=True,
-              help="Ignore keys naming the node or device (hostname, provider-id, GPU uuid/serial); "
-                   "always on with --across-nodes.")
-@click.option("--ignore", "ignore", multiple=True, metavar="PATTERN",
-              help="Ignore keys whose TYPE/SUBTYPE/KEY matches this glob (repeatable), e.g. 'OS/sysctl/*', '*/*/uuid'.")
-@click.option("--only", "only", multiple=True, metavar="TYPE[/SUBTYPE]",
-              help="Compare only these measurements or subtypes (repeatable; globs allowed), e.g. GPU, OS/sysctl.")
-@click.option("--across-nodes", is_flag=True,
-              help="Compare the nodes of a SnapshotList (or several snapshots) with each other: group identical "
-                   "configurations, take the largest as baseline and list every node that deviates from it.")
+@click.option(
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(["text", "json", "yaml", "markdown", "markdown-summary", "junit"]),
+    default="text",
+    show_default=True,
+    help="Report format: text for people, json/yaml for machines, markdown for a PR comment (at most 64 KB), "
+    "markdown-summary for $GITHUB_STEP_SUMMARY (1 MiB), junit for CI test reports.",
+)
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour the text report (auto: only on a terminal, and not when NO_COLOR is set).",
+)
+@click.option(
+    "--include-volatile",
+    is_flag=True,
+    help="Also compare volatile keys (timestamps, PIDs, counters), metadata and context.source/reason.",
+)
+@click.option(
+    "--ignore-identity",
+    is_flag=True,
+    help="Ignore keys naming the node or device (hostname, provider-id, GPU uuid/serial); "
+    "always on with --across-nodes.",
+)
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="PATTERN",
+    help="Ignore keys whose TYPE/SUBTYPE/KEY matches this glob (repeatable), e.g. 'OS/sysctl/*', '*/*/uuid'.",
+)
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="TYPE[/SUBTYPE]",
+    help="Compare only these measurements or subtypes (repeatable; globs allowed), e.g. GPU, OS/sysctl.",
+)
+@click.option(
+    "--across-nodes",
+    is_flag=True,
+    help="Compare the nodes of a SnapshotList (or several snapshots) with each other: group identical "
+    "configurations, take the largest as baseline and list every node that deviates from it.",
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when drift is found (errors still exit 2).")
-@click.option("--list-ignored", is_flag=True,
-              help="Print the rules of keys diff ignores or the collector leaves out (volatile, identity, "
-                   "cluster-wide, secret), each with its reason, and exit; -o json/yaml/markdown for other forms.")
+@click.option(
+    "--list-ignored",
+    is_flag=True,
+    help="Print the rules of keys diff ignores or the collector leaves out (volatile, identity, "
+    "cluster-wide, secret), each with its reason, and exit; -o json/yaml/markdown for other forms.",
+)
 @kube_options
-def command(inputs: tuple[str, ...], fmt: str, color: str, include_volatile: bool, ignore_identity: bool,
-            ignore: tuple[str, ...], only: tuple[str, ...], across_nodes: bool, exit_zero: bool, list_ignored: bool,
-            kube: KubeOptions) -> int:
+def command(
+    inputs: tuple[str, ...],
+    fmt: str,
+    color: str,
+    include_volatile: bool,
+    ignore_identity: bool,
+    ignore: tuple[str, ...],
+    only: tuple[str, ...],
+    across_nodes: bool,
+    exit_zero: bool,
+    list_ignored: bool,
+    kube: KubeOptions,
+) -> int:
     """Compare snapshot BASE with snapshot CURRENT and report drift.
 
     Each input is a file, '-' (standard input) or cm://NAMESPACE/NAME (read through the kubectl context).
@@ -131,8 +176,9 @@ def command(inputs: tuple[str, ...], fmt: str, color: str, include_volatile: boo
         click.echo(diff_render.render_listing(fmt), nl=False)
         return OK
     _check_patterns(ignore, only)
-    options = engine.DiffOptions(include_volatile=include_volatile, ignore_identity=ignore_identity,
-                                 ignore=tuple(ignore), only=tuple(only))
+    options = engine.DiffOptions(
+        include_volatile=include_volatile, ignore_identity=ignore_identity, ignore=tuple(ignore), only=tuple(only)
+    )
     use_color = _color_enabled(color, fmt)
     if across_nodes:
         if not inputs:
@@ -144,14 +190,16 @@ def command(inputs: tuple[str, ...], fmt: str, color: str, include_volatile: boo
         report, drift = fleet_report(fleet, fmt, color=use_color), fleet.drift
     else:
         if len(inputs) != 2:
-            raise click.UsageError(f"expected BASE and CURRENT, got {len(inputs)} argument(s)"
-                                   + ("; to compare the nodes of a SnapshotList use --across-nodes FILE"
-                                      if len(inputs) == 1 else ""))
+            raise click.UsageError(
+                f"expected BASE and CURRENT, got {len(inputs)} argument(s)"
+                + ("; to compare the nodes of a SnapshotList use --across-nodes FILE" if len(inputs) == 1 else "")
+            )
         (base_source, base), (current_source, current) = load_inputs(inputs, kube)
         base_snapshot = engine.require_snapshot(base_source, base)
         current_snapshot = engine.require_snapshot(current_source, current)
-        result, one_sided = formats.compare(base_snapshot, current_snapshot, options, base_source=base_source,
-                                            current_source=current_source)
+        result, one_sided = formats.compare(
+            base_snapshot, current_snapshot, options, base_source=base_source, current_source=current_source
+        )
         report, drift = _render_two(result, one_sided, fmt, use_color), result.drift
     click.echo(report, nl=False, color=use_color)
     return DRIFT if drift and not exit_zero else OK

@@ -15,14 +15,24 @@ def command() -> None:
     """Compliance policies for 'kubectl aicr check'."""
 
 
-@command.command("init", epilog="""\b
+@command.command(
+    "init",
+    epilog="""\b
 Example:
   kubectl aicr snapshot --all-nodes -o fleet.yaml
   kubectl aicr policy init fleet.yaml -o policy.yaml
-  kubectl aicr check --policy policy.yaml fleet.yaml     # exit 0: compliant with itself""")
+  kubectl aicr check --policy policy.yaml fleet.yaml     # exit 0: compliant with itself""",
+)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="SNAPSHOT|LIST|cm://NS/NAME...")
-@click.option("-o", "--output", "output", default="-", show_default=True, metavar="FILE|-",
-              help="Where to write the policy (a file is written atomically).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default="-",
+    show_default=True,
+    metavar="FILE|-",
+    help="Where to write the policy (a file is written atomically).",
+)
 @click.option("--name", default="baseline", show_default=True, help="metadata.name of the policy.")
 @kube_options
 def init(inputs: tuple[str, ...], output: str, name: str, kube: KubeOptions) -> None:

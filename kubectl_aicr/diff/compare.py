@@ -47,6 +47,7 @@ CHANGED = "changed"
 
 # ============================================================================ indexing a snapshot
 
+
 @dataclass(frozen=True)
 class SubtypeReading:
     """One subtype of a snapshot, as compared: its data and its context."""
@@ -84,12 +85,15 @@ def require_snapshot(source: str, doc: Document) -> SnapshotDoc:
     saying how to compare it."""
     if is_list(doc):
         count = len(doc.get("items") or [])
-        raise InvalidInput(f"{source}: is a SnapshotList of {count} node(s), not a single snapshot",
-                           hint=f"compare its nodes with 'kubectl aicr diff --across-nodes {source}'")
+        raise InvalidInput(
+            f"{source}: is a SnapshotList of {count} node(s), not a single snapshot",
+            hint=f"compare its nodes with 'kubectl aicr diff --across-nodes {source}'",
+        )
     return doc
 
 
 # ============================================================================ results
+
 
 @dataclass(frozen=True)
 class Change:
@@ -115,8 +119,15 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         """The stable machine form (see :func:`kubectl_aicr.diff.render.to_dict`)."""
-        out: dict[str, Any] = {"type": self.type, "subtype": self.subtype, "key": self.key, "change": self.change,
-                               "scope": self.scope, "base": self.base, "current": self.current}
+        out: dict[str, Any] = {
+            "type": self.type,
+            "subtype": self.subtype,
+            "key": self.key,
+            "change": self.change,
+            "scope": self.scope,
+            "base": self.base,
+            "current": self.current,
+        }
         if self.keys is not None:
             out["keys"] = self.keys
         if self.subtypes is not None:
@@ -204,8 +215,11 @@ class _Comparison:
 
     def whole_measurement(self, change: str, type_: str, readings: Readings) -> None:
         flt = self.filter
-        scoped = {name: sub for name, sub in readings.items()
-                  if flt.subtype_in_scope(type_, name) and not flt.hides_subtype(type_, name)}
+        scoped = {
+            name: sub
+            for name, sub in readings.items()
+            if flt.subtype_in_scope(type_, name) and not flt.hides_subtype(type_, name)
+        }
         if readings and not scoped:  # every subtype it held is out of scope or ignored
             return
         keys = sum(len(flt.visible_keys(type_, name, sub.data)) for name, sub in scoped.items())
@@ -214,10 +228,19 @@ class _Comparison:
     def whole_subtype(self, change: str, type_: str, name: str, sub: SubtypeReading) -> None:
         keys = len(self.filter.visible_keys(type_, name, sub.data))
         status = sub.status
-        self.changes.append(Change(
-            SCOPE_SUBTYPE, change, type_, name, None,
-            status if change == REMOVED else None, status if change == ADDED else None,
-            keys=keys, reason=sub.reason if status != STATUS_OK else None))
+        self.changes.append(
+            Change(
+                SCOPE_SUBTYPE,
+                change,
+                type_,
+                name,
+                None,
+                status if change == REMOVED else None,
+                status if change == ADDED else None,
+                keys=keys,
+                reason=sub.reason if status != STATUS_OK else None,
+            )
+        )
 
     def hidden(self, compare: Callable[..., None], *args: Any) -> None:
         """Run a comparison whose every change is hidden by ``--ignore``: only count them."""
@@ -237,8 +260,9 @@ class _Comparison:
             else:
                 self.one_subtype(type_, name, base.get(name), current.get(name))
 
-    def one_subtype(self, type_: str, name: str, base: Optional[SubtypeReading],
-                    current: Optional[SubtypeReading]) -> None:
+    def one_subtype(
+        self, type_: str, name: str, base: Optional[SubtypeReading], current: Optional[SubtypeReading]
+    ) -> None:
         if current is None:
             assert base is not None
             self.whole_subtype(REMOVED, type_, name, base)
@@ -253,12 +277,24 @@ class _Comparison:
             not_ok = current if current.status != STATUS_OK else base
             if not base_data or not cur_data:  # one side has nothing: fold its keys into the status line
                 folded = len(self.filter.visible_keys(type_, name, base_data or cur_data))
-                self.changes.append(Change(SCOPE_STATUS, CHANGED, type_, name, None, base.status, current.status,
-                                           keys=folded, reason=not_ok.reason))
+                self.changes.append(
+                    Change(
+                        SCOPE_STATUS,
+                        CHANGED,
+                        type_,
+                        name,
+                        None,
+                        base.status,
+                        current.status,
+                        keys=folded,
+                        reason=not_ok.reason,
+                    )
+                )
                 self.context(type_, name, base, current)
                 return
-            self.changes.append(Change(SCOPE_STATUS, CHANGED, type_, name, None, base.status, current.status,
-                                       reason=not_ok.reason))
+            self.changes.append(
+                Change(SCOPE_STATUS, CHANGED, type_, name, None, base.status, current.status, reason=not_ok.reason)
+            )
         self.context(type_, name, base, current)
         self.data(type_, name, base_data, cur_data)
 
@@ -274,8 +310,9 @@ class _Comparison:
             return
         for k in keys:
             change = ADDED if k not in base_ctx else REMOVED if k not in cur_ctx else CHANGED
-            self.changes.append(Change(SCOPE_CONTEXT, change, type_, name, f"context.{k}",
-                                       base_ctx.get(k), cur_ctx.get(k)))
+            self.changes.append(
+                Change(SCOPE_CONTEXT, change, type_, name, f"context.{k}", base_ctx.get(k), cur_ctx.get(k))
+            )
 
     def data(self, type_: str, name: str, base: Mapping[str, Scalar], current: Mapping[str, Scalar]) -> None:
         changed: list[str] = []
@@ -283,8 +320,9 @@ class _Comparison:
         for key, base_value in base.items():
             if key in current:
                 cur_value = current[key]
-                if not (base_value is cur_value or (type(base_value) is type(cur_value) and base_value == cur_value)) \
-                        and canonical(base_value) != canonical(cur_value):
+                if not (
+                    base_value is cur_value or (type(base_value) is type(cur_value) and base_value == cur_value)
+                ) and canonical(base_value) != canonical(cur_value):
                     changed.append(key)
             else:
                 removed.append(key)
@@ -312,9 +350,15 @@ class _Comparison:
         self.changes.extend(found)
 
 
-def diff_indexes(base: Index, current: Index, options: DiffOptions = DiffOptions(), *,
-                 base_doc: SnapshotDoc | None = None, current_doc: SnapshotDoc | None = None,
-                 flt: KeyFilter | None = None) -> tuple[list[Change], int]:
+def diff_indexes(
+    base: Index,
+    current: Index,
+    options: DiffOptions = DiffOptions(),
+    *,
+    base_doc: SnapshotDoc | None = None,
+    current_doc: SnapshotDoc | None = None,
+    flt: KeyFilter | None = None,
+) -> tuple[list[Change], int]:
     """Changes (in report order) and the number of hidden differences between two indexed snapshots."""
     comparison = _Comparison(flt or KeyFilter(options))
     if base_doc is not None and current_doc is not None:
@@ -329,9 +373,16 @@ def diff_indexes(base: Index, current: Index, options: DiffOptions = DiffOptions
     return comparison.changes, comparison.ignored
 
 
-def diff_snapshots(base: SnapshotDoc, current: SnapshotDoc, options: DiffOptions = DiffOptions(), *,
-                   base_source: str = "base", current_source: str = "current") -> DiffResult:
+def diff_snapshots(
+    base: SnapshotDoc,
+    current: SnapshotDoc,
+    options: DiffOptions = DiffOptions(),
+    *,
+    base_source: str = "base",
+    current_source: str = "current",
+) -> DiffResult:
     """Compare two Snapshot documents (wire dicts, already schema-valid)."""
-    changes, ignored = diff_indexes(index_snapshot(base), index_snapshot(current), options,
-                                    base_doc=base, current_doc=current)
+    changes, ignored = diff_indexes(
+        index_snapshot(base), index_snapshot(current), options, base_doc=base, current_doc=current
+    )
     return DiffResult(Side.of(base, base_source), Side.of(current, current_source), changes, ignored, options)

@@ -94,8 +94,11 @@ def fingerprint(idx: Index, flt: KeyFilter) -> tuple[Any, ...]:
             if not flt.subtype_in_scope(type_, name) or flt.hides_subtype(type_, name):
                 continue
             sub = idx[type_][name]
-            data = tuple(sorted((key, canonical(value)) for key, value in sub.data.items()
-                                if not flt.hides_key(type_, name, key)))
+            data = tuple(
+                sorted(
+                    (key, canonical(value)) for key, value in sub.data.items() if not flt.hides_key(type_, name, key)
+                )
+            )
             context: tuple[Any, ...] = ()
             if not flt.hides_volatile:
                 context = tuple(sorted((k, v) for k, v in sub.context.items() if k != "status"))
@@ -106,9 +109,13 @@ def fingerprint(idx: Index, flt: KeyFilter) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def group_by_configuration(snapshots: Sequence[SnapshotDoc], options: DiffOptions = DiffOptions(), *,
-                           names: Sequence[str] | None = None,
-                           failures: Iterable[FailureDoc] = ()) -> FleetResult:
+def group_by_configuration(
+    snapshots: Sequence[SnapshotDoc],
+    options: DiffOptions = DiffOptions(),
+    *,
+    names: Sequence[str] | None = None,
+    failures: Iterable[FailureDoc] = (),
+) -> FleetResult:
     """Group node snapshots whose comparable content is identical (volatile and identity keys ignored).
 
     The largest group is the baseline (ties: the group holding the alphabetically first node); its first node (by
@@ -155,8 +162,12 @@ def flatten(docs: Iterable[Document]) -> tuple[list[SnapshotDoc], list[FailureDo
     return snapshots, failures
 
 
-def across_nodes(inputs: Sequence[tuple[str, Document]], options: DiffOptions = DiffOptions(), *,
-                 normalise: Callable[[SnapshotDoc], SnapshotDoc] = lambda doc: doc) -> FleetResult:
+def across_nodes(
+    inputs: Sequence[tuple[str, Document]],
+    options: DiffOptions = DiffOptions(),
+    *,
+    normalise: Callable[[SnapshotDoc], SnapshotDoc] = lambda doc: doc,
+) -> FleetResult:
     """Group the nodes of ``(source, document)`` inputs (SnapshotLists or snapshots) by configuration.
     ``normalise`` turns each node snapshot into the form compared (e.g. any supported apiVersion into one).
     No node at all (an empty SnapshotList) is an error: there is nothing to compare."""

@@ -55,7 +55,8 @@ class KeyFilter:
 
     def subtype_in_scope(self, type_: str, subtype: str) -> bool:
         return not self._only or any(
-            fnmatch.fnmatchcase(type_, t) and (not s or fnmatch.fnmatchcase(subtype, s)) for t, s in self._only)
+            fnmatch.fnmatchcase(type_, t) and (not s or fnmatch.fnmatchcase(subtype, s)) for t, s in self._only
+        )
 
     # -- hiding
     def _user_hides(self, path: str) -> bool:

@@ -89,6 +89,7 @@ def _styler(color: bool) -> Style:
 
 # ============================================================================ values
 
+
 def _looks_like_other_type(s: str) -> bool:
     if s in ("true", "false", "null"):
         return True
@@ -112,8 +113,15 @@ def format_value(v: Scalar, max_chars: Optional[int] = MAX_VALUE_CHARS) -> str:
         text = repr(v)
     else:
         s = str(v)
-        needs_quotes = (not s or s != s.strip() or _looks_like_other_type(s) or " -> " in s
-                        or any(ch in s for ch in "\n\r\t\"") or s.startswith("'") or has_unsafe(s))
+        needs_quotes = (
+            not s
+            or s != s.strip()
+            or _looks_like_other_type(s)
+            or " -> " in s
+            or any(ch in s for ch in '\n\r\t"')
+            or s.startswith("'")
+            or has_unsafe(s)
+        )
         text = safe_text(json.dumps(s, ensure_ascii=False), json_style=True) if needs_quotes else s
     if max_chars is not None and len(text) > max_chars:
         text = f"{text[: max_chars - 1]}… ({len(text)} chars)"
@@ -132,9 +140,14 @@ def _side_text(side: Side) -> str:
 
 # ============================================================================ json / yaml
 
+
 def _options_dict(o: DiffOptions) -> dict[str, Any]:
-    return {"include_volatile": o.include_volatile, "ignore_identity": o.ignore_identity,
-            "ignore": list(o.ignore), "only": list(o.only)}
+    return {
+        "include_volatile": o.include_volatile,
+        "ignore_identity": o.ignore_identity,
+        "ignore": list(o.ignore),
+        "only": list(o.only),
+    }
 
 
 def to_dict(result: DiffResult) -> dict[str, Any]:
@@ -161,13 +174,27 @@ def fleet_to_dict(result: FleetResult) -> dict[str, Any]:
     base = result.baseline
     return {
         "drift": result.drift,
-        "summary": {"nodes": result.nodes, "configurations": len(result.groups),
-                    "deviating": len(result.deviations), "failed": len(result.failures)},
-        "baseline": {"reference": base.reference if base else None, "nodes": list(base.nodes) if base else [],
-                     "majority": result.majority},
+        "summary": {
+            "nodes": result.nodes,
+            "configurations": len(result.groups),
+            "deviating": len(result.deviations),
+            "failed": len(result.failures),
+        },
+        "baseline": {
+            "reference": base.reference if base else None,
+            "nodes": list(base.nodes) if base else [],
+            "majority": result.majority,
+        },
         "groups": [{"nodes": list(g.nodes), "baseline": i == 0} for i, g in enumerate(result.groups)],
-        "deviations": [{"node": d.node, "group": d.group, "summary": _change_summary(d.changes),
-                        "changes": [c.to_dict() for c in d.changes]} for d in result.deviations],
+        "deviations": [
+            {
+                "node": d.node,
+                "group": d.group,
+                "summary": _change_summary(d.changes),
+                "changes": [c.to_dict() for c in d.changes],
+            }
+            for d in result.deviations
+        ],
         "failures": [{"node": f.node, "reason": f.reason} for f in result.failures],
         "options": _options_dict(result.options),
     }
@@ -182,6 +209,7 @@ def dump_machine(doc: dict[str, Any], fmt: str) -> str:
 
 
 # ============================================================================ text
+
 
 def _status_text(c: Change) -> str:
     text = f"status {safe_text(str(c.base))} -> {safe_text(str(c.current))}"
@@ -280,12 +308,17 @@ def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
         lines.append("no node snapshots to compare")
     else:
         kind = "majority" if result.majority else "largest group, no majority"
-        lines.append(f"{_plural(result.nodes, 'node')}, {_plural(len(result.groups), 'configuration')}; "
-                     f"baseline: {_plural(len(base.nodes), 'node')} ({kind}), reference {safe_text(base.reference)}")
+        lines.append(
+            f"{_plural(result.nodes, 'node')}, {_plural(len(result.groups), 'configuration')}; "
+            f"baseline: {_plural(len(base.nodes), 'node')} ({kind}), reference {safe_text(base.reference)}"
+        )
         lines.append(f"baseline nodes: {_node_list(base.nodes)}")
     for d in result.deviations:
-        lines += ["", style(safe_text(d.node), bold=True) + f" (configuration {d.group + 1}, "
-                  f"{_counts_text(_change_summary(d.changes))} vs {safe_text(base.reference) if base else '?'})"]
+        lines += [
+            "",
+            style(safe_text(d.node), bold=True) + f" (configuration {d.group + 1}, "
+            f"{_counts_text(_change_summary(d.changes))} vs {safe_text(base.reference) if base else '?'})",
+        ]
         lines += change_lines(d.changes, style, indent="  ")
     if result.failures:
         lines += ["", style("no snapshot:", fg="red", bold=True)]
@@ -306,6 +339,7 @@ def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
 
 # ============================================================================ markdown
 
+
 def _md_value(c: Change, v: Scalar, side_present: bool) -> str:
     if c.scope == SCOPE_SUBTYPE:  # the status of the side that has it: worth showing only when not ok
         return f"status {md_code(str(v))}" if v not in (None, "ok") else ""
@@ -324,8 +358,13 @@ def _md_rows(changes: Sequence[Change], limit: int) -> tuple[list[str], int]:
             break
         if c.type != cur_type:
             cur_type = c.type
-            out += ["", f"#### {c.type}" if c.type != METADATA else "#### metadata", "",
-                    "| Change | Subtype | Key | Base | Current |", "|---|---|---|---|---|"]
+            out += [
+                "",
+                f"#### {c.type}" if c.type != METADATA else "#### metadata",
+                "",
+                "| Change | Subtype | Key | Base | Current |",
+                "|---|---|---|---|---|",
+            ]
         if c.scope == SCOPE_MEASUREMENT:
             key = f"*whole measurement: {_plural(c.subtypes or 0, 'subtype')}, {_plural(c.keys or 0, 'key')}*"
             sub = ""
@@ -360,8 +399,11 @@ def _md_side(side: Side) -> str:
 def render_markdown(result: DiffResult) -> str:
     summary = result.summary()
     head = f"drift: {_counts_text(summary)}" if result.drift else "no drift"
-    lines = [f"### kubectl aicr diff: {head}", "",
-             f"**base** {_md_side(result.base)} · **current** {_md_side(result.current)}"]
+    lines = [
+        f"### kubectl aicr diff: {head}",
+        "",
+        f"**base** {_md_side(result.base)} · **current** {_md_side(result.current)}",
+    ]
     rows, left = _md_rows(result.changes, MAX_MARKDOWN_ROWS)
     lines += rows
     if left:
@@ -373,25 +415,36 @@ def render_markdown(result: DiffResult) -> str:
 
 def render_fleet_markdown(result: FleetResult) -> str:
     base = result.baseline
-    head = (f"{len(result.deviations)} of {_plural(result.nodes, 'node')} deviate" if result.deviations
-            else f"all {_plural(result.nodes, 'node')} match")
+    head = (
+        f"{len(result.deviations)} of {_plural(result.nodes, 'node')} deviate"
+        if result.deviations
+        else f"all {_plural(result.nodes, 'node')} match"
+    )
     if result.failures:
         head += f", {_plural(len(result.failures), 'node')} without a snapshot"
     lines = [f"### kubectl aicr diff --across-nodes: {head}", ""]
     if base is not None:
-        lines += [f"**baseline**: {_plural(len(base.nodes), 'node')} "
-                  f"({'majority' if result.majority else 'largest group, no majority'}), "
-                  f"reference {md_code(base.reference)}", "",
-                  "| Configuration | Nodes | Count |", "|---|---|---|"]
+        lines += [
+            f"**baseline**: {_plural(len(base.nodes), 'node')} "
+            f"({'majority' if result.majority else 'largest group, no majority'}), "
+            f"reference {md_code(base.reference)}",
+            "",
+            "| Configuration | Nodes | Count |",
+            "|---|---|---|",
+        ]
         for i, g in enumerate(result.groups):
             name = f"{i + 1} (baseline)" if i == 0 else str(i + 1)
-            lines.append(f"| {name} | {', '.join(md_code(n) for n in g.nodes[:MAX_NODES_LISTED])}"
-                         f"{f' (+{len(g.nodes) - MAX_NODES_LISTED} more)' if len(g.nodes) > MAX_NODES_LISTED else ''}"
-                         f" | {len(g.nodes)} |")
+            lines.append(
+                f"| {name} | {', '.join(md_code(n) for n in g.nodes[:MAX_NODES_LISTED])}"
+                f"{f' (+{len(g.nodes) - MAX_NODES_LISTED} more)' if len(g.nodes) > MAX_NODES_LISTED else ''}"
+                f" | {len(g.nodes)} |"
+            )
     budget = MAX_MARKDOWN_ROWS
     for d in result.deviations:
-        lines += ["", f"#### {md_code(d.node)} (configuration {d.group + 1}): "
-                      f"{_counts_text(_change_summary(d.changes))}"]
+        lines += [
+            "",
+            f"#### {md_code(d.node)} (configuration {d.group + 1}): {_counts_text(_change_summary(d.changes))}",
+        ]
         rows, left = _md_rows(d.changes, max(budget, 0))
         budget -= len(d.changes) - left
         lines += [r.replace("#### ", "##### ") for r in rows]
@@ -430,6 +483,7 @@ def render_fleet(result: FleetResult, fmt: str, *, color: bool = False) -> str:
 
 # ============================================================================ --list-ignored
 
+
 def render_listing(fmt: str) -> str:
     """The key registry (:func:`kubectl_aicr.diff.rules.listing`): text, json/yaml, or markdown (a table)."""
     doc = listing()
@@ -438,10 +492,17 @@ def render_listing(fmt: str) -> str:
     if fmt in ("json", "yaml"):
         return dump_machine(doc, fmt)
     if fmt in ("markdown", "markdown-summary"):
-        lines = ["### Keys kubectl aicr diff ignores or the collector leaves out", "",
-                 "| Kind | Pattern | Reason |", "|---|---|---|"]
-        lines += [f"| {rule['kind']} | {'<br>'.join(md_code(p) for p in rule['patterns'])} | "
-                  f"{rule['reason'].replace('|', chr(92) + '|')} |" for rule in rules]
+        lines = [
+            "### Keys kubectl aicr diff ignores or the collector leaves out",
+            "",
+            "| Kind | Pattern | Reason |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {rule['kind']} | {'<br>'.join(md_code(p) for p in rule['patterns'])} | "
+            f"{rule['reason'].replace('|', chr(92) + '|')} |"
+            for rule in rules
+        ]
         lines += ["", *(f"- **{kind}**: {meaning}" for kind, meaning in kinds.items())]
         return "\n".join(lines) + "\n"
     width = max(len(p) for rule in rules for p in rule["patterns"])
@@ -450,7 +511,9 @@ def render_listing(fmt: str) -> str:
     for rule in rules:
         for i, pattern in enumerate(rule["patterns"]):
             first = i == 0
-            lines.append(f"{rule['kind'] if first else '':<{kind_width}}  {pattern:<{width}}  "
-                         f"{rule['reason'] if first else ''}".rstrip())
+            lines.append(
+                f"{rule['kind'] if first else '':<{kind_width}}  {pattern:<{width}}  "
+                f"{rule['reason'] if first else ''}".rstrip()
+            )
     lines += ["", "Kinds:", *(f"  {kind:<{kind_width}}  {meaning}" for kind, meaning in kinds.items())]
     return "\n".join(lines) + "\n"

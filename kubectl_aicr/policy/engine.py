@@ -118,9 +118,19 @@ class CheckResult:
         return not self.failing_cases() and not self.failures
 
     def summary(self) -> dict[str, int]:
-        out = {"nodes": len(self.nodes), "rules": len(self.policy.rules), "checks": len(self.cases),
-               "passed": 0, "failed": 0, "waived": 0, "violations": 0, "accepted_deviations": 0,
-               "expired_waivers": 0, "stale_waivers": 0, "nodes_without_snapshot": len(self.failures)}
+        out = {
+            "nodes": len(self.nodes),
+            "rules": len(self.policy.rules),
+            "checks": len(self.cases),
+            "passed": 0,
+            "failed": 0,
+            "waived": 0,
+            "violations": 0,
+            "accepted_deviations": 0,
+            "expired_waivers": 0,
+            "stale_waivers": 0,
+            "nodes_without_snapshot": len(self.failures),
+        }
         for c in self.cases:
             out[{PASS: "passed", FAIL: "failed", WAIVED: "waived"}[c.status]] += 1
             for v in c.violations:
@@ -131,6 +141,7 @@ class CheckResult:
 
 
 # ============================================================================ nodes
+
 
 @dataclass(frozen=True)
 class Node:
@@ -156,6 +167,7 @@ def node_views(snapshots: Sequence[SnapshotDoc], names: Sequence[str] | None = N
 
 # ============================================================================ matching
 
+
 def _matcher(pattern: str) -> Pattern[str]:
     return re.compile(fnmatch.translate(pattern))
 
@@ -174,15 +186,27 @@ class _Compiled:
     @classmethod
     def of(cls, rule: Rule) -> "_Compiled":
         if rule.expect.values is not None:  # values names its keys exactly ('[0000:9a:00.0].numaNode' is no glob)
-            return cls(rule, _matcher(rule.type) if has_wildcard(rule.type) else None,
-                       _matcher(rule.subtype) if has_wildcard(rule.subtype) else None, None, rule.keys, None)
+            return cls(
+                rule,
+                _matcher(rule.type) if has_wildcard(rule.type) else None,
+                _matcher(rule.subtype) if has_wildcard(rule.subtype) else None,
+                None,
+                rule.keys,
+                None,
+            )
         globbed = [k for k in rule.keys if has_wildcard(k)]
         key_re = re.compile("|".join(f"(?:{fnmatch.translate(k)})" for k in globbed)) if globbed else None
-        exc = (re.compile("|".join(f"(?:{fnmatch.translate(k)})" for k in rule.except_keys))
-               if rule.except_keys else None)
-        return cls(rule, _matcher(rule.type) if has_wildcard(rule.type) else None,
-                   _matcher(rule.subtype) if has_wildcard(rule.subtype) else None,
-                   key_re, tuple(k for k in rule.keys if not has_wildcard(k)), exc)
+        exc = (
+            re.compile("|".join(f"(?:{fnmatch.translate(k)})" for k in rule.except_keys)) if rule.except_keys else None
+        )
+        return cls(
+            rule,
+            _matcher(rule.type) if has_wildcard(rule.type) else None,
+            _matcher(rule.subtype) if has_wildcard(rule.subtype) else None,
+            key_re,
+            tuple(k for k in rule.keys if not has_wildcard(k)),
+            exc,
+        )
 
 
 @dataclass
@@ -193,8 +217,11 @@ class _Found:
 
 
 def _subtypes(c: _Compiled, idx: Index) -> Iterable[tuple[str, str]]:
-    types = [t for t in idx if c.type_re.match(t)] if c.type_re is not None else (
-        [c.rule.type] if c.rule.type in idx else [])
+    types = (
+        [t for t in idx if c.type_re.match(t)]
+        if c.type_re is not None
+        else ([c.rule.type] if c.rule.type in idx else [])
+    )
     for t in types:
         subs = idx[t]
         if c.sub_re is not None:
@@ -233,11 +260,18 @@ def _find(c: _Compiled, node: Node, hidden: KeyFilter) -> _Found:
 def _pick(c: _Compiled, t: str, s: str, names: tuple[str, ...], hidden: KeyFilter) -> tuple[str, ...]:
     assert c.key_re is not None
     literal = set(c.literal_keys)
-    return tuple(k for k in names if k not in literal and c.key_re.match(k) and not hidden.hides_key(t, s, k)
-                 and (c.except_re is None or not c.except_re.match(k)))
+    return tuple(
+        k
+        for k in names
+        if k not in literal
+        and c.key_re.match(k)
+        and not hidden.hides_key(t, s, k)
+        and (c.except_re is None or not c.except_re.match(k))
+    )
 
 
 # ============================================================================ operators
+
 
 def _as_number(v: Scalar) -> Optional[float]:
     if isinstance(v, bool) or v is None:
@@ -278,8 +312,7 @@ def broken(expect: Expect, v: Scalar) -> Optional[str]:
 
 
 def _has_value_operator(e: Expect) -> bool:
-    return (e.equals is not None or e.one_of is not None or e.version is not None or e.has_range
-            or e.regex is not None)
+    return e.equals is not None or e.one_of is not None or e.version is not None or e.has_range or e.regex is not None
 
 
 def _missing_message(rule: Rule, found: _Found) -> str:
@@ -302,8 +335,11 @@ def _node_case(rule: Rule, found: _Found, node: str) -> Case:
         have = {k: (t, s, v) for t, s, k, v in found.readings}
         for k, want in e.values:
             if k not in have:
-                why = (f"missing: no key {k} here" if found.subtypes and not found.unavailable
-                       else _missing_message(rule, found))
+                why = (
+                    f"missing: no key {k} here"
+                    if found.subtypes and not found.unavailable
+                    else _missing_message(rule, found)
+                )
                 case.violations.append(Violation(f"{rule.type}/{rule.subtype}/{k}", why, None, missing=True))
                 continue
             t, s, v = have[k]
@@ -345,14 +381,16 @@ def _sameness(rule: Rule, cases: list[Case], founds: list[_Found]) -> None:
         common, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         for i in range(n):
             if i not in by_node:
-                cases[i].violations.append(Violation(path, f"missing here; {common} on {count} of {n} nodes",
-                                                     None, missing=True))
+                cases[i].violations.append(
+                    Violation(path, f"missing here; {common} on {count} of {n} nodes", None, missing=True)
+                )
             elif by_node[i] != common:
                 v = raw[(path, i)]
                 cases[i].violations.append(Violation(path, f"{_fmt(v)} here; {common} on {count} of {n} nodes", v))
 
 
 # ============================================================================ waivers
+
 
 def _apply_waivers(cases: list[Case], waivers: Sequence[Waiver], today: dt.date) -> list[WaiverUse]:
     by_rule: dict[str, list[Waiver]] = {}
@@ -380,9 +418,17 @@ def _apply_waivers(cases: list[Case], waivers: Sequence[Waiver], today: dt.date)
 
 # ============================================================================ the check
 
-def check(policy: Policy, snapshots: Sequence[SnapshotDoc], *, today: dt.date,
-          sources: Sequence[str] = (), failures: Iterable[FailureDoc] = (), fail_on: str = "error",
-          names: Sequence[str] | None = None) -> CheckResult:
+
+def check(
+    policy: Policy,
+    snapshots: Sequence[SnapshotDoc],
+    *,
+    today: dt.date,
+    sources: Sequence[str] = (),
+    failures: Iterable[FailureDoc] = (),
+    fail_on: str = "error",
+    names: Sequence[str] | None = None,
+) -> CheckResult:
     """Evaluate every rule on every node it selects. Raises :class:`PolicyInvalid` for a rule that selects no node,
     or whose address matches no key in any selected snapshot (a typo, most likely) unless the rule says what
     absence means: ``present`` or ``values`` (a missing key is a violation), ``absent``, or ``optional`` (the rule
@@ -392,25 +438,36 @@ def check(policy: Policy, snapshots: Sequence[SnapshotDoc], *, today: dt.date,
     cases: list[Case] = []
     in_scope = [n for n in nodes if policy.nodes.selects(n.name, n.labels)]
     for rule in policy.rules:
-        selected = ([n for n in in_scope if rule.nodes.selects(n.name, n.labels)]
-                    if rule.nodes.labels or rule.nodes.names else in_scope)
+        selected = (
+            [n for n in in_scope if rule.nodes.selects(n.name, n.labels)]
+            if rule.nodes.labels or rule.nodes.names
+            else in_scope
+        )
         where = f"{policy.source}: {rule.path} ({rule.id})"
         if not selected:
             if rule.optional or not nodes:
                 continue
             sel = " ".join(x for x in (policy.nodes.describe(), rule.nodes.describe()) if x)
-            raise PolicyInvalid(f"{where}: nodes: selects none of the {len(nodes)} node(s) ({sel})",
-                                hint="fix the selector, or mark the rule 'optional: true'")
+            raise PolicyInvalid(
+                f"{where}: nodes: selects none of the {len(nodes)} node(s) ({sel})",
+                hint="fix the selector, or mark the rule 'optional: true'",
+            )
         comp = _Compiled.of(rule)
         founds = [_find(comp, n, hidden) for n in selected]
         e = rule.expect
-        says_missing = (rule.optional or e.absent or e.present or e.values is not None
-                        or (e.same and not _has_value_operator(e) and all(has_wildcard(k) for k in rule.keys)))
+        says_missing = (
+            rule.optional
+            or e.absent
+            or e.present
+            or e.values is not None
+            or (e.same and not _has_value_operator(e) and all(has_wildcard(k) for k in rule.keys))
+        )
         if not says_missing and not any(f.readings or f.unavailable for f in founds):
-            raise PolicyInvalid(f"{where}: {rule.address} matches no key in any of the {len(selected)} "
-                                "selected snapshot(s)",
-                                hint="check the type, subtype and key (kubectl aicr diff shows a snapshot's paths), "
-                                     "or mark the rule 'optional: true'")
+            raise PolicyInvalid(
+                f"{where}: {rule.address} matches no key in any of the {len(selected)} selected snapshot(s)",
+                hint="check the type, subtype and key (kubectl aicr diff shows a snapshot's paths), "
+                "or mark the rule 'optional: true'",
+            )
         rule_cases = [_node_case(rule, f, n.name) for f, n in zip(founds, selected)]
         if rule.expect.same:
             _sameness(rule, rule_cases, founds)

@@ -2,7 +2,8 @@
 
 One ``values`` rule per subtype freezes every reading that a team would expect to keep; for a fleet, a
 ``same-on-every-node`` rule per subtype keeps the nodes alike once a frozen value is loosened. Left out, with the
-tables :mod:`kubectl_aicr.diff` uses (imported, not repeated): volatile keys (:data:`~kubectl_aicr.diff.VOLATILE_RULES`),
+tables :mod:`kubectl_aicr.diff` uses (imported, not repeated): volatile keys
+(:data:`~kubectl_aicr.diff.VOLATILE_RULES`),
 identity keys (:data:`~kubectl_aicr.diff.IDENTITY_RULES`), cluster-wide facts (:data:`~kubectl_aicr.diff.CLUSTER_WIDE`),
 subtypes that were not ``ok`` when captured, and (for a fleet) readings that already differ between nodes or that
 some node lacks: those are named in the header so a person decides.
@@ -90,16 +91,32 @@ def build_policy(snapshots: Sequence[SnapshotDoc], *, name: str = "baseline") ->
                 same["except"] = [_literal_glob(k) for k in differ]
             same["expect"] = {"same-on-every-node": True}
             rules.append(same)
-    doc: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND,
-                           "metadata": {"name": name, "description": f"frozen from {len(nodes)} node(s): "
-                                        + ", ".join(n.name for n in nodes[:8]) + (" ..." if len(nodes) > 8 else "")},
-                           "rules": rules, "waivers": []}
-    notes = ["Left out: volatile keys (counters, PIDs, timestamps), identity keys (node name, hostname, zone, "
-             "GPU uuid/serial),", "cluster-wide facts (" + ", ".join(CLUSTER_WIDE) + ")."]
-    for title, items in (("subtypes not ok when captured", not_ok), ("subtypes some nodes lack", partial),
-                         ("readings that differ between nodes (not frozen; excepted from sameness)", varying)):
+    doc: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": name,
+            "description": f"frozen from {len(nodes)} node(s): "
+            + ", ".join(n.name for n in nodes[:8])
+            + (" ..." if len(nodes) > 8 else ""),
+        },
+        "rules": rules,
+        "waivers": [],
+    }
+    notes = [
+        "Left out: volatile keys (counters, PIDs, timestamps), identity keys (node name, hostname, zone, "
+        "GPU uuid/serial),",
+        "cluster-wide facts (" + ", ".join(CLUSTER_WIDE) + ").",
+    ]
+    for title, items in (
+        ("subtypes not ok when captured", not_ok),
+        ("subtypes some nodes lack", partial),
+        ("readings that differ between nodes (not frozen; excepted from sameness)", varying),
+    ):
         if items:
-            shown = ", ".join(items[:MAX_LISTED]) + (f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+            shown = ", ".join(items[:MAX_LISTED]) + (
+                f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+            )
             notes.append(f"Also left out, {title}: {shown}.")
     return doc, notes
 
@@ -108,12 +125,17 @@ def policy_text(doc: Mapping[str, Any], notes: Sequence[str], source: str) -> st
     from kubectl_aicr.errors import safe_text
     from kubectl_aicr.fastyaml import dump
 
-    head = [f"Starting policy written by 'kubectl aicr policy init {source}'.",
-            "Every value is frozen from that capture: loosen what may vary (e.g. replace the frozen driver with a",
-            "rule whose expect is {version: '>= 570.86'}), tighten what must hold, and record accepted deviations",
-            "as waivers (rule, nodes, keys, reason, owner, expires). 'kubectl aicr policy schema' prints the format.",
-            *notes]
+    head = [
+        f"Starting policy written by 'kubectl aicr policy init {source}'.",
+        "Every value is frozen from that capture: loosen what may vary (e.g. replace the frozen driver with a",
+        "rule whose expect is {version: '>= 570.86'}), tighten what must hold, and record accepted deviations",
+        "as waivers (rule, nodes, keys, reason, owner, expires). 'kubectl aicr policy schema' prints the format.",
+        *notes,
+    ]
     body = dump(dict(doc))
-    wrapped = [w for line in head for w in textwrap.wrap(safe_text(line), 116, break_on_hyphens=False,
-                                                           break_long_words=False) or [""]]
+    wrapped = [
+        w
+        for line in head
+        for w in textwrap.wrap(safe_text(line), 116, break_on_hyphens=False, break_long_words=False) or [""]
+    ]
     return "".join(f"# {line}\n" for line in wrapped) + body

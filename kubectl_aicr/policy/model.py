@@ -164,8 +164,15 @@ class Waiver:
         return self.expires < today
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "rule": self.rule, "nodes": list(self.nodes), "keys": list(self.keys),
-                "reason": self.reason, "owner": self.owner, "expires": self.expires.isoformat()}
+        return {
+            "index": self.index,
+            "rule": self.rule,
+            "nodes": list(self.nodes),
+            "keys": list(self.keys),
+            "reason": self.reason,
+            "owner": self.owner,
+            "expires": self.expires.isoformat(),
+        }
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ class Policy:
 
 
 # ============================================================================ loading
+
 
 class _Problem(Exception):
     def __init__(self, where: str, what: str) -> None:
@@ -202,8 +210,9 @@ def _only_fields(doc: Any, where: str, allowed: Sequence[str], what: str) -> dic
     return doc
 
 
-def _str(doc: Mapping[str, Any], key: str, where: str, *, required: bool = False, default: str = "",
-         nonempty: bool = True) -> str:
+def _str(
+    doc: Mapping[str, Any], key: str, where: str, *, required: bool = False, default: str = "", nonempty: bool = True
+) -> str:
     if key not in doc or doc[key] is None:
         if required:
             raise _Problem(where, f"{key} is required")
@@ -280,8 +289,9 @@ def _expect(doc: Any, where: str) -> Expect:
         try:
             kw["version"] = parse_range(text)
         except ValueError as e:
-            raise _Problem(f"{where}.version", f"{_q(text)} is not a version range ({e}; "
-                                               "e.g. '>= 570.86, < 580')") from None
+            raise _Problem(
+                f"{where}.version", f"{_q(text)} is not a version range ({e}; e.g. '>= 570.86, < 580')"
+            ) from None
     if "range" in doc:
         r = doc["range"]
         if not isinstance(r, dict) or not r or any(k not in ("min", "max") for k in r):
@@ -337,11 +347,19 @@ def _rule(doc: Any, index: int, seen: set[str]) -> Rule:
     optional = d.get("optional", False)
     if not isinstance(optional, bool):
         raise _Problem(f"{where}.optional", f"expected true or false, got {_q(optional)}")
-    return Rule(index=index, id=rid, type=_str(d, "type", where, required=True),
-                subtype=_str(d, "subtype", where, default="*"), keys=keys, expect=expect, severity=severity,
-                description=_str(d, "description", where, nonempty=False),
-                except_keys=_globs(d, "except", where), nodes=_selector(d.get("nodes"), f"{where}.nodes"),
-                optional=optional)
+    return Rule(
+        index=index,
+        id=rid,
+        type=_str(d, "type", where, required=True),
+        subtype=_str(d, "subtype", where, default="*"),
+        keys=keys,
+        expect=expect,
+        severity=severity,
+        description=_str(d, "description", where, nonempty=False),
+        except_keys=_globs(d, "except", where),
+        nodes=_selector(d.get("nodes"), f"{where}.nodes"),
+        optional=optional,
+    )
 
 
 def _date(v: Any, where: str) -> dt.date:
@@ -367,8 +385,15 @@ def _waiver(doc: Any, index: int, rule_ids: set[str]) -> Waiver:
     owner = _str(d, "owner", where, required=True)
     if d.get("expires") is None:
         raise _Problem(where, "expires is required (YYYY-MM-DD): every accepted deviation is reviewed again")
-    return Waiver(index=index, rule=rule, reason=reason, owner=owner, expires=_date(d["expires"], f"{where}.expires"),
-                  nodes=_globs(d, "nodes", where), keys=_globs(d, "keys", where))
+    return Waiver(
+        index=index,
+        rule=rule,
+        reason=reason,
+        owner=owner,
+        expires=_date(d["expires"], f"{where}.expires"),
+        nodes=_globs(d, "nodes", where),
+        keys=_globs(d, "keys", where),
+    )
 
 
 def policy_from_doc(doc: Any, source: str) -> Policy:
@@ -376,9 +401,11 @@ def policy_from_doc(doc: Any, source: str) -> Policy:
     try:
         return _policy(doc, source)
     except _Problem as p:
-        raise PolicyInvalid(f"{source}: {p.where}: {p.what}",
-                            hint="'kubectl aicr policy schema' prints the format; "
-                                 "'kubectl aicr policy init SNAPSHOT' writes a starting policy") from None
+        raise PolicyInvalid(
+            f"{source}: {p.where}: {p.what}",
+            hint="'kubectl aicr policy schema' prints the format; "
+            "'kubectl aicr policy init SNAPSHOT' writes a starting policy",
+        ) from None
 
 
 def _policy(doc: Any, source: str) -> Policy:
@@ -400,8 +427,14 @@ def _policy(doc: Any, source: str) -> Policy:
         raise _Problem("waivers", f"expected a list of waivers, got {_q(waivers_doc)}")
     waivers = tuple(_waiver(w, i, seen) for i, w in enumerate(waivers_doc))
     name = meta.get("name")
-    return Policy(source=source, name=str(name) if name else source, rules=rules, waivers=waivers,
-                  nodes=_selector(d.get("nodes"), "nodes"), description=str(meta.get("description") or ""))
+    return Policy(
+        source=source,
+        name=str(name) if name else source,
+        rules=rules,
+        waivers=waivers,
+        nodes=_selector(d.get("nodes"), "nodes"),
+        description=str(meta.get("description") or ""),
+    )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -428,7 +461,9 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def parse_policy_text(raw: bytes, source: str) -> Policy:
     """Bytes of a YAML (or JSON) policy -> :class:`Policy`; one clear line on any problem."""
     if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyInvalid(f"{source}: {len(raw):,} bytes is larger than the {MAX_POLICY_BYTES:,}-byte limit for a policy")
+        raise PolicyInvalid(
+            f"{source}: {len(raw):,} bytes is larger than the {MAX_POLICY_BYTES:,}-byte limit for a policy"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

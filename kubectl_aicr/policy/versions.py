@@ -21,7 +21,12 @@ _RANGE_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)\Z")
 _READING_VERSION = re.compile(r"\s*v?(\d+(?:\.\d+)*)")
 _COMPARISON = re.compile(r"\s*(>=|<=|==|!=|>|<|=)?\s*(\S+)\s*\Z")
 _OPS: dict[str, Callable[[Version, Version], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 
@@ -78,6 +83,7 @@ def parse_range(text: str) -> VersionRange:
         vm = _RANGE_VERSION.match(ver)
         if vm is None:
             raise ValueError(f"{ver!r} is not a version (numbers separated by dots, e.g. 570.86)")
-        comps.append(Comparison("==" if op == "=" else op, _trim(tuple(int(p) for p in vm.group(1).split("."))),
-                                part.strip()))
+        comps.append(
+            Comparison("==" if op == "=" else op, _trim(tuple(int(p) for p in vm.group(1).split("."))), part.strip())
+        )
     return VersionRange(text.strip(), tuple(comps))

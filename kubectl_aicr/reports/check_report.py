@@ -40,8 +40,9 @@ def _verdict(result: CheckResult) -> str:
     else:
         failing = result.failing_cases()
         nodes = len({c.node for c in failing})
-        text = (f"not compliant: {_plural(sum(len(c.failing) for c in failing), 'violation')} "
-                f"on {_plural(nodes, 'node')}")
+        text = (
+            f"not compliant: {_plural(sum(len(c.failing) for c in failing), 'violation')} on {_plural(nodes, 'node')}"
+        )
         if result.failures:
             text += f", {_plural(len(result.failures), 'node')} without a snapshot"
     extra = []
@@ -66,10 +67,14 @@ def _waiver_text(v: Violation) -> str:
 
 # ============================================================================ text
 
+
 def render_text(result: CheckResult) -> str:
     p = result.policy
-    lines = [f"policy: {p.source}" + (f" ({p.name})" if p.name != p.source else ""),
-             f"nodes:  {_plural(len(result.nodes), 'node')} from {', '.join(result.sources) or '-'}", ""]
+    lines = [
+        f"policy: {p.source}" + (f" ({p.name})" if p.name != p.source else ""),
+        f"nodes:  {_plural(len(result.nodes), 'node')} from {', '.join(result.sources) or '-'}",
+        "",
+    ]
     for c in result.cases:
         if not c.violations:
             continue
@@ -81,16 +86,22 @@ def render_text(result: CheckResult) -> str:
                 tag = "FAIL   " if c.rule.severity == "error" else c.rule.severity.upper().ljust(7)
                 lines.append(f"{tag} {c.rule.id} [{c.rule.severity}] {c.node}: {v.path}: {v.message}")
                 if v.expired is not None:
-                    lines.append(f"        waiver expired on {v.expired.expires.isoformat()}, so it no longer "
-                                 f"applies: {_waiver_text(v)}")
+                    lines.append(
+                        f"        waiver expired on {v.expired.expires.isoformat()}, so it no longer "
+                        f"applies: {_waiver_text(v)}"
+                    )
     for u in result.waivers:
         w = u.waiver
         if u.expired and u.matched == 0:
-            lines.append(f"EXPIRED waivers[{w.index}] for {w.rule} expired on {w.expires.isoformat()} and matches "
-                         f"nothing now; remove it ({w.reason}; owner {w.owner})")
+            lines.append(
+                f"EXPIRED waivers[{w.index}] for {w.rule} expired on {w.expires.isoformat()} and matches "
+                f"nothing now; remove it ({w.reason}; owner {w.owner})"
+            )
         elif u.stale:
-            lines.append(f"STALE   waivers[{w.index}] for {w.rule} matches no violation; remove it "
-                         f"({w.reason}; owner {w.owner}, expires {w.expires.isoformat()})")
+            lines.append(
+                f"STALE   waivers[{w.index}] for {w.rule} matches no violation; remove it "
+                f"({w.reason}; owner {w.owner}, expires {w.expires.isoformat()})"
+            )
     for f in result.failures:
         lines.append(f"ERROR   {f.node}: no snapshot: {f.reason}")
     if len(lines) > 3:
@@ -101,15 +112,28 @@ def render_text(result: CheckResult) -> str:
 
 # ============================================================================ json
 
+
 def _violation_dict(v: Violation) -> dict[str, Any]:
-    return {"path": v.path, "message": v.message, "actual": v.actual, "missing": v.missing, "waived": v.waived,
-            "waiver": v.waiver.to_dict() if v.waiver else None,
-            "expired_waiver": v.expired.to_dict() if v.expired else None}
+    return {
+        "path": v.path,
+        "message": v.message,
+        "actual": v.actual,
+        "missing": v.missing,
+        "waived": v.waived,
+        "waiver": v.waiver.to_dict() if v.waiver else None,
+        "expired_waiver": v.expired.to_dict() if v.expired else None,
+    }
 
 
 def _case_dict(c: Case) -> dict[str, Any]:
-    return {"rule": c.rule.id, "node": c.node, "severity": c.rule.severity, "status": c.status,
-            "checked": c.checked, "violations": [_violation_dict(v) for v in c.violations]}
+    return {
+        "rule": c.rule.id,
+        "node": c.node,
+        "severity": c.rule.severity,
+        "status": c.status,
+        "checked": c.checked,
+        "violations": [_violation_dict(v) for v in c.violations],
+    }
 
 
 def to_dict(result: CheckResult) -> dict[str, Any]:
@@ -121,13 +145,15 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
         "date": result.today.isoformat(),
         "fail_on": result.fail_on,
         "checks": [_case_dict(c) for c in result.cases],
-        "waivers": [{**u.waiver.to_dict(), "matched": u.matched, "expired": u.expired, "stale": u.stale}
-                    for u in result.waivers],
+        "waivers": [
+            {**u.waiver.to_dict(), "matched": u.matched, "expired": u.expired, "stale": u.stale} for u in result.waivers
+        ],
         "failures": [{"node": f.node, "reason": f.reason} for f in result.failures],
     }
 
 
 # ============================================================================ junit
+
 
 def _outcome(c: Case) -> junit.Outcome | None:
     if not c.violations:
@@ -144,8 +170,9 @@ def _outcome(c: Case) -> junit.Outcome | None:
         w = c.violations[0].waiver
         assert w is not None
         more = f" (+{len(c.violations) - 1} more)" if len(c.violations) > 1 else ""
-        return junit.Outcome("skipped", f"waived: {w.reason} (owner {w.owner}, expires {w.expires.isoformat()})"
-                             f"{more}", text)
+        return junit.Outcome(
+            "skipped", f"waived: {w.reason} (owner {w.owner}, expires {w.expires.isoformat()}){more}", text
+        )
     first = c.failing[0]
     more = f" (+{len(c.failing) - 1} more)" if len(c.failing) > 1 else ""
     return junit.Outcome("failure", f"{first.path}: {first.message}{more}", text, c.rule.severity)
@@ -155,21 +182,34 @@ def render_junit(result: CheckResult) -> str:
     """One testsuite for the policy; one testcase per rule x node (classname: the rule id, name: ``RULE on NODE``)."""
     p = result.policy
     cases = [junit.TestCase(c.rule.id, f"{c.rule.id} on {c.node}", _outcome(c)) for c in result.cases]
-    cases += [junit.TestCase("snapshot", f"snapshot of {f.node}", junit.Outcome("error", f"no snapshot: {f.reason}"))
-              for f in result.failures]
+    cases += [
+        junit.TestCase("snapshot", f"snapshot of {f.node}", junit.Outcome("error", f"no snapshot: {f.reason}"))
+        for f in result.failures
+    ]
     for u in result.waivers:
         w = u.waiver
         if u.expired and u.matched == 0:
-            cases.append(junit.TestCase("waivers", f"waivers[{w.index}] ({w.rule})", junit.Outcome(
-                "skipped", f"expired on {w.expires.isoformat()} and matches nothing: remove it")))
+            cases.append(
+                junit.TestCase(
+                    "waivers",
+                    f"waivers[{w.index}] ({w.rule})",
+                    junit.Outcome("skipped", f"expired on {w.expires.isoformat()} and matches nothing: remove it"),
+                )
+            )
         elif u.stale:
-            cases.append(junit.TestCase("waivers", f"waivers[{w.index}] ({w.rule})", junit.Outcome(
-                "skipped", f"stale: matches no violation: remove it ({w.reason}; owner {w.owner})")))
+            cases.append(
+                junit.TestCase(
+                    "waivers",
+                    f"waivers[{w.index}] ({w.rule})",
+                    junit.Outcome("skipped", f"stale: matches no violation: remove it ({w.reason}; owner {w.owner})"),
+                )
+            )
     props = [("policy", p.source), ("date", result.today.isoformat()), ("inputs", ", ".join(result.sources))]
     return junit.render("kubectl aicr check", [junit.Suite(f"policy {p.name}", cases, props)])
 
 
 # ============================================================================ markdown
+
 
 def render_markdown(result: CheckResult, limit: int = PR_COMMENT_BYTES) -> str:
     """A summary table and the violations, accepted deviations, waiver problems and missing nodes, within
@@ -177,40 +217,116 @@ def render_markdown(result: CheckResult, limit: int = PR_COMMENT_BYTES) -> str:
     c, s = markdown.code, result.summary()
     b = markdown.Budget(limit)
     mark = "✅" if result.compliant else "❌"
-    b.add(f"### {mark} kubectl aicr check: {markdown.cell(_verdict(result))}", "",
-          f"**policy** {c(result.policy.source)} ({markdown.cell(result.policy.name)}) · "
-          f"**nodes** {len(result.nodes):,} · **rules** {len(result.policy.rules):,} · "
-          f"**date** {result.today.isoformat()}", "")
-    cols = ["Checks", "Passed", "Failed", "Waived", "Violations", "Accepted deviations", "Expired waivers",
-            "Stale waivers", "Nodes without snapshot"]
-    keys = ["checks", "passed", "failed", "waived", "violations", "accepted_deviations", "expired_waivers",
-            "stale_waivers", "nodes_without_snapshot"]
+    b.add(
+        f"### {mark} kubectl aicr check: {markdown.cell(_verdict(result))}",
+        "",
+        f"**policy** {c(result.policy.source)} ({markdown.cell(result.policy.name)}) · "
+        f"**nodes** {len(result.nodes):,} · **rules** {len(result.policy.rules):,} · "
+        f"**date** {result.today.isoformat()}",
+        "",
+    )
+    cols = [
+        "Checks",
+        "Passed",
+        "Failed",
+        "Waived",
+        "Violations",
+        "Accepted deviations",
+        "Expired waivers",
+        "Stale waivers",
+        "Nodes without snapshot",
+    ]
+    keys = [
+        "checks",
+        "passed",
+        "failed",
+        "waived",
+        "violations",
+        "accepted_deviations",
+        "expired_waivers",
+        "stale_waivers",
+        "nodes_without_snapshot",
+    ]
     b.add(*markdown.header(cols), markdown.row([f"{s[k]:,}" for k in keys]))
     bad = [(cs, v) for cs in result.cases if cs.status == FAIL for v in cs.failing]
     bad.sort(key=lambda cv: -{"error": 2, "warning": 1, "info": 0}[cv[0].rule.severity])
-    b.table(["", "#### Violations", ""], ["Severity", "Rule", "Node", "Key", "Finding"],
-            [markdown.row([cs.rule.severity, c(cs.rule.id), c(cs.node), c(v.path),
-                           markdown.cell(v.message + (f" (waiver waivers[{v.expired.index}] expired on "
-                                                      f"{v.expired.expires.isoformat()})" if v.expired else ""))])
-             for cs, v in bad], "violations")
+    b.table(
+        ["", "#### Violations", ""],
+        ["Severity", "Rule", "Node", "Key", "Finding"],
+        [
+            markdown.row(
+                [
+                    cs.rule.severity,
+                    c(cs.rule.id),
+                    c(cs.node),
+                    c(v.path),
+                    markdown.cell(
+                        v.message
+                        + (
+                            f" (waiver waivers[{v.expired.index}] expired on {v.expired.expires.isoformat()})"
+                            if v.expired
+                            else ""
+                        )
+                    ),
+                ]
+            )
+            for cs, v in bad
+        ],
+        "violations",
+    )
     ok = [(cs, v) for cs in result.cases for v in cs.violations if v.waived]
-    b.table(["", "#### Accepted deviations (waived)", ""], ["Rule", "Node", "Key", "Finding", "Reason", "Owner", "Expires"],
-            [markdown.row([c(cs.rule.id), c(cs.node), c(v.path), markdown.cell(v.message),
-                           markdown.cell(v.waiver.reason), markdown.cell(v.waiver.owner),
-                           v.waiver.expires.isoformat()]) for cs, v in ok if v.waiver], "accepted deviations")
+    b.table(
+        ["", "#### Accepted deviations (waived)", ""],
+        ["Rule", "Node", "Key", "Finding", "Reason", "Owner", "Expires"],
+        [
+            markdown.row(
+                [
+                    c(cs.rule.id),
+                    c(cs.node),
+                    c(v.path),
+                    markdown.cell(v.message),
+                    markdown.cell(v.waiver.reason),
+                    markdown.cell(v.waiver.owner),
+                    v.waiver.expires.isoformat(),
+                ]
+            )
+            for cs, v in ok
+            if v.waiver
+        ],
+        "accepted deviations",
+    )
     stale = [u for u in result.waivers if u.stale or u.expired]
-    b.table(["", "#### Waivers to review", ""], ["Waiver", "Rule", "Problem", "Reason", "Owner", "Expires"],
-            [markdown.row([f"`waivers[{u.waiver.index}]`", c(u.waiver.rule),
-                           "expired" + (" and matches nothing" if u.stale else f" ({u.matched:,} violations fail)")
-                           if u.expired else "stale: matches no violation",
-                           markdown.cell(u.waiver.reason), markdown.cell(u.waiver.owner),
-                           u.waiver.expires.isoformat()]) for u in stale], "waivers")
-    b.table(["", "#### Nodes without a snapshot", ""], ["Node", "Reason"],
-            [markdown.row([c(f.node), markdown.cell(f.reason)]) for f in result.failures], "nodes")
+    b.table(
+        ["", "#### Waivers to review", ""],
+        ["Waiver", "Rule", "Problem", "Reason", "Owner", "Expires"],
+        [
+            markdown.row(
+                [
+                    f"`waivers[{u.waiver.index}]`",
+                    c(u.waiver.rule),
+                    "expired" + (" and matches nothing" if u.stale else f" ({u.matched:,} violations fail)")
+                    if u.expired
+                    else "stale: matches no violation",
+                    markdown.cell(u.waiver.reason),
+                    markdown.cell(u.waiver.owner),
+                    u.waiver.expires.isoformat(),
+                ]
+            )
+            for u in stale
+        ],
+        "waivers",
+    )
+    b.table(
+        ["", "#### Nodes without a snapshot", ""],
+        ["Node", "Reason"],
+        [markdown.row([c(f.node), markdown.cell(f.reason)]) for f in result.failures],
+        "nodes",
+    )
     return b.text()
 
 
 # ============================================================================ dispatch
+
 
 def render(result: CheckResult, fmt: str) -> str:
     if fmt == "text":

@@ -26,13 +26,22 @@ def diff_junit(result: DiffResult) -> str:
     for c in result.changes:
         groups.setdefault("/".join(p for p in (c.type, c.subtype) if p), []).append(c)
     name = f"{result.base.source} vs {result.current.source}"
-    cases = [junit.TestCase(where.split("/", 1)[0], where, junit.Outcome(
-        "failure", f"{where}: {len(ch)} change{'s' if len(ch) != 1 else ''}", "\n".join(_lines(ch)), "drift"))
-        for where, ch in groups.items()]
+    cases = [
+        junit.TestCase(
+            where.split("/", 1)[0],
+            where,
+            junit.Outcome(
+                "failure", f"{where}: {len(ch)} change{'s' if len(ch) != 1 else ''}", "\n".join(_lines(ch)), "drift"
+            ),
+        )
+        for where, ch in groups.items()
+    ]
     if not cases:
         cases = [junit.TestCase("diff", f"{name}: no drift")]
-    return junit.render("kubectl aicr diff", [junit.Suite(name, cases, [("base", result.base.source),
-                                                                        ("current", result.current.source)])])
+    return junit.render(
+        "kubectl aicr diff",
+        [junit.Suite(name, cases, [("base", result.base.source), ("current", result.current.source)])],
+    )
 
 
 def fleet_junit(result: FleetResult) -> str:
@@ -42,12 +51,21 @@ def fleet_junit(result: FleetResult) -> str:
     for g in result.groups:
         for n in g.nodes:
             d = devs.get(n)
-            out = None if d is None else junit.Outcome(
-                "failure", f"{n} deviates from the baseline ({len(d.changes)} changes vs {ref})",
-                "\n".join(_lines(list(d.changes))), "drift")
+            out = (
+                None
+                if d is None
+                else junit.Outcome(
+                    "failure",
+                    f"{n} deviates from the baseline ({len(d.changes)} changes vs {ref})",
+                    "\n".join(_lines(list(d.changes))),
+                    "drift",
+                )
+            )
             cases.append(junit.TestCase("diff --across-nodes", n, out))
-    cases += [junit.TestCase("diff --across-nodes", f.node, junit.Outcome("error", f"no snapshot: {f.reason}"))
-              for f in result.failures]
+    cases += [
+        junit.TestCase("diff --across-nodes", f.node, junit.Outcome("error", f"no snapshot: {f.reason}"))
+        for f in result.failures
+    ]
     return junit.render("kubectl aicr diff --across-nodes", [junit.Suite("across nodes", cases, [("reference", ref)])])
 
 

@@ -9,9 +9,9 @@ written as visible escapes (``\\x1b``).
 from __future__ import annotations
 
 import re
-from xml.sax.saxutils import escape, quoteattr
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
+from xml.sax.saxutils import escape, quoteattr
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 #: Longest ``message`` attribute (the full text is in the element's body).
@@ -19,8 +19,9 @@ MAX_MESSAGE = 500
 
 
 def xml_text(text: str) -> str:
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group(0)):02x}" if ord(m.group(0)) < 0x100 else
-                        f"\\u{ord(m.group(0)):04x}", text)
+    return _NOT_XML.sub(
+        lambda m: f"\\x{ord(m.group(0)):02x}" if ord(m.group(0)) < 0x100 else f"\\u{ord(m.group(0)):04x}", text
+    )
 
 
 def _message(text: str) -> str:
@@ -59,15 +60,19 @@ def _attr(text: str) -> str:
 
 
 def _counts(cases: Sequence[TestCase]) -> str:
-    return (f'tests="{len(cases)}" failures="{_count(cases, "failure")}" errors="{_count(cases, "error")}" '
-            f'skipped="{_count(cases, "skipped")}" time="0"')
+    return (
+        f'tests="{len(cases)}" failures="{_count(cases, "failure")}" errors="{_count(cases, "error")}" '
+        f'skipped="{_count(cases, "skipped")}" time="0"'
+    )
 
 
 def render(name: str, suites: Sequence[Suite]) -> str:
     """The XML document, UTF-8, with its declaration and a final newline (written directly: a fleet's report holds
     100,000 testcases)."""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f"<testsuites name={_attr(name)} {_counts([c for s in suites for c in s.cases])}>"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f"<testsuites name={_attr(name)} {_counts([c for s in suites for c in s.cases])}>",
+    ]
     for s in suites:
         out.append(f"  <testsuite name={_attr(s.name)} {_counts(s.cases)}>")
         if s.properties:
@@ -75,7 +80,7 @@ def render(name: str, suites: Sequence[Suite]) -> str:
             out += [f"      <property name={_attr(k)} value={_attr(v)} />" for k, v in s.properties]
             out.append("    </properties>")
         for c in s.cases:
-            head = f"    <testcase classname={_attr(c.classname)} name={_attr(c.name)} time=\"0\""
+            head = f'    <testcase classname={_attr(c.classname)} name={_attr(c.name)} time="0"'
             o = c.outcome
             if o is None:
                 out.append(head + " />")

@@ -127,10 +127,12 @@ def cap(text: str, limit: int, how: str = "run with `-o json` for the full repor
         kept.pop()  # a table header whose separator did not fit
     if kept and _is_separator(kept[-1]):
         del kept[-2:]  # a header and separator without any row
-    rest = lines[len(kept):]
-    rows = sum(1 for i, x in enumerate(rest) if _is_row(x) and not _is_separator(x)
-               and not (i + 1 < len(rest) and _is_separator(rest[i + 1])))
+    rest = lines[len(kept) :]
+    rows = sum(
+        1
+        for i, x in enumerate(rest)
+        if _is_row(x) and not _is_separator(x) and not (i + 1 < len(rest) and _is_separator(rest[i + 1]))
+    )
     other = sum(1 for x in rest if x.strip() and not _is_row(x))
-    note = (f"*… truncated to fit {limit:,} bytes: {rows:,} more table rows and {other:,} more lines not shown; "
-            f"{how}.*")
+    note = f"*… truncated to fit {limit:,} bytes: {rows:,} more table rows and {other:,} more lines not shown; {how}.*"
     return "\n".join(kept).rstrip("\n") + "\n\n" + note + "\n"

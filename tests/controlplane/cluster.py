@@ -49,11 +49,22 @@ WORKDIR_PREFIX = "aicr-controlplane-"
 
 # Controllers the tests rely on (canonical names; see `kube-controller-manager --help`).
 CONTROLLERS = (
-    "job-controller", "cronjob-controller", "garbage-collector-controller", "namespace-controller",
-    "serviceaccount-controller", "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
-    "node-lifecycle-controller", "taint-eviction-controller", "pod-garbage-collector-controller",
-    "ttl-after-finished-controller", "clusterrole-aggregation-controller", "replicaset-controller",
-    "deployment-controller", "daemonset-controller", "resourcequota-controller",
+    "job-controller",
+    "cronjob-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "pod-garbage-collector-controller",
+    "ttl-after-finished-controller",
+    "clusterrole-aggregation-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "daemonset-controller",
+    "resourcequota-controller",
 )
 
 
@@ -76,7 +87,8 @@ def expected_bin_dir() -> Path:
         return m.group(1)
 
     cache = os.environ.get("AICR_TESTCLUSTER_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubectl-aicr-testcluster")
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubectl-aicr-testcluster"
+    )
     return Path(cache) / f"k8s-{var('K8S_VERSION')}-etcd-{var('ETCD_VERSION')}-krew-{var('KREW_VERSION')}" / "bin"
 
 
@@ -91,8 +103,7 @@ def locate_binaries(build: bool = False) -> Path:
     bin_dir = Path(override) if override else expected_bin_dir()
     missing = [b for b in REQUIRED_BINARIES if not os.access(bin_dir / b, os.X_OK)]
     if missing and build and not override and shutil.which("go"):
-        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True)
+        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BinariesMissing(f"{BUILD_SCRIPT} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         bin_dir = Path(proc.stdout.strip().splitlines()[-1])
@@ -100,7 +111,8 @@ def locate_binaries(build: bool = False) -> Path:
     if missing:
         raise BinariesMissing(
             f"control plane binaries not built ({', '.join(missing)} missing in {bin_dir}): run "
-            f"tests/controlplane/build-binaries.sh (needs Go), or set AICR_BUILD_CONTROLPLANE=1")
+            f"tests/controlplane/build-binaries.sh (needs Go), or set AICR_BUILD_CONTROLPLANE=1"
+        )
     return bin_dir
 
 
@@ -143,7 +155,9 @@ def tail(path: Path, lines: int = 40) -> str:
 def write_kubeconfig(path: Path, server: str, ca: Path, crt: Path, key: Path, user: str) -> Path:
     """Write a one-context kubeconfig with absolute certificate paths."""
     config = {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
         "clusters": [{"name": "aicr-test", "cluster": {"server": server, "certificate-authority": str(ca)}}],
         "users": [{"name": user, "user": {"client-certificate": str(crt), "client-key": str(key)}}],
         "contexts": [{"name": "aicr-test", "context": {"cluster": "aicr-test", "user": user}}],
@@ -262,9 +276,16 @@ class ControlPlane:
         assert self.bin_dir is not None
         log = self.log_file(name)
         with open(log, "ab") as out:
-            proc = subprocess.Popen([str(self.bin_dir / name), *args], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
-                                    env=_component_env(), preexec_fn=die_with_parent(signal.SIGKILL))
+            proc = subprocess.Popen(
+                [str(self.bin_dir / name), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+                env=_component_env(),
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )
         comp = Component(name, proc, log)
         self.components.append(comp)
         return comp
@@ -273,56 +294,96 @@ class ControlPlane:
         deadline = t0 + self.start_timeout
         self.pki: PKI = create_pki(self._path("pki"))
         etcd_port, peer_port, self.api_port, kcm_port, sched_port = free_ports(5)
-        write_kubeconfig(self.kubeconfig, self.server, self.pki.ca_crt, self.pki.admin_crt, self.pki.admin_key,
-                         "admin")
-        etcd = self._spawn("etcd", [
-            "--name=aicr-test", f"--data-dir={self._path('etcd')}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=aicr-test=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=1073741824",
-        ])
+        write_kubeconfig(self.kubeconfig, self.server, self.pki.ca_crt, self.pki.admin_crt, self.pki.admin_key, "admin")
+        etcd = self._spawn(
+            "etcd",
+            [
+                "--name=aicr-test",
+                f"--data-dir={self._path('etcd')}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=aicr-test=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=1073741824",
+            ],
+        )
         self._wait(etcd, deadline, lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"))
         p = self.pki
-        api = self._spawn("kube-apiserver", [
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.api_port}", "--advertise-address=127.0.0.1",
-            "--endpoint-reconciler-type=none", f"--cert-dir={self._path('apiserver-certs')}",
-            f"--tls-cert-file={p.apiserver_crt}", f"--tls-private-key-file={p.apiserver_key}",
-            f"--client-ca-file={p.ca_crt}",
-            f"--service-account-issuer={self.server}", f"--service-account-key-file={p.sa_pub}",
-            f"--service-account-signing-key-file={p.sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=RBAC", "--allow-privileged=true",
-            f"--kubelet-client-certificate={p.kubelet_client_crt}", f"--kubelet-client-key={p.kubelet_client_key}",
-            f"--kubelet-certificate-authority={p.ca_crt}",
-            "--kubelet-preferred-address-types=InternalIP,Hostname",
-            "--profiling=false", "--v=1",
-        ])
+        api = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={self._path('apiserver-certs')}",
+                f"--tls-cert-file={p.apiserver_crt}",
+                f"--tls-private-key-file={p.apiserver_key}",
+                f"--client-ca-file={p.ca_crt}",
+                f"--service-account-issuer={self.server}",
+                f"--service-account-key-file={p.sa_pub}",
+                f"--service-account-signing-key-file={p.sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                f"--kubelet-client-certificate={p.kubelet_client_crt}",
+                f"--kubelet-client-key={p.kubelet_client_key}",
+                f"--kubelet-certificate-authority={p.ca_crt}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         ctx = self._ssl_context()
         self._wait(api, deadline, lambda: _http_ok(f"{self.server}/readyz", ctx))
-        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1",
-                  f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-                  "--profiling=false", "--v=1"]
-        kcm = self._spawn("kube-controller-manager", [
-            *common, f"--secure-port={kcm_port}", f"--cert-dir={self._path('kcm-certs')}",
-            "--controllers=" + ",".join(CONTROLLERS), "--use-service-account-credentials=false",
-            f"--service-account-private-key-file={p.sa_key}", f"--root-ca-file={p.ca_crt}",
-            f"--cluster-signing-cert-file={p.ca_crt}", f"--cluster-signing-key-file={p.ca_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--concurrent-job-syncs=10", "--concurrent-gc-syncs=10", "--concurrent-namespace-syncs=10",
-        ])
-        sched = self._spawn("kube-scheduler", [
-            *common, f"--secure-port={sched_port}", f"--cert-dir={self._path('scheduler-certs')}"])
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--profiling=false",
+            "--v=1",
+        ]
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                *common,
+                f"--secure-port={kcm_port}",
+                f"--cert-dir={self._path('kcm-certs')}",
+                "--controllers=" + ",".join(CONTROLLERS),
+                "--use-service-account-credentials=false",
+                f"--service-account-private-key-file={p.sa_key}",
+                f"--root-ca-file={p.ca_crt}",
+                f"--cluster-signing-cert-file={p.ca_crt}",
+                f"--cluster-signing-key-file={p.ca_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--concurrent-job-syncs=10",
+                "--concurrent-gc-syncs=10",
+                "--concurrent-namespace-syncs=10",
+            ],
+        )
+        sched = self._spawn(
+            "kube-scheduler", [*common, f"--secure-port={sched_port}", f"--cert-dir={self._path('scheduler-certs')}"]
+        )
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # kcm/scheduler serve self-signed certs
         self._wait(kcm, deadline, lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure))
         self._wait(sched, deadline, lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz", insecure))
         # The controllers are really working once the `default` namespace has its SA and root CA ConfigMap.
-        self._wait(kcm, deadline, lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default", ctx)
-                   and self._api_ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt", ctx))
+        self._wait(
+            kcm,
+            deadline,
+            lambda: (
+                self._api_ok("/api/v1/namespaces/default/serviceaccounts/default", ctx)
+                and self._api_ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt", ctx)
+            ),
+        )
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_crt))
@@ -337,20 +398,25 @@ class ControlPlane:
             if comp.proc.poll() is not None:
                 raise ControlPlaneError(
                     f"{comp.name} exited with code {comp.proc.returncode} while starting; log tail "
-                    f"({comp.log}):\n{tail(comp.log)}")
+                    f"({comp.log}):\n{tail(comp.log)}"
+                )
             if ready():
                 return
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"{comp.name} not ready after {self.start_timeout:.0f}s; log tail "
-                                        f"({comp.log}):\n{tail(comp.log)}")
+                raise ControlPlaneError(
+                    f"{comp.name} not ready after {self.start_timeout:.0f}s; log tail ({comp.log}):\n{tail(comp.log)}"
+                )
             time.sleep(0.2)
 
 
 def _component_env() -> dict[str, str]:
     """Environment for the components: the caller's, minus anything that would point them elsewhere."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "ETCDCTL_ENDPOINTS")
-           and not k.startswith("ETCD_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "ETCDCTL_ENDPOINTS")
+        and not k.startswith("ETCD_")
+    }
     return env
 
 
@@ -414,4 +480,3 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-

@@ -31,22 +31,37 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-FAIL_MESSAGE = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
-                "Make sure that the latest NVIDIA driver is installed and running.")
+FAIL_MESSAGE = (
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+    "Make sure that the latest NVIDIA driver is installed and running."
+)
 FAIL_EXIT = 9
 FAIL_MODE = "fail"
 NVLINK_FILE = "nvidia-smi-nvlink.txt"
 
 # --query-gpu field -> path under <gpu> (or "@id"/"#index"/"/root" specials)
 QUERY_FIELDS: dict[str, str] = {
-    "index": "#index", "count": "/attached_gpus", "name": "product_name", "gpu_name": "product_name",
-    "driver_version": "/driver_version", "uuid": "uuid", "gpu_uuid": "uuid", "serial": "serial",
-    "pci.bus_id": "@id", "gpu_bus_id": "@id", "memory.total": "fb_memory_usage/total",
-    "memory.used": "fb_memory_usage/used", "memory.free": "fb_memory_usage/free",
-    "vbios_version": "vbios_version", "persistence_mode": "persistence_mode",
-    "mig.mode.current": "mig_mode/current_mig", "mig.mode.pending": "mig_mode/pending_mig",
-    "power.limit": "gpu_power_readings/current_power_limit", "temperature.gpu": "temperature/gpu_temp",
-    "utilization.gpu": "utilization/gpu_util", "compute_mode": "compute_mode",
+    "index": "#index",
+    "count": "/attached_gpus",
+    "name": "product_name",
+    "gpu_name": "product_name",
+    "driver_version": "/driver_version",
+    "uuid": "uuid",
+    "gpu_uuid": "uuid",
+    "serial": "serial",
+    "pci.bus_id": "@id",
+    "gpu_bus_id": "@id",
+    "memory.total": "fb_memory_usage/total",
+    "memory.used": "fb_memory_usage/used",
+    "memory.free": "fb_memory_usage/free",
+    "vbios_version": "vbios_version",
+    "persistence_mode": "persistence_mode",
+    "mig.mode.current": "mig_mode/current_mig",
+    "mig.mode.pending": "mig_mode/pending_mig",
+    "power.limit": "gpu_power_readings/current_power_limit",
+    "temperature.gpu": "temperature/gpu_temp",
+    "utilization.gpu": "utilization/gpu_util",
+    "compute_mode": "compute_mode",
 }
 
 
@@ -74,8 +89,9 @@ def install(node_dir: Path, source: Optional[Union[str, Path]]) -> None:
             (node_dir / "nvidia-smi-nvlink.txt.tmp").replace(nvlink)
         else:
             nvlink.unlink(missing_ok=True)
-    wrapper = (f"#!/bin/sh\nexec '{sys.executable}' -I '{Path(__file__).resolve()}' "
-               f"--node-dir '{node_dir.resolve()}' \"$@\"\n")
+    wrapper = (
+        f"#!/bin/sh\nexec '{sys.executable}' -I '{Path(__file__).resolve()}' --node-dir '{node_dir.resolve()}' \"$@\"\n"
+    )
     if not script.exists() or script.read_text() != wrapper:
         tmp_script = bin_dir / ".nvidia-smi.tmp"
         tmp_script.write_text(wrapper)
@@ -135,15 +151,19 @@ def _nvlink(node_dir: Path, root: ET.Element, rest: Sequence[str]) -> int:
     if len(opts) == 3 and opts[1] in ("-i", "--id") and opts[2].isdigit():
         index, opts = int(opts[2]), opts[:1]
     if opts not in (["-s"], ["--status"]):
-        print(f"fake nvidia-smi: unsupported nvlink arguments {list(rest[1:])!r} (only -s/--status [-i N])",
-              file=sys.stderr)
+        print(
+            f"fake nvidia-smi: unsupported nvlink arguments {list(rest[1:])!r} (only -s/--status [-i N])",
+            file=sys.stderr,
+        )
         return 2
     recorded = node_dir / NVLINK_FILE
     if recorded.is_file():
         text = recorded.read_text()
     else:
-        text = "".join(f"GPU {i}: {(g.findtext('product_name') or '').strip()} "
-                       f"(UUID: {(g.findtext('uuid') or '').strip()})\n" for i, g in enumerate(root.findall("gpu")))
+        text = "".join(
+            f"GPU {i}: {(g.findtext('product_name') or '').strip()} (UUID: {(g.findtext('uuid') or '').strip()})\n"
+            for i, g in enumerate(root.findall("gpu"))
+        )
     if index is not None:
         blocks = re.split(r"(?m)^(?=GPU \d+:)", text)
         text = "".join(b for b in blocks if b.startswith(f"GPU {index}:"))
@@ -185,12 +205,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     driver = (root.findtext("driver_version") or "").strip()
     cuda = (root.findtext("cuda_version") or "").strip()
     if args.version:
-        print(f"NVIDIA-SMI version  : {driver}\nNVML version        : {cuda.split('.')[0]}.{driver}\n"
-              f"DRIVER version      : {driver}\nCUDA Version        : {cuda}")
+        print(
+            f"NVIDIA-SMI version  : {driver}\nNVML version        : {cuda.split('.')[0]}.{driver}\n"
+            f"DRIVER version      : {driver}\nCUDA Version        : {cuda}"
+        )
         return 0
     if args.list_gpus:
         for i, gpu in enumerate(root.findall("gpu")):
-            print(f"GPU {i}: {(gpu.findtext('product_name') or '').strip()} (UUID: {(gpu.findtext('uuid') or '').strip()})")
+            print(
+                f"GPU {i}: {(gpu.findtext('product_name') or '').strip()} (UUID: {(gpu.findtext('uuid') or '').strip()})"  # noqa: E501
+            )
         return 0
     if args.query_gpu:
         return _query_gpu(root, args.query_gpu, args.format)

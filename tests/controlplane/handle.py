@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from kubernetes import client, config as kube_config
+from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from . import fake_nvidia_smi
@@ -35,10 +36,15 @@ from .patience import patience
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE_ALLOWLIST: tuple[str, ...] = (
-    "ghcr.io/*/kubectl-aicr:*", "ghcr.io/*/kubectl-aicr@sha256:*", "localhost/test/*")
+    "ghcr.io/*/kubectl-aicr:*",
+    "ghcr.io/*/kubectl-aicr@sha256:*",
+    "localhost/test/*",
+)
 """fnmatch patterns of images the process kubelet "pulls"; any other image gets ErrImagePull/ImagePullBackOff."""
 DEFAULT_ENTRYPOINTS: dict[str, list[str]] = {
-    "ghcr.io/*/kubectl-aicr:*": ["kubectl-aicr"], "ghcr.io/*/kubectl-aicr@sha256:*": ["kubectl-aicr"]}
+    "ghcr.io/*/kubectl-aicr:*": ["kubectl-aicr"],
+    "ghcr.io/*/kubectl-aicr@sha256:*": ["kubectl-aicr"],
+}
 """Image pattern -> argv used for containers without ``command`` (their ``args`` are appended)."""
 
 
@@ -52,10 +58,18 @@ class ProcessKubelet:
     Attributes: ``name``, ``workdir``, ``nodes`` (name -> NodeSpec), ``log_file``, ``port`` (HTTPS log server).
     """
 
-    def __init__(self, plane: ControlPlane, nodes: Iterable[NodeSpec] = (), *, name: str = "kubelet",
-                 image_allowlist: Iterable[str] = DEFAULT_IMAGE_ALLOWLIST,
-                 entrypoints: Optional[dict[str, list[str]]] = None, keep_nodes: bool = False,
-                 workdir: Optional[Path] = None, simulated_agent_template: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        plane: ControlPlane,
+        nodes: Iterable[NodeSpec] = (),
+        *,
+        name: str = "kubelet",
+        image_allowlist: Iterable[str] = DEFAULT_IMAGE_ALLOWLIST,
+        entrypoints: Optional[dict[str, list[str]]] = None,
+        keep_nodes: bool = False,
+        workdir: Optional[Path] = None,
+        simulated_agent_template: Optional[Path] = None,
+    ) -> None:
         """``simulated_agent_template``: a snapshot file the agents on nodes labelled ``aicr.test/agent=simulated``
         write instead of collecting (:mod:`tests.controlplane.simagent`)."""
         assert plane.workdir is not None, "start the control plane first"
@@ -89,10 +103,17 @@ class ProcessKubelet:
         self.workdir.mkdir(parents=True)
         pki = self.plane.pki
         cfg = {
-            "id": self.name, "kubeconfig": str(self.plane.kubeconfig), "workdir": str(self.workdir),
-            "tls_cert": str(pki.kubelet_crt), "tls_key": str(pki.kubelet_key), "client_ca": str(pki.ca_crt),
-            "port": 0, "image_allowlist": self.image_allowlist, "entrypoints": self.entrypoints,
-            "keep_nodes": self.keep_nodes, "kubelet_version": _version(self.plane),
+            "id": self.name,
+            "kubeconfig": str(self.plane.kubeconfig),
+            "workdir": str(self.workdir),
+            "tls_cert": str(pki.kubelet_crt),
+            "tls_key": str(pki.kubelet_key),
+            "client_ca": str(pki.ca_crt),
+            "port": 0,
+            "image_allowlist": self.image_allowlist,
+            "entrypoints": self.entrypoints,
+            "keep_nodes": self.keep_nodes,
+            "kubelet_version": _version(self.plane),
             "nodes": [n.to_json() for n in self.nodes.values()],
         }
         if self.simulated_agent_template is not None:
@@ -101,10 +122,16 @@ class ProcessKubelet:
         write_atomic(cfg_file, json.dumps(cfg, indent=1))
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PYTHONPATH")}
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tests.controlplane.kubelet", "--config",
-                                          str(cfg_file)], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=die_with_parent(signal.SIGTERM))
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.controlplane.kubelet", "--config", str(cfg_file)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + timeout
@@ -209,15 +236,15 @@ class ProcessKubelet:
                 if exc.status != 404:
                     raise
             if time.monotonic() > deadline:
-                raise KubeletError(f"node {name} not Ready after {timeout}s ({last}); kubelet log:\n"
-                                   f"{tail(self.log_file)}")
+                raise KubeletError(
+                    f"node {name} not Ready after {timeout}s ({last}); kubelet log:\n{tail(self.log_file)}"
+                )
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ processes
     def pod_pgids(self) -> list[int]:
         """Process groups of this kubelet's containers that still have a live (non-zombie) process."""
-        return [int(f.name) for f in (self.workdir / "registry" / "pgids").glob("*")
-                if live_group_members(int(f.name))]
+        return [int(f.name) for f in (self.workdir / "registry" / "pgids").glob("*") if live_group_members(int(f.name))]
 
 
 def _version(plane: ControlPlane) -> str:

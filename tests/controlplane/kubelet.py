@@ -40,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from kubernetes import client, config as kube_config, watch
+from kubernetes import client, watch
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from . import fake_nvidia_smi, simagent
@@ -79,13 +80,25 @@ class KubeletDaemon:
         self._template: Optional[dict[str, Any]] = None
         self.registry = Registry(self.workdir / "registry")
         self.ctx = KubeletContext(
-            api=self.api, api_port=self.api_port, workdir=self.workdir,
-            image_allowlist=list(cfg.get("image_allowlist") or []), entrypoints=dict(cfg.get("entrypoints") or {}),
+            api=self.api,
+            api_port=self.api_port,
+            workdir=self.workdir,
+            image_allowlist=list(cfg.get("image_allowlist") or []),
+            entrypoints=dict(cfg.get("entrypoints") or {}),
             node_dir=lambda name: self.nodes_dir / name,
-            node_allocatable=lambda name: self._allocatable(name), registry=self.registry, stopping=self.stopping,
-            simulated_template=self._simulated_template)
-        self.server = LogServer(self._lookup, Path(cfg["tls_cert"]), Path(cfg["tls_key"]), Path(cfg["client_ca"]),
-                                int(cfg.get("port", 0)), self.stopping)
+            node_allocatable=lambda name: self._allocatable(name),
+            registry=self.registry,
+            stopping=self.stopping,
+            simulated_template=self._simulated_template,
+        )
+        self.server = LogServer(
+            self._lookup,
+            Path(cfg["tls_cert"]),
+            Path(cfg["tls_key"]),
+            Path(cfg["client_ca"]),
+            int(cfg.get("port", 0)),
+            self.stopping,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -135,8 +148,12 @@ class KubeletDaemon:
             return None
         path = self.cfg.get("simulated_agent_template")
         if not path:
-            LOG.warning("node %s is labelled %s=%s but the kubelet has no simulated_agent_template: real agent",
-                        name, simagent.SIMULATED_LABEL, simagent.SIMULATED_VALUE)
+            LOG.warning(
+                "node %s is labelled %s=%s but the kubelet has no simulated_agent_template: real agent",
+                name,
+                simagent.SIMULATED_LABEL,
+                simagent.SIMULATED_VALUE,
+            )
             return None
         with self._lock:
             if self._template is None:
@@ -177,9 +194,10 @@ class KubeletDaemon:
             node = self._replace_node_meta(spec, body)
         self.nodes[spec.name] = spec
         transition = self._node_transition.setdefault(spec.name, now_micro()[:19] + "Z")
-        self.api.patch_node_status(spec.name, {"status": node_status(spec, self.server.port,
-                                                                     self.cfg.get("kubelet_version", "v0.0.0"),
-                                                                     transition)})
+        self.api.patch_node_status(
+            spec.name,
+            {"status": node_status(spec, self.server.port, self.cfg.get("kubelet_version", "v0.0.0"), transition)},
+        )
         self._renew_lease(spec.name, node.metadata.uid)
         LOG.info("node %s registered (%d GPUs, nvidia-smi=%s)", spec.name, spec.gpus, spec.nvidia_smi)
 
@@ -201,8 +219,10 @@ class KubeletDaemon:
     def _delete_node(self, name: str) -> None:
         self.nodes.pop(name, None)
         self._node_mtime.pop(name, None)
-        for call in (lambda: self.api.delete_node(name),
-                     lambda: self.coord.delete_namespaced_lease(name, "kube-node-lease")):
+        for call in (
+            lambda: self.api.delete_node(name),
+            lambda: self.coord.delete_namespaced_lease(name, "kube-node-lease"),
+        ):
             try:
                 call()
             except ApiException as exc:
@@ -212,8 +232,9 @@ class KubeletDaemon:
 
     def _renew_lease(self, name: str, node_uid: Optional[str] = None) -> None:
         try:
-            self.coord.patch_namespaced_lease(name, "kube-node-lease", {"spec": {"renewTime": now_micro(),
-                                                                                 "holderIdentity": name}})
+            self.coord.patch_namespaced_lease(
+                name, "kube-node-lease", {"spec": {"renewTime": now_micro(), "holderIdentity": name}}
+            )
             return
         except ApiException as exc:
             if exc.status != 404:
@@ -236,9 +257,17 @@ class KubeletDaemon:
                 try:
                     self._renew_lease(name)
                     if full:
-                        self.api.patch_node_status(name, {"status": node_status(
-                            spec, self.server.port, self.cfg.get("kubelet_version", "v0.0.0"),
-                            self._node_transition.get(name))})
+                        self.api.patch_node_status(
+                            name,
+                            {
+                                "status": node_status(
+                                    spec,
+                                    self.server.port,
+                                    self.cfg.get("kubelet_version", "v0.0.0"),
+                                    self._node_transition.get(name),
+                                )
+                            },
+                        )
                 except ApiException as exc:
                     if exc.status == 404 and name in self.nodes:  # someone deleted our Node: re-register
                         self._node_mtime.pop(name, None)
@@ -283,8 +312,9 @@ class KubeletDaemon:
     def _delete_terminal(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         try:
-            self.api.delete_namespaced_pod(meta["name"], meta["namespace"], body={
-                "gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
+            self.api.delete_namespaced_pod(
+                meta["name"], meta["namespace"], body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+            )
         except ApiException:
             pass
 
@@ -305,9 +335,14 @@ class KubeletDaemon:
                 rv = listing["metadata"]["resourceVersion"]
                 while not self.stopping.is_set():
                     w = watch.Watch()
-                    for event in w.stream(self.api.list_pod_for_all_namespaces, field_selector=selector,
-                                          resource_version=rv, timeout_seconds=5, allow_watch_bookmarks=True,
-                                          deserialize=False):
+                    for event in w.stream(
+                        self.api.list_pod_for_all_namespaces,
+                        field_selector=selector,
+                        resource_version=rv,
+                        timeout_seconds=5,
+                        allow_watch_bookmarks=True,
+                        deserialize=False,
+                    ):
                         if event["type"] == "ERROR":
                             raise _Relist(str(event["object"]))
                         if event["type"] != "BOOKMARK":
@@ -335,8 +370,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="process-kubelet", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s"
+    )
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     daemon = KubeletDaemon(json.loads(args.config.read_text()))
     signal.signal(signal.SIGTERM, daemon.shutdown)

@@ -53,8 +53,15 @@ class _TLSServer(ThreadingHTTPServer):
 class LogServer:
     """HTTPS server on 127.0.0.1; ``lookup(namespace, pod)`` returns the pod's worker, if this kubelet runs it."""
 
-    def __init__(self, lookup: Lookup, cert: Path, key: Path, client_ca: Path, port: int = 0,
-                 stopping: Optional[threading.Event] = None) -> None:
+    def __init__(
+        self,
+        lookup: Lookup,
+        cert: Path,
+        key: Path,
+        client_ca: Path,
+        port: int = 0,
+        stopping: Optional[threading.Event] = None,
+    ) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
         ctx.load_verify_locations(str(client_ca))
@@ -109,13 +116,15 @@ class _Handler(BaseHTTPRequestHandler):
         previous = query.get("previous", "false").lower() == "true"
         if previous:
             if c.restart_count == 0:
-                return self._reply(400, f'previous terminated container "{container}" in pod "{pod_name}" '
-                                        "not found".encode())
+                return self._reply(
+                    400, f'previous terminated container "{container}" in pod "{pod_name}" not found'.encode()
+                )
             path = worker.log_path(c, c.restart_count - 1)
         else:
             if c.state == "waiting" and c.proc is None:
-                return self._reply(400, f'container "{container}" in pod "{pod_name}" is waiting to start: '
-                                        f"{c.reason}".encode())
+                return self._reply(
+                    400, f'container "{container}" in pod "{pod_name}" is waiting to start: {c.reason}'.encode()
+                )
             path = worker.log_path(c)
         try:
             tail = int(query["tailLines"]) if "tailLines" in query else None

@@ -73,7 +73,9 @@ def xml_facts(xml_path: Union[str, Path]) -> dict[str, str]:
         "driver": (root.findtext("driver_version") or "").strip(),
         "cuda": (root.findtext("cuda_version") or "").strip(),
         "count": (root.findtext("attached_gpus") or "0").strip(),
-        "product": "", "arch": "", "memory": "",
+        "product": "",
+        "arch": "",
+        "memory": "",
     }
     if gpu is not None:
         facts["product"] = (gpu.findtext("product_name") or "").strip()
@@ -108,38 +110,71 @@ def gfd_labels(xml_path: Union[str, Path], instance_type: str = "") -> dict[str,
     return labels
 
 
-def base_labels(name: str, arch: str = "amd64", instance_type: str = "",
-                zone: str = "us-east-1a") -> dict[str, str]:
-    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
-              "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch,
-              "topology.kubernetes.io/region": zone[:-1], "topology.kubernetes.io/zone": zone}
+def base_labels(name: str, arch: str = "amd64", instance_type: str = "", zone: str = "us-east-1a") -> dict[str, str]:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": arch,
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": arch,
+        "topology.kubernetes.io/region": zone[:-1],
+        "topology.kubernetes.io/zone": zone,
+    }
     if instance_type:
         labels["node.kubernetes.io/instance-type"] = instance_type
         labels["beta.kubernetes.io/instance-type"] = instance_type
     return labels
 
 
-def gpu_node(name: str, fixture: Union[str, Path] = H100_XML, *, instance_type: str = "p5.48xlarge",
-             taints: Optional[list[dict[str, str]]] = None, nvidia_smi: Optional[str] = "",
-             labels: Optional[dict[str, str]] = None, gpus: Optional[int] = None, **kw: Any) -> NodeSpec:
+def gpu_node(
+    name: str,
+    fixture: Union[str, Path] = H100_XML,
+    *,
+    instance_type: str = "p5.48xlarge",
+    taints: Optional[list[dict[str, str]]] = None,
+    nvidia_smi: Optional[str] = "",
+    labels: Optional[dict[str, str]] = None,
+    gpus: Optional[int] = None,
+    **kw: Any,
+) -> NodeSpec:
     """A GPU node whose labels and ``nvidia.com/gpu`` capacity come from ``fixture``.
 
     ``nvidia_smi`` defaults to the fixture itself; pass :data:`NVIDIA_SMI_FAIL` or ``None`` to break it.
     ``labels`` are added last (override the derived ones)."""
     fixture = str(Path(fixture).resolve())
-    all_labels = {**base_labels(name, kw.get("arch", "amd64"), instance_type), **gfd_labels(fixture, instance_type),
-                  **(labels or {})}
+    all_labels = {
+        **base_labels(name, kw.get("arch", "amd64"), instance_type),
+        **gfd_labels(fixture, instance_type),
+        **(labels or {}),
+    }
     count = int(all_labels["nvidia.com/gpu.count"]) if gpus is None else gpus
-    return NodeSpec(name=name, labels=all_labels, taints=list(taints or []), gpus=count,
-                    nvidia_smi=fixture if nvidia_smi == "" else nvidia_smi, cpu=kw.pop("cpu", "192"),
-                    memory=kw.pop("memory", "2048Gi"), **kw)
+    return NodeSpec(
+        name=name,
+        labels=all_labels,
+        taints=list(taints or []),
+        gpus=count,
+        nvidia_smi=fixture if nvidia_smi == "" else nvidia_smi,
+        cpu=kw.pop("cpu", "192"),
+        memory=kw.pop("memory", "2048Gi"),
+        **kw,
+    )
 
 
-def cpu_node(name: str, *, instance_type: str = "m5.2xlarge", labels: Optional[dict[str, str]] = None,
-             taints: Optional[list[dict[str, str]]] = None, **kw: Any) -> NodeSpec:
+def cpu_node(
+    name: str,
+    *,
+    instance_type: str = "m5.2xlarge",
+    labels: Optional[dict[str, str]] = None,
+    taints: Optional[list[dict[str, str]]] = None,
+    **kw: Any,
+) -> NodeSpec:
     """A CPU-only node: no GPU labels, no ``nvidia.com/gpu`` capacity, no nvidia-smi on its PATH."""
-    return NodeSpec(name=name, labels={**base_labels(name, kw.get("arch", "amd64"), instance_type), **(labels or {})},
-                    taints=list(taints or []), **kw)
+    return NodeSpec(
+        name=name,
+        labels={**base_labels(name, kw.get("arch", "amd64"), instance_type), **(labels or {})},
+        taints=list(taints or []),
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------------------------ API objects
@@ -155,10 +190,17 @@ def now_micro() -> str:
 def node_object(spec: NodeSpec, kubelet_id: str) -> dict[str, Any]:
     """The Node body (metadata + spec) to create."""
     return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": spec.name, "labels": {**spec.labels, "kubernetes.io/hostname": spec.name},
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0", "aicr.test/process-kubelet": kubelet_id,
-                                     **spec.annotations}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.name,
+            "labels": {**spec.labels, "kubernetes.io/hostname": spec.name},
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "aicr.test/process-kubelet": kubelet_id,
+                **spec.annotations,
+            },
+        },
         "spec": {"taints": spec.taints or None, "unschedulable": spec.unschedulable or None},
     }
 
@@ -168,38 +210,58 @@ def node_conditions(transition: Optional[str] = None) -> list[dict[str, str]]:
     trans = transition or now
 
     def cond(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
-        return {"type": type_, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": trans}
+        return {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": trans,
+        }
 
-    return [cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status")]
+    return [
+        cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ]
 
 
 def node_status(spec: NodeSpec, port: int, kubelet_version: str, transition: Optional[str] = None) -> dict[str, Any]:
     """The full Node status the process kubelet reports."""
-    resources = {"cpu": spec.cpu, "memory": spec.memory, "pods": spec.pods,
-                 "ephemeral-storage": spec.ephemeral_storage}
+    resources = {"cpu": spec.cpu, "memory": spec.memory, "pods": spec.pods, "ephemeral-storage": spec.ephemeral_storage}
     if spec.gpus:
         resources[GPU_RESOURCE] = str(spec.gpus)
     return {
-        "capacity": resources, "allocatable": dict(resources),
+        "capacity": resources,
+        "allocatable": dict(resources),
         "conditions": node_conditions(transition=transition),
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": spec.name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        "nodeInfo": {"machineID": spec.name, "systemUUID": spec.name, "bootID": spec.name,
-                     "kernelVersion": spec.kernel_version, "osImage": spec.os_image,
-                     "containerRuntimeVersion": "process://aicr-test-kubelet", "kubeletVersion": kubelet_version,
-                     "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": spec.arch},
+        "nodeInfo": {
+            "machineID": spec.name,
+            "systemUUID": spec.name,
+            "bootID": spec.name,
+            "kernelVersion": spec.kernel_version,
+            "osImage": spec.os_image,
+            "containerRuntimeVersion": "process://aicr-test-kubelet",
+            "kubeletVersion": kubelet_version,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": spec.arch,
+        },
     }
 
 
 def lease_object(name: str, node_uid: str) -> dict[str, Any]:
     """The node's heartbeat Lease in ``kube-node-lease`` (owned by the Node, so GC removes it with it)."""
     return {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": name, "namespace": "kube-node-lease",
-                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid}]},
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-node-lease",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid}],
+        },
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now_micro()},
     }

@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 DAYS = "3650"
-APISERVER_SANS: tuple[str, ...] = ("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
-                                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+APISERVER_SANS: tuple[str, ...] = (
+    "127.0.0.1",
+    "localhost",
+    "10.0.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 KUBELET_SANS: tuple[str, ...] = ("127.0.0.1", "localhost")
 
 
@@ -86,8 +93,9 @@ class PKI:
     sa_key: Path
     sa_pub: Path
 
-    def issue_cert(self, name: str, cn: str, *, orgs: Iterable[str] = (), client: bool = True,
-                   sans: Sequence[str] = ()) -> tuple[Path, Path]:
+    def issue_cert(
+        self, name: str, cn: str, *, orgs: Iterable[str] = (), client: bool = True, sans: Sequence[str] = ()
+    ) -> tuple[Path, Path]:
         """Issue a leaf certificate signed by the CA; returns ``(crt, key)`` named ``<name>.crt/.key``.
 
         ``client=True`` gives extendedKeyUsage clientAuth; ``sans`` (IPs or DNS names) make it a serving cert.
@@ -99,16 +107,35 @@ class PKI:
         usages = (["clientAuth"] if client else []) + (["serverAuth"] if sans else [])
         if not usages:
             raise ValueError("a certificate needs client=True or some sans")
-        lines = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-                 "extendedKeyUsage=" + ",".join(usages)]
+        lines = [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=" + ",".join(usages),
+        ]
         if sans:
             lines.append("subjectAltName=" + _san(sans))
         ext.write_text("\n".join(lines) + "\n")
         _new_key(key)
         _openssl("req", "-new", "-key", str(key), "-subj", _subject(cn, orgs), "-out", str(csr))
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_crt), "-CAkey", str(self.ca_key),
-                 "-set_serial", str(secrets.randbits(63)), "-days", DAYS, "-sha256", "-extfile", str(ext),
-                 "-out", str(crt))
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(self.ca_crt),
+            "-CAkey",
+            str(self.ca_key),
+            "-set_serial",
+            str(secrets.randbits(63)),
+            "-days",
+            DAYS,
+            "-sha256",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        )
         csr.unlink()
         ext.unlink()
         return crt, key
@@ -126,9 +153,24 @@ def create_pki(directory: Path) -> PKI:
     d.chmod(0o700)
     ca_key, ca_crt = d / "ca.key", d / "ca.crt"
     _new_key(ca_key)
-    _openssl("req", "-x509", "-new", "-key", str(ca_key), "-subj", "/CN=kubectl-aicr-test-ca", "-days", DAYS,
-             "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", str(ca_crt))
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca_key),
+        "-subj",
+        "/CN=kubectl-aicr-test-ca",
+        "-days",
+        DAYS,
+        "-sha256",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out",
+        str(ca_crt),
+    )
     sa_key, sa_pub = d / "sa.key", d / "sa.pub"
     _new_key(sa_key)
     _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
@@ -136,6 +178,7 @@ def create_pki(directory: Path) -> PKI:
     apiserver = partial.issue_cert("apiserver", "kube-apiserver", client=False, sans=APISERVER_SANS)
     admin = partial.issue_cert("admin", "kubectl-aicr-test-admin", orgs=["system:masters"])
     kubelet = partial.issue_cert("kubelet", "process-kubelet", client=False, sans=KUBELET_SANS)
-    kubelet_client = partial.issue_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                                        orgs=["system:masters"])
+    kubelet_client = partial.issue_cert(
+        "apiserver-kubelet-client", "kube-apiserver-kubelet-client", orgs=["system:masters"]
+    )
     return PKI(d, ca_crt, ca_key, *apiserver, *admin, *kubelet, *kubelet_client, sa_key, sa_pub)

@@ -36,8 +36,9 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     """mount(2); raises OSError with the errno."""
-    rc = _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                     data.encode() if data else None)
+    rc = _libc.mount(
+        source.encode(), target.encode(), fstype.encode() if fstype else None, flags, data.encode() if data else None
+    )
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {source} -> {target}: {os.strerror(err)}")

@@ -49,8 +49,14 @@ HOST_TREE = "host-tree"  # see PodWorker._host_tree
 MESSAGE_LINES, MESSAGE_BYTES = 80, 2048  # what a kubelet keeps of the log for FallbackToLogsOnError
 # A private mount namespace per container. As root this is all; otherwise a user namespace mapping us to root
 # makes the mounts possible where unprivileged user namespaces are enabled.
-UNSHARE = ["unshare", "--mount", "--propagation", "private",
-           *([] if os.geteuid() == 0 else ["--user", "--map-root-user"]), "--"]
+UNSHARE = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    *([] if os.geteuid() == 0 else ["--user", "--map-root-user"]),
+    "--",
+]
 
 
 def now() -> str:
@@ -194,9 +200,13 @@ class ContainerRun:
         else:
             state["terminated"] = self.terminated_dict()
         st: dict[str, Any] = {
-            "name": self.name, "image": self.image, "imageID": f"process-kubelet://{self.image}",
-            "ready": self.state == "running" and not self.init, "started": self.state == "running",
-            "restartCount": self.restart_count, "state": state,
+            "name": self.name,
+            "image": self.image,
+            "imageID": f"process-kubelet://{self.image}",
+            "ready": self.state == "running" and not self.init,
+            "started": self.state == "running",
+            "restartCount": self.restart_count,
+            "state": state,
             "lastState": {"terminated": self.last_terminated} if self.last_terminated else {},
         }
         if self.proc is not None:
@@ -337,8 +347,10 @@ class PodWorker(threading.Thread):
         patterns = ", ".join(self.ctx.image_allowlist)
         for c in bad:
             c.reason = "ErrImagePull"
-            c.message = (f'Failed to pull image "{c.image}": image "{c.image}" is not on the process kubelet\'s '
-                         f"image allow-list ({patterns})")
+            c.message = (
+                f'Failed to pull image "{c.image}": image "{c.image}" is not on the process kubelet\'s '
+                f"image allow-list ({patterns})"
+            )
             self._event("Failed", c.message, "Warning")
         self._write_status()
         self._sleep(2.0)
@@ -382,7 +394,7 @@ class PodWorker(threading.Thread):
             self._backoff(c)
 
     def _backoff(self, c: ContainerRun) -> None:
-        delay = min(10.0, 1.0 * 2 ** c.restart_count)
+        delay = min(10.0, 1.0 * 2**c.restart_count)
         c.last_terminated = c.terminated_dict()
         c.state, c.reason = "waiting", "CrashLoopBackOff"
         c.message = f"back-off {int(delay)}s restarting failed container={c.name} pod={self.pod_name}"
@@ -398,7 +410,7 @@ class PodWorker(threading.Thread):
                 if c.state == "running" and self._reap(c):
                     changed = True
                     if policy == "Always" or (policy == "OnFailure" and c.exit_code != 0):
-                        c.next_start = time.monotonic() + min(10.0, 2.0 ** c.restart_count)
+                        c.next_start = time.monotonic() + min(10.0, 2.0**c.restart_count)
                         c.last_terminated = c.terminated_dict()
                         c.state, c.reason = "waiting", "CrashLoopBackOff"
                         c.message = f"back-off restarting failed container={c.name} pod={self.pod_name}"
@@ -416,16 +428,28 @@ class PodWorker(threading.Thread):
     def _base_env(self) -> dict[str, str]:
         path = ":".join([str(self.ctx.node_dir(self.node) / "bin"), *self.ctx.path_tail])
         port = str(self.ctx.api_port)
-        return {"PATH": path, "HOME": str(self.dir / "home"), "LANG": "C.UTF-8", "HOSTNAME": self.pod_name,
-                "KUBERNETES_SERVICE_HOST": POD_IP, "KUBERNETES_SERVICE_PORT": port,
-                "KUBERNETES_SERVICE_PORT_HTTPS": port, "KUBERNETES_PORT": f"tcp://{POD_IP}:{port}"}
+        return {
+            "PATH": path,
+            "HOME": str(self.dir / "home"),
+            "LANG": "C.UTF-8",
+            "HOSTNAME": self.pod_name,
+            "KUBERNETES_SERVICE_HOST": POD_IP,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{POD_IP}:{port}",
+        }
 
     def _start(self, c: ContainerRun) -> None:
         """Start ``c`` (state running), or mark it terminated with reason StartError."""
         c.proc, c.message, c.exit_code = None, "", 0
         try:
-            env = container_env(self.pod, c.spec, ObjectReader(self.ctx.api, self.namespace), self._base_env(),
-                                self.ctx.node_allocatable(self.node))
+            env = container_env(
+                self.pod,
+                c.spec,
+                ObjectReader(self.ctx.api, self.namespace),
+                self._base_env(),
+                self.ctx.node_allocatable(self.node),
+            )
             argv = self._argv(c, env)
             mounts = self._mounts(c)
         except (VolumeError, ValueError) as exc:
@@ -438,8 +462,10 @@ class PodWorker(threading.Thread):
         err_file.unlink(missing_ok=True)
         spec_file = self.dir / "run" / f"{c.name}-{c.restart_count}.json"
         workdir = c.spec.get("workingDir") or str(self.dir)
-        write_atomic(spec_file, json.dumps({"argv": argv, "env": env, "cwd": workdir, "mounts": mounts,
-                                           "start_error_file": str(err_file)}))
+        write_atomic(
+            spec_file,
+            json.dumps({"argv": argv, "env": env, "cwd": workdir, "mounts": mounts, "start_error_file": str(err_file)}),
+        )
         template = self.ctx.simulated_template(self.node) if simagent.is_agent(argv) else None
         if template is not None:
             c.proc = simagent.SimulatedProcess(self.ctx.api, argv, self.node, log, template)
@@ -449,9 +475,14 @@ class PodWorker(threading.Thread):
         with open(log, "ab") as out:
             c.proc = subprocess.Popen(
                 [*UNSHARE, sys.executable, "-I", str(PODINIT), str(spec_file)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGKILL))  # this worker thread outlives the container
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )  # this worker thread outlives the container
         self.ctx.registry.add_pgid(c.proc.pid)
         c.state, c.reason, c.started_at, c.finished_at = "running", "", now(), ""
         self._event("Started", f"Started container {c.name}", "Normal")
@@ -467,8 +498,10 @@ class PodWorker(threading.Thread):
         if not command:
             command = self.ctx.entrypoint(c.image)
             if command is None:
-                raise ValueError(f'container {c.name} has no command and image "{c.image}" has no default '
-                                 "entrypoint in the process kubelet's entrypoint map")
+                raise ValueError(
+                    f'container {c.name} has no command and image "{c.image}" has no default '
+                    "entrypoint in the process kubelet's entrypoint map"
+                )
         return [expand(a, env) for a in [*command, *args]]
 
     def _host_tree(self) -> Optional[Path]:
@@ -484,7 +517,7 @@ class PodWorker(threading.Thread):
             mounts.append({"source": str(tree / "sys"), "target": "/sys", "read_only": True})
         for vm in c.spec.get("volumeMounts") or []:
             if vm["name"] not in self.volume_paths:
-                raise VolumeError(f'volumeMount {vm["name"]}: no such volume')
+                raise VolumeError(f"volumeMount {vm['name']}: no such volume")
             source = mount_source(self.volume_paths[vm["name"]], vm.get("subPath", ""))
             target = os.path.normpath(vm["mountPath"])
             real_parent = os.path.realpath(os.path.dirname(target))
@@ -582,7 +615,9 @@ class PodWorker(threading.Thread):
             for c in self.init_containers + self.containers:
                 if c.state != "terminated":
                     c.state, c.reason, c.exit_code, c.finished_at = "terminated", "ContainerStatusUnknown", 137, now()
-                    c.message = "The container could not be located when the pod was deleted.  The container used to be Running"
+                    c.message = (
+                        "The container could not be located when the pod was deleted.  The container used to be Running"
+                    )
             ran = [c for c in self.containers if c.state == "terminated"]
             ok = bool(ran) and len(ran) == len(self.containers) and all(c.exit_code == 0 for c in ran)
             self.phase = "Succeeded" if ok else "Failed"
@@ -598,9 +633,16 @@ class PodWorker(threading.Thread):
             return
         self._delete_sent = True
         try:
-            self.ctx.api.delete_namespaced_pod(self.pod_name, self.namespace, body={
-                "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": self.uid}})
+            self.ctx.api.delete_namespaced_pod(
+                self.pod_name,
+                self.namespace,
+                body={
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": self.uid},
+                },
+            )
         except ApiException as exc:
             if exc.status not in (404, 409):
                 LOG.warning("delete %s/%s: %s", self.namespace, self.pod_name, exc.reason)
@@ -624,9 +666,20 @@ class PodWorker(threading.Thread):
             self._cond("ContainersReady", value, "" if all_ready else "ContainersNotReady")
             self._cond("Ready", value, "" if all_ready else "ContainersNotReady")
         status: dict[str, Any] = {
-            "phase": self.phase, "hostIP": POD_IP, "hostIPs": [{"ip": POD_IP}], "startTime": self.start_time,
-            "conditions": [{"type": t, "status": s, "lastProbeTime": None, "lastTransitionTime": ts,
-                            **({"reason": r} if r else {})} for t, (s, r, ts) in self.conditions.items()],
+            "phase": self.phase,
+            "hostIP": POD_IP,
+            "hostIPs": [{"ip": POD_IP}],
+            "startTime": self.start_time,
+            "conditions": [
+                {
+                    "type": t,
+                    "status": s,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": ts,
+                    **({"reason": r} if r else {}),
+                }
+                for t, (s, r, ts) in self.conditions.items()
+            ],
             "containerStatuses": [c.status() for c in self.containers],
         }
         if self.init_containers:
@@ -645,21 +698,33 @@ class PodWorker(threading.Thread):
                 if exc.status == 404:
                     self._gone = True
                     return
-                LOG.warning("status of %s/%s (try %d): %s %s", self.namespace, self.pod_name, attempt + 1,
-                            exc.status, exc.body)
+                LOG.warning(
+                    "status of %s/%s (try %d): %s %s", self.namespace, self.pod_name, attempt + 1, exc.status, exc.body
+                )
                 time.sleep(0.3 * (attempt + 1))
 
     def _event(self, reason: str, message: str, type_: str) -> None:
         """Record a core/v1 Event on the pod, as ``kubectl describe pod`` shows them (best effort)."""
         ts = now()
         body = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{self.pod_name}.", "namespace": self.namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.pod_name,
-                               "namespace": self.namespace, "uid": self.uid},
-            "reason": reason, "message": message, "type": type_, "count": 1,
-            "firstTimestamp": ts, "lastTimestamp": ts,
-            "source": {"component": "kubelet", "host": self.node}, "reportingComponent": "kubelet",
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.pod_name,
+                "namespace": self.namespace,
+                "uid": self.uid,
+            },
+            "reason": reason,
+            "message": message,
+            "type": type_,
+            "count": 1,
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "source": {"component": "kubelet", "host": self.node},
+            "reportingComponent": "kubelet",
             "reportingInstance": self.node,
         }
         try:

@@ -6,7 +6,8 @@ small machine that measures the machine, not the plane and the CLI. A node label
 --run-id ...``) as a thread inside the kubelet instead, which does what the real agent does on the API:
 
 1. polls its staging ConfigMap until the CLI handed over the node facts (``GET`` every 0.25 s, 60 s at most),
-2. writes a pre-collected snapshot (the kubelet config's ``simulated_agent_template``: a snapshot file, or a SnapshotList whose first item is taken) into
+2. writes a pre-collected snapshot (the kubelet config's ``simulated_agent_template``: a snapshot file, or a
+SnapshotList whose first item is taken) into
    it with one ``PATCH`` (the same body as :func:`kubectl_aicr.incluster.patch_into`: the facts key dropped),
    varied per node: ``source-node``, ``run-id``, ``timestamp`` and every string naming the template's node,
 3. logs the same two lines the agent logs, the last being the write receipt the CLI verifies
@@ -48,7 +49,7 @@ def _arg(argv: list[str], *names: str) -> str:
             if a == n and i + 1 < len(argv):
                 return argv[i + 1]
             if a.startswith(n + "="):
-                return a[len(n) + 1:]
+                return a[len(n) + 1 :]
     return ""
 
 
@@ -131,7 +132,7 @@ class SimulatedProcess:
 
         location = _arg(self.argv, "--output", "-o")
         run_id = _arg(self.argv, "--run-id")
-        ns, name = location[len("cm://"):].split("/", 1)
+        ns, name = location[len("cm://") :].split("/", 1)
         facts_rv = ""
         end = time.monotonic() + FACTS_WAIT_S
         while not self._stop.is_set():
@@ -153,8 +154,13 @@ class SimulatedProcess:
             body["binaryData"] = binary
         cm = self.api.patch_namespaced_config_map(name, ns, body)
         self._say(f"[agent] snapshot of {self.node} stored in {location} ({len(text):,} bytes) (simulated)")
-        receipt = verify.Receipt(uid=str(cm.metadata.uid), resource_version=str(cm.metadata.resource_version),
-                                 sha256=verify.digest(text.encode("utf-8")), facts_resource_version=facts_rv,
-                                 node=self.node, run_id=run_id)
+        receipt = verify.Receipt(
+            uid=str(cm.metadata.uid),
+            resource_version=str(cm.metadata.resource_version),
+            sha256=verify.digest(text.encode("utf-8")),
+            facts_resource_version=facts_rv,
+            node=self.node,
+            run_id=run_id,
+        )
         self._say(verify.receipt_line(receipt))
         return 0

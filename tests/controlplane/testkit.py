@@ -1,6 +1,6 @@
 """Helpers for tests on the local control plane (imported by tests/conftest.py and by e2e tests).
 
-    from tests.controlplane.testkit import TEST_IMAGE, pod_manifest, unique
+from tests.controlplane.testkit import TEST_IMAGE, pod_manifest, unique
 """
 
 from __future__ import annotations
@@ -38,14 +38,16 @@ def label_nodes(nodes: list[NodeSpec], kubelet: str) -> list[NodeSpec]:
 
 def default_nodes() -> list[NodeSpec]:
     """The session kubelet's nodes: 2x H100 (p5), 1x B200, 1 tainted H100, 1 CPU-only."""
-    return label_nodes([
-        gpu_node("gpu-h100-1", H100_XML),
-        gpu_node("gpu-h100-2", H100_XML),
-        gpu_node("gpu-b200-1", B200_XML, instance_type="p6-b200.48xlarge"),
-        gpu_node("gpu-h100-tainted", H100_XML, taints=[dict(GPU_TAINT)]),
-        cpu_node("cpu-1"),
-    ], "default")
-
+    return label_nodes(
+        [
+            gpu_node("gpu-h100-1", H100_XML),
+            gpu_node("gpu-h100-2", H100_XML),
+            gpu_node("gpu-b200-1", B200_XML, instance_type="p6-b200.48xlarge"),
+            gpu_node("gpu-h100-tainted", H100_XML, taints=[dict(GPU_TAINT)]),
+            cpu_node("cpu-1"),
+        ],
+        "default",
+    )
 
 
 def pod_manifest(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
@@ -55,9 +57,12 @@ def pod_manifest(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
     (nodeSelector, tolerations, serviceAccountName, ...)."""
     container = {"name": "main", "image": spec.pop("image", TEST_IMAGE), "command": command}
     container.update(spec.pop("container", {}))
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [container],
-                     **spec}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [container], **spec},
+    }
 
 
 @dataclass
@@ -76,5 +81,3 @@ class TestCluster:
     @property
     def is_local(self) -> bool:
         return self.kind == "local"
-
-

@@ -26,9 +26,12 @@ _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 _HOSTPATH_CHECKS: dict[str, tuple[Callable[[Path], bool], str]] = {
-    "Directory": (Path.is_dir, "directory"), "File": (Path.is_file, "file"),
-    "Socket": (Path.is_socket, "socket file"), "CharDevice": (Path.is_char_device, "character device"),
-    "BlockDevice": (Path.is_block_device, "block device")}
+    "Directory": (Path.is_dir, "directory"),
+    "File": (Path.is_file, "file"),
+    "Socket": (Path.is_socket, "socket file"),
+    "CharDevice": (Path.is_char_device, "character device"),
+    "BlockDevice": (Path.is_block_device, "block device"),
+}
 """hostPath ``type`` -> (check, what the kubelet's message calls it)."""
 
 
@@ -44,10 +47,15 @@ def field_value(pod: dict[str, Any], path: str) -> str:
     """Value of a downward API ``fieldPath`` for ``pod`` (the subset a real kubelet supports)."""
     meta, spec = pod["metadata"], pod["spec"]
     simple = {
-        "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
-        "metadata.uid": meta.get("uid", ""), "spec.nodeName": spec.get("nodeName", ""),
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.nodeName": spec.get("nodeName", ""),
         "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "status.podIP": POD_IP, "status.hostIP": POD_IP, "status.podIPs": POD_IP, "status.hostIPs": POD_IP,
+        "status.podIP": POD_IP,
+        "status.hostIP": POD_IP,
+        "status.podIPs": POD_IP,
+        "status.hostIPs": POD_IP,
     }
     if path in simple:
         return simple[path]
@@ -109,8 +117,13 @@ class ObjectReader:
         return {k: base64.b64decode(v) for k, v in (sec.data or {}).items()}
 
 
-def container_env(pod: dict[str, Any], container: dict[str, Any], reader: ObjectReader,
-                  base: dict[str, str], node_allocatable: dict[str, str]) -> dict[str, str]:
+def container_env(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    reader: ObjectReader,
+    base: dict[str, str],
+    node_allocatable: dict[str, str],
+) -> dict[str, str]:
     """The container's environment: ``base`` then ``envFrom`` then ``env`` (later wins), with $(VAR) expansion."""
     env = dict(base)
     for src in container.get("envFrom") or []:
@@ -140,8 +153,10 @@ def container_env(pod: dict[str, Any], container: dict[str, Any], reader: Object
             if data is None or ref["key"] not in data:
                 if optional:
                     continue
-                raise NotReady(f'couldn\'t find key {ref["key"]} in {"ConfigMap" if is_cm else "Secret"} '
-                               f'{pod["metadata"]["namespace"]}/{ref["name"]}')
+                raise NotReady(
+                    f"couldn't find key {ref['key']} in {'ConfigMap' if is_cm else 'Secret'} "
+                    f"{pod['metadata']['namespace']}/{ref['name']}"
+                )
             env[name] = data[ref["key"]].decode(errors="replace")
     return env
 
@@ -152,8 +167,9 @@ def _write(path: Path, content: bytes, mode: Optional[int]) -> None:
     path.chmod(mode if mode is not None else 0o644)
 
 
-def _write_keys(dest: Path, data: dict[str, bytes], items: Optional[list[dict[str, Any]]],
-                default_mode: Optional[int], what: str) -> None:
+def _write_keys(
+    dest: Path, data: dict[str, bytes], items: Optional[list[dict[str, Any]]], default_mode: Optional[int], what: str
+) -> None:
     if items:
         for item in items:
             if item["key"] not in data:
@@ -202,9 +218,14 @@ class VolumeBuilder:
             if "fieldRef" in item:
                 value = field_value(self.pod, item["fieldRef"]["fieldPath"])
             else:
-                container = next((c for c in self.pod["spec"]["containers"]
-                                  if c["name"] == item["resourceFieldRef"].get("containerName")),
-                                 self.pod["spec"]["containers"][0])
+                container = next(
+                    (
+                        c
+                        for c in self.pod["spec"]["containers"]
+                        if c["name"] == item["resourceFieldRef"].get("containerName")
+                    ),
+                    self.pod["spec"]["containers"][0],
+                )
                 value = resource_value(container, item["resourceFieldRef"], {})
             _write(dest / item["path"], value.encode(), item.get("mode", default_mode))
 
@@ -222,9 +243,9 @@ class VolumeBuilder:
                 path.touch()
             elif kind in _HOSTPATH_CHECKS and not _HOSTPATH_CHECKS[kind][0](path):
                 # The real kubelet checks the type (following symlinks), not only existence, in these words.
-                raise VolumeError(f'hostPath type check failed: {path} is not a {_HOSTPATH_CHECKS[kind][1]}')
+                raise VolumeError(f"hostPath type check failed: {path} is not a {_HOSTPATH_CHECKS[kind][1]}")
             elif not path.exists() and kind:
-                raise VolumeError(f'hostPath type check failed: {path} is not a {kind}')
+                raise VolumeError(f"hostPath type check failed: {path} is not a {kind}")
             elif not path.exists():
                 path.mkdir(parents=True, exist_ok=True)  # type "" creates nothing on a real node; be kind
             return path
@@ -234,11 +255,11 @@ class VolumeBuilder:
         if "configMap" in vol:
             src = vol["configMap"]
             data = self.reader.configmap(src["name"], src.get("optional", False))
-            _write_keys(dest, data or {}, src.get("items"), src.get("defaultMode"), f'configmap {src["name"]}')
+            _write_keys(dest, data or {}, src.get("items"), src.get("defaultMode"), f"configmap {src['name']}")
         elif "secret" in vol:
             src = vol["secret"]
             data = self.reader.secret(src["secretName"], src.get("optional", False))
-            _write_keys(dest, data or {}, src.get("items"), src.get("defaultMode"), f'secret {src["secretName"]}')
+            _write_keys(dest, data or {}, src.get("items"), src.get("defaultMode"), f"secret {src['secretName']}")
         elif "downwardAPI" in vol:
             self._downward(dest, vol["downwardAPI"].get("items") or [], vol["downwardAPI"].get("defaultMode"))
         elif "projected" in vol:
@@ -250,11 +271,11 @@ class VolumeBuilder:
                 elif "configMap" in source:
                     src = source["configMap"]
                     data = self.reader.configmap(src["name"], src.get("optional", False))
-                    _write_keys(dest, data or {}, src.get("items"), mode, f'configmap {src["name"]}')
+                    _write_keys(dest, data or {}, src.get("items"), mode, f"configmap {src['name']}")
                 elif "secret" in source:
                     src = source["secret"]
                     data = self.reader.secret(src["name"], src.get("optional", False))
-                    _write_keys(dest, data or {}, src.get("items"), mode, f'secret {src["name"]}')
+                    _write_keys(dest, data or {}, src.get("items"), mode, f"secret {src['name']}")
                 elif "downwardAPI" in source:
                     self._downward(dest, source["downwardAPI"].get("items") or [], mode)
                 else:

@@ -26,8 +26,14 @@ class WaitTimeout(AssertionError):
         self.last = last
 
 
-def wait_for(list_fn: Callable[..., Any], namespace: Optional[str], name: str, predicate: Predicate,
-             timeout: float = patience(8), what: str = "") -> Any:
+def wait_for(
+    list_fn: Callable[..., Any],
+    namespace: Optional[str],
+    name: str,
+    predicate: Predicate,
+    timeout: float = patience(8),
+    what: str = "",
+) -> Any:
     """Return the object named ``name`` once ``predicate(obj)`` is true.
 
     ``list_fn`` is a namespaced list call such as ``CoreV1Api.list_namespaced_pod`` (or a cluster-scoped one
@@ -48,9 +54,13 @@ def wait_for(list_fn: Callable[..., Any], namespace: Optional[str], name: str, p
             break
         w = watch.Watch()
         try:
-            for event in w.stream(list_fn, *args, field_selector=selector,
-                                  resource_version=listing.metadata.resource_version,
-                                  timeout_seconds=max(1, int(remaining))):
+            for event in w.stream(
+                list_fn,
+                *args,
+                field_selector=selector,
+                resource_version=listing.metadata.resource_version,
+                timeout_seconds=max(1, int(remaining)),
+            ):
                 if event["type"] in ("ADDED", "MODIFIED"):
                     last = event["object"]
                     if predicate(last):
@@ -65,8 +75,7 @@ def wait_for(list_fn: Callable[..., Any], namespace: Optional[str], name: str, p
     raise WaitTimeout(f"{what or name}: condition not met within {timeout:.0f}s; last seen: {_brief(last)}", last)
 
 
-def wait_gone(read_fn: Callable[..., Any], namespace: Optional[str], name: str,
-              timeout: float = patience(8)) -> None:
+def wait_gone(read_fn: Callable[..., Any], namespace: Optional[str], name: str, timeout: float = patience(8)) -> None:
     """Poll (0.1 s) until ``read_fn(name[, namespace])`` answers 404."""
     from kubernetes.client.exceptions import ApiException
 

@@ -28,19 +28,33 @@ def cli_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(kubeconfig: Path, *args: str, timeout: float = patience(60), stdin: bytes | None = None,
-            **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    kubeconfig: Path, *args: str, timeout: float = patience(60), stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """``kubectl aicr ARGS`` as a subprocess (the real entry point, exit code and stderr)."""
-    return subprocess.run([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO, env=cli_env(kubeconfig, **env),
-                          input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=terminal_signals)
+    return subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", *args],
+        cwd=REPO,
+        env=cli_env(kubeconfig, **env),
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=terminal_signals,
+    )
 
 
 def popen_cli(kubeconfig: Path, *args: str) -> subprocess.Popen[str]:
     """The CLI running in the background; SIGABRT makes it print every thread's stack (see :func:`stuck_report`)."""
-    return subprocess.Popen([sys.executable, "-m", "kubectl_aicr", *args], cwd=REPO,
-                            env=cli_env(kubeconfig, PYTHONFAULTHANDLER="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubectl_aicr", *args],
+        cwd=REPO,
+        env=cli_env(kubeconfig, PYTHONFAULTHANDLER="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=terminal_signals,
+    )
 
 
 def stuck_report(p: subprocess.Popen[str]) -> str:
@@ -59,12 +73,16 @@ def leftovers(api: client.ApiClient) -> list[str]:
     """Every object any kubectl-aicr run created that still exists (pods included), cluster-wide."""
     core, batch, rbac = client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api)
     found: list[str] = []
-    for kind, fn in [("Job", batch.list_job_for_all_namespaces), ("Pod", core.list_pod_for_all_namespaces),
-                     ("ServiceAccount", core.list_service_account_for_all_namespaces),
-                     ("ConfigMap", core.list_config_map_for_all_namespaces),
-                     ("Role", rbac.list_role_for_all_namespaces),
-                     ("RoleBinding", rbac.list_role_binding_for_all_namespaces),
-                     ("ClusterRole", rbac.list_cluster_role), ("ClusterRoleBinding", rbac.list_cluster_role_binding)]:
+    for kind, fn in [
+        ("Job", batch.list_job_for_all_namespaces),
+        ("Pod", core.list_pod_for_all_namespaces),
+        ("ServiceAccount", core.list_service_account_for_all_namespaces),
+        ("ConfigMap", core.list_config_map_for_all_namespaces),
+        ("Role", rbac.list_role_for_all_namespaces),
+        ("RoleBinding", rbac.list_role_binding_for_all_namespaces),
+        ("ClusterRole", rbac.list_cluster_role),
+        ("ClusterRoleBinding", rbac.list_cluster_role_binding),
+    ]:
         for o in fn(label_selector=MANAGED).items:
             found.append(f"{kind} {o.metadata.namespace or ''}/{o.metadata.name}")
     for o in core.list_namespace(label_selector=MANAGED).items:

@@ -30,18 +30,32 @@ EXPECTED_DRIFT = {
 }
 
 
-def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                                                  api_client: client.ApiClient,
-                                                                  make_kubelet: Callable[..., ProcessKubelet],
-                                                                  no_leftovers: Callable[[], list[str]]) -> None:
+def test_drift_after_label_and_driver_change_is_reported_exactly(
+    cluster: TestCluster,
+    namespace: str,
+    tmp_path: Path,
+    api_client: client.ApiClient,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("changes the fake nvidia-smi of a process-kubelet node")
     node = unique("gpu-drift")
     kubelet = make_kubelet([gpu_node(node, H100_XML, labels={"example.com/pool": "training"})])
 
     def capture(out: str) -> None:
-        r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
-                    "--node-selector", f"kubernetes.io/hostname={node}", "-o", out)
+        r = run_cli(
+            cluster.kubeconfig,
+            "snapshot",
+            "-n",
+            namespace,
+            "--image",
+            cluster.agent_image,
+            "--node-selector",
+            f"kubernetes.io/hostname={node}",
+            "-o",
+            out,
+        )
         assert r.returncode == 0, r.stderr
 
     base, again, after = (str(tmp_path / n) for n in ("base.yaml", "again.yaml", "after.yaml"))
@@ -73,8 +87,10 @@ def test_drift_after_label_and_driver_change_is_reported_exactly(cluster: TestCl
     d = run_cli(cluster.kubeconfig, "diff", f"cm://{namespace}/baseline", after, "-o", "json", *shared)
     assert d.returncode == 1, d.stderr
     report = json.loads(d.stdout)
-    got = {(c["type"], c["subtype"], c.get("key"), c["change"]): (c.get("base"), c.get("current"))
-           for c in report["changes"]}
+    got = {
+        (c["type"], c["subtype"], c.get("key"), c["change"]): (c.get("base"), c.get("current"))
+        for c in report["changes"]
+    }
     assert got == EXPECTED_DRIFT
     assert report["summary"]["changed"] == len(got) and report["drift"] is True
 

@@ -29,9 +29,13 @@ def driver_variant(tmp_path: Path) -> Path:
     return fake_nvidia_smi.driver_variant(H100_XML, NEW_DRIVER, tmp_path)
 
 
-def test_fleet_of_20_nodes_finds_exactly_the_two_odd_ones(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                                          make_kubelet: Callable[..., ProcessKubelet],
-                                                          no_leftovers: Callable[[], list[str]]) -> None:
+def test_fleet_of_20_nodes_finds_exactly_the_two_odd_ones(
+    cluster: TestCluster,
+    namespace: str,
+    tmp_path: Path,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs 20 fake GPU nodes from the process kubelet")
     prefix = unique("fleet")
@@ -48,9 +52,24 @@ def test_fleet_of_20_nodes_finds_exactly_the_two_odd_ones(cluster: TestCluster, 
     kubelet = make_kubelet(nodes)
     out = tmp_path / "fleet.yaml"
     t0 = time.monotonic()
-    r = run_cli(cluster.kubeconfig, "snapshot", "--all-nodes", "--node-selector", f"aicr.test/kubelet={kubelet.name}",
-                "--parallelism", "6", "-n", namespace, "--image", cluster.agent_image, "--timeout", LONG_CLI_TIMEOUT,
-                "-o", str(out), timeout=patience(100))
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "--all-nodes",
+        "--node-selector",
+        f"aicr.test/kubelet={kubelet.name}",
+        "--parallelism",
+        "6",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        "-o",
+        str(out),
+        timeout=patience(100),
+    )
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     fleet = yaml.safe_load(out.read_text())
@@ -66,19 +85,28 @@ def test_fleet_of_20_nodes_finds_exactly_the_two_odd_ones(cluster: TestCluster, 
     deviating = {dev["node"]: dev for dev in report["deviations"]}
     assert set(deviating) == {odd_driver, odd_label}
     assert len(report["baseline"]["nodes"]) == 18
-    drv = {(c["type"], c["subtype"], c.get("key")): (c.get("base"), c.get("current")) for c in deviating[odd_driver]["changes"]}
+    drv = {
+        (c["type"], c["subtype"], c.get("key")): (c.get("base"), c.get("current"))
+        for c in deviating[odd_driver]["changes"]
+    }
     assert drv[("GPU", "smi", "driver")] == ("570.86.15", NEW_DRIVER)
-    lab = {(c["type"], c["subtype"], c.get("key")): (c.get("base"), c.get("current")) for c in deviating[odd_label]["changes"]}
+    lab = {
+        (c["type"], c["subtype"], c.get("key")): (c.get("base"), c.get("current"))
+        for c in deviating[odd_label]["changes"]
+    }
     assert lab == {("K8s", "labels", "example.com/rack"): ("r1", "r9")}
     # The text report names both for a person.
     t = run_cli(cluster.kubeconfig, "diff", "--across-nodes", str(out))
     assert t.returncode == 1 and odd_driver in t.stdout and odd_label in t.stdout
 
 
-def test_fleet_failure_of_one_node_is_recorded_others_still_written(cluster: TestCluster, namespace: str,
-                                                                    tmp_path: Path,
-                                                                    make_kubelet: Callable[..., ProcessKubelet],
-                                                                    no_leftovers: Callable[[], list[str]]) -> None:
+def test_fleet_failure_of_one_node_is_recorded_others_still_written(
+    cluster: TestCluster,
+    namespace: str,
+    tmp_path: Path,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs the process kubelet to break one agent")
     prefix = unique("fleetf")
@@ -87,8 +115,21 @@ def test_fleet_failure_of_one_node_is_recorded_others_still_written(cluster: Tes
     broken = kubelet.node_dir(names[1]) / "bin" / "kubectl-aicr"
     write_atomic(broken, "#!/bin/sh\necho 'segfault in collector' >&2\nexit 139\n", mode=0o755)
     out = tmp_path / "fleet.json"
-    r = run_cli(cluster.kubeconfig, "snapshot", "--all-nodes", "--node-selector", f"aicr.test/kubelet={kubelet.name}",
-                "-n", namespace, "--image", cluster.agent_image, "--format", "json", "-o", str(out))
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "--all-nodes",
+        "--node-selector",
+        f"aicr.test/kubelet={kubelet.name}",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--format",
+        "json",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 7, r.stderr
     assert "1 of 3 nodes produced no snapshot" in r.stderr and names[1] in r.stderr
     fleet = json.loads(out.read_text())

@@ -23,9 +23,13 @@ pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 TEMPLATE = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots" / "node-a.yaml"
 
 
-def test_simulated_and_real_agents_in_one_fleet(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                                make_kubelet: Callable[..., ProcessKubelet],
-                                                no_leftovers: Callable[[], list[str]]) -> None:
+def test_simulated_and_real_agents_in_one_fleet(
+    cluster: TestCluster,
+    namespace: str,
+    tmp_path: Path,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs the process kubelet")
     prefix = unique("sim")
@@ -35,9 +39,22 @@ def test_simulated_and_real_agents_in_one_fleet(cluster: TestCluster, namespace:
     nodes.append(gpu_node(real, H100_XML))
     kubelet = make_kubelet(nodes, simulated_agent_template=TEMPLATE)
     out = tmp_path / "fleet.yaml"
-    r = run_cli(cluster.kubeconfig, "snapshot", "--all-nodes", "--node-selector", f"aicr.test/kubelet={kubelet.name}",
-                "-n", namespace, "--image", cluster.agent_image, "--timeout", LONG_CLI_TIMEOUT, "-o", str(out),
-                timeout=patience(100))
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "--all-nodes",
+        "--node-selector",
+        f"aicr.test/kubelet={kubelet.name}",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        "-o",
+        str(out),
+        timeout=patience(100),
+    )
     assert r.returncode == 0, r.stderr
     fleet = yaml.safe_load(out.read_text())
     assert problems(fleet) == [] and "failures" not in fleet

@@ -27,13 +27,27 @@ CLUSTER_WIDE = ("--ignore", "K8s/cluster/*", "--ignore", "K8s/image/*")
 
 
 def snap(cluster: TestCluster, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                   LONG_CLI_TIMEOUT, *args, timeout=patience(60))
+    return run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        *args,
+        timeout=patience(60),
+    )
 
 
 def test_v1_to_a_configmap_reads_back_and_matches_a_v1alpha1_capture(
-        cluster: TestCluster, namespace: str, api_client: client.ApiClient, tmp_path: Path,
-        no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster,
+    namespace: str,
+    api_client: client.ApiClient,
+    tmp_path: Path,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     core = client.CoreV1Api(api_client)
     target_ns = unique("aicr-v1")
     core.create_namespace({"metadata": {"name": target_ns}})
@@ -64,8 +78,9 @@ def test_v1_to_a_configmap_reads_back_and_matches_a_v1alpha1_capture(
             time.sleep(0.2)
 
 
-def test_all_nodes_as_v1_is_a_v1_list_that_across_nodes_reads(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                                              no_leftovers: Callable[[], list[str]]) -> None:
+def test_all_nodes_as_v1_is_a_v1_list_that_across_nodes_reads(
+    cluster: TestCluster, namespace: str, tmp_path: Path, no_leftovers: Callable[[], list[str]]
+) -> None:
     out = tmp_path / "fleet.json"
     r = snap(cluster, namespace, "--all-nodes", "--api-version", formats.V1, "--format", "json", "-o", str(out))
     assert r.returncode == 0, r.stderr

@@ -31,8 +31,10 @@ from tests.e2e.conftest import MANAGED, measurement, popen_cli, run_cli
 
 pytestmark = pytest.mark.controlplane
 REAL_AGENT = Path(sys.executable).parent / "kubectl-aicr"
-FORGED = "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmetadata: {run-id: zzzzzz, source-node: gpu-h100-1}\n" \
-         "measurements:\n- type: GPU\n  subtypes:\n  - subtype: smi\n    data: {driver: FORGED-999}\n"
+FORGED = (
+    "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmetadata: {run-id: zzzzzz, source-node: gpu-h100-1}\n"
+    "measurements:\n- type: GPU\n  subtypes:\n  - subtype: smi\n    data: {driver: FORGED-999}\n"
+)
 
 
 def _local_only(cluster: TestCluster) -> None:
@@ -56,10 +58,14 @@ def _editor(cluster: TestCluster, api: client.ApiClient, namespace: str) -> clie
     """A client for a user holding only the built-in ``edit`` role in ``namespace``."""
     plane = cluster.kubelet.plane  # type: ignore[union-attr]
     user = unique("mallory")
-    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(namespace, {
-        "metadata": {"name": f"{user}-edit"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": f"{user}-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
     conf = client.Configuration()
     from kubernetes import config as kube_config
 
@@ -91,16 +97,31 @@ def _finish(p: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
 
 
 def _snap(cluster: TestCluster, namespace: str, node: str, *args: str) -> subprocess.Popen[str]:
-    return popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
-                     "--timeout", LONG_CLI_TIMEOUT, "--node-selector", f"kubernetes.io/hostname={node}", *args)
+    return popen_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        "--node-selector",
+        f"kubernetes.io/hostname={node}",
+        *args,
+    )
 
 
 # ------------------------------------------------------------------ item 3: forged snapshots
 
 
 def test_staging_configmap_patched_after_the_agent_wrote_is_refused(
-        cluster: TestCluster, namespace: str, own_node: Any, api_client: client.ApiClient,
-        no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster,
+    namespace: str,
+    own_node: Any,
+    api_client: client.ApiClient,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     _local_only(cluster)
     kubelet, node = own_node
     # The real agent, then a pause before the pod ends: the window in which an editor patches the result.
@@ -116,8 +137,12 @@ def test_staging_configmap_patched_after_the_agent_wrote_is_refused(
 
 
 def test_staging_configmap_recreated_by_someone_else_is_refused_and_left_alone(
-        cluster: TestCluster, namespace: str, own_node: Any, api_client: client.ApiClient,
-        no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster,
+    namespace: str,
+    own_node: Any,
+    api_client: client.ApiClient,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     _local_only(cluster)
     kubelet, node = own_node
     _agent_override(kubelet, node, f'sleep 3\nexec "{REAL_AGENT}" "$@"\n')  # starts after the swap below
@@ -137,8 +162,12 @@ def test_staging_configmap_recreated_by_someone_else_is_refused_and_left_alone(
 
 
 def test_snapshot_names_this_run_and_node_and_the_agent_reads_nothing_cluster_wide(
-        cluster: TestCluster, namespace: str, own_node: Any, api_client: client.ApiClient,
-        no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster,
+    namespace: str,
+    own_node: Any,
+    api_client: client.ApiClient,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     _local_only(cluster)
     kubelet, node = own_node
     # Keep the pod (and its RBAC) alive a moment after the write, and ask the API what its SA may do.
@@ -152,8 +181,21 @@ def test_snapshot_names_this_run_and_node_and_the_agent_reads_nothing_cluster_wi
     authz = client.AuthorizationV1Api(api_client)
 
     def may(verb: str, resource: str, ns: str | None = None, group: str = "", name: str | None = None) -> bool:
-        review = authz.create_subject_access_review({"spec": {"user": user, "groups": groups, "resourceAttributes": {
-            "verb": verb, "resource": resource, "group": group, "namespace": ns, "name": name}}})
+        review = authz.create_subject_access_review(
+            {
+                "spec": {
+                    "user": user,
+                    "groups": groups,
+                    "resourceAttributes": {
+                        "verb": verb,
+                        "resource": resource,
+                        "group": group,
+                        "namespace": ns,
+                        "name": name,
+                    },
+                }
+            }
+        )
         return bool(review.status.allowed)
 
     assert not may("list", "pods"), "the agent must not read pod specs anywhere"
@@ -162,8 +204,12 @@ def test_snapshot_names_this_run_and_node_and_the_agent_reads_nothing_cluster_wi
     assert not may("list", "clusterpolicies", group="nvidia.com")
     assert not may("get", "configmaps", namespace, name="kube-root-ca.crt")
     assert not may("get", "secrets", namespace) and not may("list", "secrets")
-    assert may("patch", "configmaps", namespace, name=next(
-        c.metadata.name for c in core.list_namespaced_config_map(namespace, label_selector=MANAGED).items))
+    assert may(
+        "patch",
+        "configmaps",
+        namespace,
+        name=next(c.metadata.name for c in core.list_namespaced_config_map(namespace, label_selector=MANAGED).items),
+    )
     rbac = client.RbacAuthorizationV1Api(api_client)
     assert rbac.list_cluster_role(label_selector=MANAGED).items == []
     assert rbac.list_cluster_role_binding(label_selector=MANAGED).items == []
@@ -182,20 +228,41 @@ def test_snapshot_names_this_run_and_node_and_the_agent_reads_nothing_cluster_wi
 
 
 def test_output_configmap_that_is_not_ours_is_refused_unless_overwrite(
-        cluster: TestCluster, namespace: str, api_client: client.ApiClient,
-        no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "coredns"}, "data": {"Corefile": ".:53 {}"}})
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                LONG_CLI_TIMEOUT, "-o", f"cm://{namespace}/coredns")
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        "-o",
+        f"cm://{namespace}/coredns",
+    )
     assert r.returncode == 2, r.stderr
     assert f"cm://{namespace}/coredns exists and is not a kubectl-aicr snapshot (keys: Corefile)" in r.stderr
     assert "creating Job" not in r.stderr, "refused before anything was created"
     assert core.read_namespaced_config_map("coredns", namespace).data == {"Corefile": ".:53 {}"}
     # Our own snapshot ConfigMap is replaced without --overwrite; a stranger's only with it.
     for target, extra in (("mine", ()), ("mine", ()), ("coredns", ("--overwrite",))):
-        r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                    LONG_CLI_TIMEOUT, "-o", f"cm://{namespace}/{target}", *extra)
+        r = run_cli(
+            cluster.kubeconfig,
+            "snapshot",
+            "-n",
+            namespace,
+            "--image",
+            cluster.agent_image,
+            "--timeout",
+            LONG_CLI_TIMEOUT,
+            "-o",
+            f"cm://{namespace}/{target}",
+            *extra,
+        )
         assert r.returncode == 0, r.stderr
     assert "snapshot.yaml" in core.read_namespaced_config_map("mine", namespace).data
     assert "Corefile" not in core.read_namespaced_config_map("coredns", namespace).data
@@ -205,7 +272,8 @@ def test_output_configmap_that_is_not_ours_is_refused_unless_overwrite(
 
 
 def test_server_that_accepts_and_never_answers_fails_within_the_timeout(
-        cluster: TestCluster, tmp_path: Path, no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster, tmp_path: Path, no_leftovers: Callable[[], list[str]]
+) -> None:
     with FaultProxy(None) as hole:
         kubeconfig = proxied_kubeconfig(cluster.kubeconfig, hole.url, tmp_path)
         # Without real timeouts both runs hung (400 s and more): the subprocess guard would fire.
@@ -219,18 +287,35 @@ def test_server_that_accepts_and_never_answers_fails_within_the_timeout(
 
 
 @pytest.mark.parametrize("when", ["mid-wait", "at-cleanup"])
-def test_api_outage_of_three_seconds_is_survived(cluster: TestCluster, namespace: str, own_node: Any,
-                                                 control_plane: Any, tmp_path: Path, when: str,
-                                                 no_leftovers: Callable[[], list[str]]) -> None:
+def test_api_outage_of_three_seconds_is_survived(
+    cluster: TestCluster,
+    namespace: str,
+    own_node: Any,
+    control_plane: Any,
+    tmp_path: Path,
+    when: str,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     """What the CLI sees of an API server restart: refused connections and reset streams for ~3 s."""
     _local_only(cluster)
     kubelet, node = own_node
     _agent_override(kubelet, node, f'sleep 5\nexec "{REAL_AGENT}" "$@"\n')
     with FaultProxy(("127.0.0.1", control_plane.api_port)) as proxy:
         kubeconfig = proxied_kubeconfig(cluster.kubeconfig, proxy.url, tmp_path)
-        p = popen_cli(kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                      LONG_CLI_TIMEOUT, "--node-selector", f"kubernetes.io/hostname={node}", "-o",
-                      str(tmp_path / "snap.yaml"))
+        p = popen_cli(
+            kubeconfig,
+            "snapshot",
+            "-n",
+            namespace,
+            "--image",
+            cluster.agent_image,
+            "--timeout",
+            LONG_CLI_TIMEOUT,
+            "--node-selector",
+            f"kubernetes.io/hostname={node}",
+            "-o",
+            str(tmp_path / "snap.yaml"),
+        )
         assert p.stderr is not None
         seen = ""
         trigger = "Running on" if when == "mid-wait" else "written to"
@@ -253,8 +338,9 @@ def test_api_outage_of_three_seconds_is_survived(cluster: TestCluster, namespace
 # ------------------------------------------------------------------ item 15: a node that goes away
 
 
-def test_deleted_node_is_reported_as_gone(cluster: TestCluster, namespace: str, own_node: Any,
-                                          no_leftovers: Callable[[], list[str]]) -> None:
+def test_deleted_node_is_reported_as_gone(
+    cluster: TestCluster, namespace: str, own_node: Any, no_leftovers: Callable[[], list[str]]
+) -> None:
     _local_only(cluster)
     kubelet, node = own_node
     _agent_override(kubelet, node, "exec sleep 300\n")
@@ -275,18 +361,32 @@ def test_deleted_node_is_reported_as_gone(cluster: TestCluster, namespace: str, 
 # ------------------------------------------------------------------ item 6: no credentials from ClusterPolicy
 
 
-def test_cluster_policy_env_values_and_credentials_are_redacted(cluster: TestCluster, namespace: str,
-                                                                api_client: client.ApiClient,
-                                                                no_leftovers: Callable[[], list[str]]) -> None:
+def test_cluster_policy_env_values_and_credentials_are_redacted(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     ext = client.ApiextensionsV1Api(api_client)
     crd_name = "clusterpolicies.nvidia.com"
     try:
-        ext.create_custom_resource_definition({
-            "metadata": {"name": crd_name},
-            "spec": {"group": "nvidia.com", "scope": "Cluster",
-                     "names": {"plural": "clusterpolicies", "singular": "clusterpolicy", "kind": "ClusterPolicy"},
-                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+        ext.create_custom_resource_definition(
+            {
+                "metadata": {"name": crd_name},
+                "spec": {
+                    "group": "nvidia.com",
+                    "scope": "Cluster",
+                    "names": {"plural": "clusterpolicies", "singular": "clusterpolicy", "kind": "ClusterPolicy"},
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                            },
+                        }
+                    ],
+                },
+            }
+        )
     except ApiException as e:
         if e.status != 409:
             raise
@@ -295,21 +395,45 @@ def test_cluster_policy_env_values_and_credentials_are_redacted(cluster: TestClu
     end = time.monotonic() + patience(10)
     while True:
         try:
-            custom.create_cluster_custom_object("nvidia.com", "v1", "clusterpolicies", {
-                "apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": policy},
-                "spec": {"driver": {"version": "570.86.16", "env": [
-                    {"name": "HTTPS_PROXY", "value": "http://proxyuser:S3cretProxyPw@proxy:3128"},
-                    {"name": "NGC_API_KEY", "value": "nvapi-TOPSECRET"},
-                    {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "ngc", "key": "token"}}}]},
-                    "toolkit": {"repoConfig": {"password": "hunter2", "configMapName": "repo"}}}})
+            custom.create_cluster_custom_object(
+                "nvidia.com",
+                "v1",
+                "clusterpolicies",
+                {
+                    "apiVersion": "nvidia.com/v1",
+                    "kind": "ClusterPolicy",
+                    "metadata": {"name": policy},
+                    "spec": {
+                        "driver": {
+                            "version": "570.86.16",
+                            "env": [
+                                {"name": "HTTPS_PROXY", "value": "http://proxyuser:S3cretProxyPw@proxy:3128"},
+                                {"name": "NGC_API_KEY", "value": "nvapi-TOPSECRET"},
+                                {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "ngc", "key": "token"}}},
+                            ],
+                        },
+                        "toolkit": {"repoConfig": {"password": "hunter2", "configMapName": "repo"}},
+                    },
+                },
+            )
             break
         except ApiException as e:
             if e.status != 404 or time.monotonic() > end:
                 raise
             time.sleep(0.2)  # the CRD is not served yet
     try:
-        r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                    LONG_CLI_TIMEOUT, "--format", "json")
+        r = run_cli(
+            cluster.kubeconfig,
+            "snapshot",
+            "-n",
+            namespace,
+            "--image",
+            cluster.agent_image,
+            "--timeout",
+            LONG_CLI_TIMEOUT,
+            "--format",
+            "json",
+        )
         assert r.returncode == 0, r.stderr
         for secret in ("S3cretProxyPw", "proxyuser", "TOPSECRET", "hunter2"):
             assert secret not in r.stdout
@@ -327,9 +451,9 @@ def test_cluster_policy_env_values_and_credentials_are_redacted(cluster: TestClu
 # ------------------------------------------------------------------ extras: --dry-run, --as, --token
 
 
-def test_dry_run_client_prints_every_manifest_and_creates_nothing(cluster: TestCluster, namespace: str,
-                                                                  api_client: client.ApiClient,
-                                                                  no_leftovers: Callable[[], list[str]]) -> None:
+def test_dry_run_client_prints_every_manifest_and_creates_nothing(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--dry-run=client")
     assert r.returncode == 0, r.stderr
     docs = list(yaml.safe_load_all(r.stdout))
@@ -339,17 +463,18 @@ def test_dry_run_client_prints_every_manifest_and_creates_nothing(cluster: TestC
     assert client.BatchV1Api(api_client).list_namespaced_job(namespace).items == []
 
 
-def test_dry_run_server_lets_admission_answer_and_creates_nothing(cluster: TestCluster, namespace: str,
-                                                                  api_client: client.ApiClient,
-                                                                  no_leftovers: Callable[[], list[str]]) -> None:
+def test_dry_run_server_lets_admission_answer_and_creates_nothing(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--dry-run=server")
     assert r.returncode == 0, r.stderr
     assert "accepted 5 objects with dryRun=All" in r.stderr
     assert [d["kind"] for d in yaml.safe_load_all(r.stdout)][0] == "Job"
     # A quota that allows no Job: the API server refuses it, and still nothing exists.
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "no-jobs"},
-                                                      "spec": {"hard": {"count/jobs.batch": "0"}}})
+    core.create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}}
+    )
     end = time.monotonic() + patience(10)
     while True:
         r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--dry-run=server")
@@ -361,28 +486,51 @@ def test_dry_run_server_lets_admission_answer_and_creates_nothing(cluster: TestC
     assert client.BatchV1Api(api_client).list_namespaced_job(namespace).items == []
 
 
-def test_impersonation_and_token_flags(cluster: TestCluster, namespace: str, api_client: client.ApiClient,
-                                       tmp_path: Path, no_leftovers: Callable[[], list[str]]) -> None:
+def test_impersonation_and_token_flags(
+    cluster: TestCluster,
+    namespace: str,
+    api_client: client.ApiClient,
+    tmp_path: Path,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     core = client.CoreV1Api(api_client)
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                LONG_CLI_TIMEOUT, "-o", f"cm://{namespace}/base")
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        "-o",
+        f"cm://{namespace}/base",
+    )
     assert r.returncode == 0, r.stderr
     src = f"cm://{namespace}/base"
     nobody = unique("nobody")
     r = run_cli(cluster.kubeconfig, "validate", src, "--as", nobody)
     assert r.returncode == 4 and "forbidden" in r.stderr.lower(), r.stderr
-    r = run_cli(cluster.kubeconfig, "validate", src, "--as", nobody, "--as-group", "dev", "--as-group", "system:masters")
+    r = run_cli(
+        cluster.kubeconfig, "validate", src, "--as", nobody, "--as-group", "dev", "--as-group", "system:masters"
+    )
     assert r.returncode == 0, r.stderr
     r = run_cli(cluster.kubeconfig, "validate", src, "--as-group", "system:masters")
     assert r.returncode == 2 and "--as-group needs --as" in r.stderr
     # --token: a ServiceAccount that may read ConfigMaps here, and a bogus token.
     sa = unique("reader")
     core.create_namespaced_service_account(namespace, {"metadata": {"name": sa}})
-    client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(namespace, {
-        "metadata": {"name": sa}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                              "name": "view"},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]})
-    token = core.create_namespaced_service_account_token(sa, namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": sa},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+        },
+    )
+    token = core.create_namespaced_service_account_token(
+        sa, namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
     plane_cfg = yaml.safe_load(cluster.kubeconfig.read_text())
     # A kubeconfig user without credentials of its own: the token is the only one sent.
     plane_cfg["users"].append({"name": "empty", "user": {}})
@@ -400,9 +548,13 @@ def test_impersonation_and_token_flags(cluster: TestCluster, namespace: str, api
 # ------------------------------------------------------------------ item 7: collectable after SIGKILL
 
 
-def test_everything_is_collectable_after_sigkill(cluster: TestCluster, namespace: str, own_node: Any,
-                                                 api_client: client.ApiClient,
-                                                 no_leftovers: Callable[[], list[str]]) -> None:
+def test_everything_is_collectable_after_sigkill(
+    cluster: TestCluster,
+    namespace: str,
+    own_node: Any,
+    api_client: client.ApiClient,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     _local_only(cluster)
     kubelet, node = own_node
     _agent_override(kubelet, node, "exec sleep 300\n")

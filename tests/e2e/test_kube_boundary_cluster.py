@@ -21,12 +21,15 @@ pytestmark = pytest.mark.controlplane
 def _doc() -> dict[str, Any]:
     from collector.model import Measurement, build_snapshot, reading
 
-    return build_snapshot({"timestamp": "2026-11-27T06:00:00Z", "version": "0.1.0", "source-node": "gpu-1"},
-                          [Measurement("OS", [reading("release", {"ID": "ubuntu"}, source="/etc/os-release")])])
+    return build_snapshot(
+        {"timestamp": "2026-11-27T06:00:00Z", "version": "0.1.0", "source-node": "gpu-1"},
+        [Measurement("OS", [reading("release", {"ID": "ubuntu"}, source="/etc/os-release")])],
+    )
 
 
-def test_save_and_load_a_configmap_through_one_lazy_connection(control_plane: Any, namespace: str,
-                                                               api_client: client.ApiClient) -> None:
+def test_save_and_load_a_configmap_through_one_lazy_connection(
+    control_plane: Any, namespace: str, api_client: client.ApiClient
+) -> None:
     made: list[Kube] = []
 
     def factory() -> Kube:
@@ -60,12 +63,12 @@ def test_missing_and_forbidden_configmaps_are_typed(control_plane: Any, namespac
         snapshot_io.load(ConfigMapRef(namespace, "none"), connect=lambda: nobody)
     said = answer_of(denied.value)
     assert said is not None and said.status == 403 and said.reason == "Forbidden"
-    assert str(denied.value).startswith(f"reading cm://{namespace}/none: configmaps \"none\" is forbidden")
+    assert str(denied.value).startswith(f'reading cm://{namespace}/none: configmaps "none" is forbidden')
 
 
-def test_a_configmap_changed_while_being_replaced_is_not_clobbered(control_plane: Any, namespace: str,
-                                                                   api_client: client.ApiClient,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_configmap_changed_while_being_replaced_is_not_clobbered(
+    control_plane: Any, namespace: str, api_client: client.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kube = connect(KubeOptions(kubeconfig=str(control_plane.kubeconfig)))
     ref = ConfigMapRef(namespace, "raced")
     cmstore.write(kube, ref, "kind: Snapshot\n", "yaml")
@@ -83,8 +86,9 @@ def test_a_configmap_changed_while_being_replaced_is_not_clobbered(control_plane
     assert core.read_namespaced_config_map("raced", namespace).data["snapshot.yaml"] == "kind: Theirs\n"
 
 
-def test_list_all_follows_the_servers_continue_tokens(control_plane: Any, namespace: str,
-                                                      api_client: client.ApiClient) -> None:
+def test_list_all_follows_the_servers_continue_tokens(
+    control_plane: Any, namespace: str, api_client: client.ApiClient
+) -> None:
     core = client.CoreV1Api(api_client)
     names = [f"page-{i}" for i in range(5)]
     for n in names:
@@ -96,7 +100,8 @@ def test_list_all_follows_the_servers_continue_tokens(control_plane: Any, namesp
         tokens.append(kw.get("_continue"))
         return kube.core.list_namespaced_config_map(*args, **kw)
 
-    got = kube.list_all(list_config_maps, namespace, label_selector="aicr.test/page=y", action="listing ConfigMaps",
-                        limit=2)
+    got = kube.list_all(
+        list_config_maps, namespace, label_selector="aicr.test/page=y", action="listing ConfigMaps", limit=2
+    )
     assert sorted(c.metadata.name for c in got) == names
     assert len(tokens) == 3 and tokens[0] is None and all(tokens[1:]), "three pages of at most two"

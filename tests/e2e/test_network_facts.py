@@ -42,8 +42,12 @@ def _generator() -> ModuleType:
 
 
 def test_agent_reports_nics_affinity_runtime_and_kernel_config_of_the_node(
-        cluster: TestCluster, namespace: str, tmp_path: Path, make_kubelet: Callable[..., ProcessKubelet],
-        no_leftovers: Callable[[], list[str]]) -> None:
+    cluster: TestCluster,
+    namespace: str,
+    tmp_path: Path,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("gives a process-kubelet node a fixture host tree")
     gen = _generator()
@@ -56,8 +60,18 @@ def test_agent_reports_nics_affinity_runtime_and_kernel_config_of_the_node(
     os.symlink(tree, kubelet.node_dir(node) / HOST_TREE)
 
     out = tmp_path / "snap.yaml"
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
-                "--node-selector", f"kubernetes.io/hostname={node}", "-o", str(out))
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--node-selector",
+        f"kubernetes.io/hostname={node}",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     doc = yaml.safe_load(text)

@@ -52,8 +52,18 @@ def core(real_node: RealNode) -> client.CoreV1Api:
 
 def snap(node: RealNode, namespace: str, *args: str, image: str = "") -> subprocess.CompletedProcess[str]:
     """A snapshot whose own --timeout is far above every wait: a run that ends did so by itself."""
-    return run_cli(node.kubeconfig, "snapshot", "-n", namespace, "--image", image or node.artifacts.agent_image,
-                   "--timeout", LONG_CLI_TIMEOUT, *args, timeout=patience(60))
+    return run_cli(
+        node.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        image or node.artifacts.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        *args,
+        timeout=patience(60),
+    )
 
 
 def subtype(doc: dict[str, Any], mtype: str, name: str) -> dict[str, Any]:
@@ -98,8 +108,11 @@ def test_the_image_is_the_products(real_node: RealNode, tmp_path: Path) -> None:
         manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
         for layer in manifest[0]["Layers"]:
             with tarfile.open(fileobj=archive.extractfile(layer)) as lt:
-                members = [m for m in lt.getmembers() if m.name.lstrip("./").startswith(VENV.lstrip("/"))
-                           and (m.isfile() or m.isdir())]
+                members = [
+                    m
+                    for m in lt.getmembers()
+                    if m.name.lstrip("./").startswith(VENV.lstrip("/")) and (m.isfile() or m.isdir())
+                ]
                 lt.extractall(venv, members=members, filter="data")
     assert (venv / VENV.lstrip("/") / "bin" / "kubectl-aicr").is_file()
     check_compiled([venv / VENV.lstrip("/")])  # raises on a .so/.pyd/...
@@ -117,8 +130,11 @@ def test_no_hostpath_type_refuses_a_node_without_systemd() -> None:
 
 def test_a_node_that_fails_to_start_leaves_nothing(real_node: RealNode) -> None:
     """The teardown runs on a failed start too: plane, containerd, namespaces and cgroups all gone."""
-    broken = RealNode(dataclasses.replace(real_node.artifacts, kubelet=Path("/bin/false")), real_node.plane_bin_dir,
-                      name="broken-node")
+    broken = RealNode(
+        dataclasses.replace(real_node.artifacts, kubelet=Path("/bin/false")),
+        real_node.plane_bin_dir,
+        name="broken-node",
+    )
     with pytest.raises(RealNodeError, match="kubelet exited with 1"):
         broken.start()
     assert broken.leftovers() == []
@@ -127,8 +143,14 @@ def test_a_node_that_fails_to_start_leaves_nothing(real_node: RealNode) -> None:
 
 # ---------------------------------------------------------------------------------------------- snapshots
 @pytest.mark.parametrize("target", ["stdout", "file", "configmap"])
-def test_snapshot_through_the_real_pod(real_node: RealNode, namespace: str, tmp_path: Path, target: str,
-                                       core: client.CoreV1Api, no_leftovers: Callable[[], list[str]]) -> None:
+def test_snapshot_through_the_real_pod(
+    real_node: RealNode,
+    namespace: str,
+    tmp_path: Path,
+    target: str,
+    core: client.CoreV1Api,
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     out = {"stdout": "-", "file": str(tmp_path / "snap.yaml"), "configmap": f"cm://{namespace}/baseline"}[target]
     r = snap(real_node, namespace, "-o", out)
     assert r.returncode == 0, r.stderr
@@ -153,19 +175,33 @@ def test_snapshot_through_the_real_pod(real_node: RealNode, namespace: str, tmp_
     assert "[aicr] cleaned up" in r.stderr
 
 
-def test_host_facts_in_the_container_equal_snapshot_local_on_the_node(real_node: RealNode, namespace: str,
-                                                                      tmp_path: Path,
-                                                                      no_leftovers: Callable[[], list[str]]) -> None:
+def test_host_facts_in_the_container_equal_snapshot_local_on_the_node(
+    real_node: RealNode, namespace: str, tmp_path: Path, no_leftovers: Callable[[], list[str]]
+) -> None:
     """Through the container boundary (its own mount/PID namespaces, the hostPath os-release, the node's network
     namespace) the agent reports the same OS facts as a local capture in that network namespace."""
-    assert real_node.node_exec(["test", "-L", "/etc/os-release"], check=False).returncode == 0, \
+    assert real_node.node_exec(["test", "-L", "/etc/os-release"], check=False).returncode == 0, (
         "this host shape has /etc/os-release as a symlink"
+    )
     r = snap(real_node, namespace, "-o", str(tmp_path / "pod.yaml"))
     assert r.returncode == 0, r.stderr
-    local = subprocess.run(real_node.netns.exec_prefix() + [sys.executable, "-m", "kubectl_aicr", "snapshot",  # type: ignore[union-attr]
-                                                            "--local", "-o", str(tmp_path / "local.yaml")],
-                           cwd=REPO, env=cli_env(real_node.kubeconfig), capture_output=True, text=True,
-                           timeout=patience(60))
+    local = subprocess.run(
+        real_node.netns.exec_prefix()
+        + [
+            sys.executable,
+            "-m",
+            "kubectl_aicr",
+            "snapshot",  # type: ignore[union-attr]
+            "--local",
+            "-o",
+            str(tmp_path / "local.yaml"),
+        ],
+        cwd=REPO,
+        env=cli_env(real_node.kubeconfig),
+        capture_output=True,
+        text=True,
+        timeout=patience(60),
+    )
     assert local.returncode == 0, local.stderr
     pod = yaml.safe_load((tmp_path / "pod.yaml").read_text())
     here = yaml.safe_load((tmp_path / "local.yaml").read_text())
@@ -176,8 +212,13 @@ def test_host_facts_in_the_container_equal_snapshot_local_on_the_node(real_node:
         # This VM's kernel has no loadable modules (no /proc/modules): kmod is unavailable on both sides.
         assert a["context"]["status"] == "ok" or name == "kmod", (name, a["context"])
         if name == "sysctl":  # counters and random values move between the two reads
-            moving = ("/proc/sys/kernel/random/", "/proc/sys/fs/", "/proc/sys/kernel/ns_last_pid",
-                      "/proc/sys/kernel/pty/nr", "/proc/sys/net/netfilter/nf_conntrack_count")
+            moving = (
+                "/proc/sys/kernel/random/",
+                "/proc/sys/fs/",
+                "/proc/sys/kernel/ns_last_pid",
+                "/proc/sys/kernel/pty/nr",
+                "/proc/sys/net/netfilter/nf_conntrack_count",
+            )
             a_data = {k: v for k, v in a["data"].items() if not k.startswith(moving)}
             b_data = {k: v for k, v in b["data"].items() if not k.startswith(moving)}
             assert set(a_data) == set(b_data)
@@ -194,8 +235,9 @@ def test_host_facts_in_the_container_equal_snapshot_local_on_the_node(real_node:
     assert subtype(pod, "OS", "release")["data"]["PRETTY_NAME"] == host["PRETTY_NAME"].strip('"')
 
 
-def test_node_without_systemd_still_runs_the_agent(real_node: RealNode, namespace: str,
-                                                   no_leftovers: Callable[[], list[str]]) -> None:
+def test_node_without_systemd_still_runs_the_agent(
+    real_node: RealNode, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     """The node's /run has no systemd (as on Talos/COS): the pod starts, systemd is reported unavailable."""
     real_node.node_exec(["rm", "-rf", "/run/systemd"])
     r = snap(real_node, namespace)
@@ -208,9 +250,9 @@ def test_node_without_systemd_still_runs_the_agent(real_node: RealNode, namespac
         assert unit["context"].get("reason"), unit
 
 
-def test_systemd_is_asked_through_the_mounted_socket_of_a_real_systemd(real_node: RealNode, namespace: str,
-                                                                       core: client.CoreV1Api,
-                                                                       no_leftovers: Callable[[], list[str]]) -> None:
+def test_systemd_is_asked_through_the_mounted_socket_of_a_real_systemd(
+    real_node: RealNode, namespace: str, core: client.CoreV1Api, no_leftovers: Callable[[], list[str]]
+) -> None:
     """systemd runs as PID 1 in a privileged pod of its own, its /run/systemd on the node's; the agent's
     systemctl reaches its private socket through the hostPath. Without SYSTEMD_IGNORE_CHROOT it printed
     "Running in chroot, ignoring command 'show'" and exited 0, so every unit read as not installed.
@@ -249,23 +291,34 @@ def systemd_pod(name: str, node: RealNode) -> dict[str, Any]:
     return {
         "metadata": {"name": name},
         "spec": {
-            "nodeName": node.name, "hostNetwork": True, "restartPolicy": "Never",
+            "nodeName": node.name,
+            "hostNetwork": True,
+            "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "systemd", "image": node.artifacts.agent_image, "command": ["/lib/systemd/systemd"],
-                "env": [{"name": "container", "value": "containerd"}],
-                "securityContext": {"privileged": True},
-                "volumeMounts": [{"name": "run", "mountPath": "/run"},
-                                 {"name": "run-systemd", "mountPath": "/run/systemd"}],
-            }],
-            "volumes": [{"name": "run", "emptyDir": {"medium": "Memory"}},
-                        {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "DirectoryOrCreate"}}],
+            "containers": [
+                {
+                    "name": "systemd",
+                    "image": node.artifacts.agent_image,
+                    "command": ["/lib/systemd/systemd"],
+                    "env": [{"name": "container", "value": "containerd"}],
+                    "securityContext": {"privileged": True},
+                    "volumeMounts": [
+                        {"name": "run", "mountPath": "/run"},
+                        {"name": "run-systemd", "mountPath": "/run/systemd"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "run", "emptyDir": {"medium": "Memory"}},
+                {"name": "run-systemd", "hostPath": {"path": "/run/systemd", "type": "DirectoryOrCreate"}},
+            ],
         },
     }
 
 
-def test_no_nvidia_runtime_reports_nvidia_smi_unavailable(real_node: RealNode, namespace: str,
-                                                         no_leftovers: Callable[[], list[str]]) -> None:
+def test_no_nvidia_runtime_reports_nvidia_smi_unavailable(
+    real_node: RealNode, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     real_node.set_nvidia(None)
     try:
         r = snap(real_node, namespace)
@@ -277,8 +330,9 @@ def test_no_nvidia_runtime_reports_nvidia_smi_unavailable(real_node: RealNode, n
 
 
 # ---------------------------------------------------------------------------------------------- failures
-def test_bad_image_fails_fast_with_the_pull_error(real_node: RealNode, namespace: str,
-                                                  no_leftovers: Callable[[], list[str]]) -> None:
+def test_bad_image_fails_fast_with_the_pull_error(
+    real_node: RealNode, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     r = snap(real_node, namespace, image="localhost/aicr/no-such-image:v0")
     assert r.returncode != 0
     assert "ErrImagePull" in r.stderr or "ImagePullBackOff" in r.stderr, r.stderr
@@ -286,18 +340,21 @@ def test_bad_image_fails_fast_with_the_pull_error(real_node: RealNode, namespace
     assert "did not finish within" not in r.stderr
 
 
-def test_image_without_the_agent_fails_fast_with_the_runtime_cause(real_node: RealNode, namespace: str,
-                                                                   no_leftovers: Callable[[], list[str]]) -> None:
+def test_image_without_the_agent_fails_fast_with_the_runtime_cause(
+    real_node: RealNode, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     """The pause image has no kubectl-aicr: runc cannot exec it; the CLI says so instead of waiting."""
     r = snap(real_node, namespace, image=real_node.artifacts.pause_image)
     assert r.returncode != 0
     assert "did not finish within" not in r.stderr
-    assert "kubectl-aicr" in r.stderr and ("executable file not found" in r.stderr or "no such file" in r.stderr), \
+    assert "kubectl-aicr" in r.stderr and ("executable file not found" in r.stderr or "no such file" in r.stderr), (
         r.stderr
+    )
 
 
-def test_os_release_that_is_not_a_file_fails_fast_with_failed_mount(real_node: RealNode, namespace: str,
-                                                                    no_leftovers: Callable[[], list[str]]) -> None:
+def test_os_release_that_is_not_a_file_fails_fast_with_failed_mount(
+    real_node: RealNode, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     """A node whose /etc/os-release resolves to something else than a file: the kubelet's hostPath check
     refuses it (FailedMount, only an event); the CLI reports that event instead of waiting for its timeout."""
     target = real_node.node_exec(["readlink", "-f", "/etc/os-release"]).stdout.strip()
@@ -311,12 +368,21 @@ def test_os_release_that_is_not_a_file_fails_fast_with_failed_mount(real_node: R
     assert "FailedMount" in r.stderr and "/etc/os-release is not a file" in r.stderr, r.stderr
 
 
-def test_sigint_during_container_creating_cleans_up(real_node: RealNode, namespace: str,
-                                                    no_leftovers: Callable[[], list[str]]) -> None:
+def test_sigint_during_container_creating_cleans_up(
+    real_node: RealNode, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     before = set(node_containers(real_node))
     with real_node.holding_container_creation():
-        p = popen_cli(real_node.kubeconfig, "snapshot", "-n", namespace, "--image", real_node.artifacts.agent_image,
-                      "--timeout", LONG_CLI_TIMEOUT)
+        p = popen_cli(
+            real_node.kubeconfig,
+            "snapshot",
+            "-n",
+            namespace,
+            "--image",
+            real_node.artifacts.agent_image,
+            "--timeout",
+            LONG_CLI_TIMEOUT,
+        )
         assert p.stderr is not None
         seen = ""
         deadline = time.monotonic() + patience(30)
@@ -342,9 +408,19 @@ def pod_runner(real_node: RealNode, namespace: str, core: client.CoreV1Api) -> I
     def run(container: dict[str, Any]) -> Any:
         name = unique("p")
         made.append(name)
-        core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {
-            "nodeName": real_node.name, "hostNetwork": True, "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", **container}]}})
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "nodeName": real_node.name,
+                    "hostNetwork": True,
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", **container}],
+                },
+            },
+        )
         deadline = time.monotonic() + patience(30)
         while True:
             pod = core.read_namespaced_pod(name, namespace)
@@ -361,10 +437,15 @@ def pod_runner(real_node: RealNode, namespace: str, core: client.CoreV1Api) -> I
             pass
 
 
-def test_exit_code_and_logs_through_the_real_pods_log(real_node: RealNode, core: client.CoreV1Api, namespace: str,
-                                                      pod_runner: Callable[..., Any]) -> None:
-    pod = pod_runner({"image": real_node.artifacts.pause_image,
-                      "command": ["/bin/sh", "-c", "echo first line; echo to stderr >&2; echo last line; exit 3"]})
+def test_exit_code_and_logs_through_the_real_pods_log(
+    real_node: RealNode, core: client.CoreV1Api, namespace: str, pod_runner: Callable[..., Any]
+) -> None:
+    pod = pod_runner(
+        {
+            "image": real_node.artifacts.pause_image,
+            "command": ["/bin/sh", "-c", "echo first line; echo to stderr >&2; echo last line; exit 3"],
+        }
+    )
     term = pod.status.container_statuses[0].state.terminated
     assert pod.status.phase == "Failed" and term.exit_code == 3 and term.reason == "Error"
     lines = core.read_namespaced_pod_log(pod.metadata.name, namespace, container="c").splitlines()
@@ -375,16 +456,25 @@ def test_exit_code_and_logs_through_the_real_pods_log(real_node: RealNode, core:
     assert len(tail) == 1 and tail[0] == lines[-1]
 
 
-def test_the_agent_fits_its_own_memory_limit(real_node: RealNode, core: client.CoreV1Api, namespace: str,
-                                             pod_runner: Callable[..., Any]) -> None:
+def test_the_agent_fits_its_own_memory_limit(
+    real_node: RealNode, core: client.CoreV1Api, namespace: str, pod_runner: Callable[..., Any]
+) -> None:
     """The Job's resources, enforced by the real kubelet (cgroup v1 here): a full local capture in the agent
     image stays under the memory limit, and the limit is what the spec says."""
     (container,) = spec.job(spec.RunSpec(namespace=namespace, run_id="r"))["spec"]["template"]["spec"]["containers"]
     limit = container["resources"]["limits"]["memory"]
-    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes; kubectl-aicr snapshot --local -o /tmp/s.yaml && "
-              "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes /sys/fs/cgroup/memory/memory.failcnt")
-    pod = pod_runner({"image": real_node.artifacts.agent_image, "command": ["sh", "-c", script],
-                      "resources": container["resources"], "securityContext": container["securityContext"]})
+    script = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; kubectl-aicr snapshot --local -o /tmp/s.yaml && "
+        "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes /sys/fs/cgroup/memory/memory.failcnt"
+    )
+    pod = pod_runner(
+        {
+            "image": real_node.artifacts.agent_image,
+            "command": ["sh", "-c", script],
+            "resources": container["resources"],
+            "securityContext": container["securityContext"],
+        }
+    )
     log = core.read_namespaced_pod_log(pod.metadata.name, namespace, container="c")
     assert pod.status.phase == "Succeeded", log
     got_limit, peak, failcnt = (int(x) for x in log.split()[-3:])

@@ -17,9 +17,9 @@ import yaml
 from kubernetes import client
 
 from kubectl_aicr.schema import problems
-from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.files import write_atomic
-from tests.controlplane.nodes import GPU_TAINT, H100_XML, gpu_node
+from tests.controlplane.handle import ProcessKubelet
+from tests.controlplane.nodes import H100_XML, gpu_node
 from tests.controlplane.patience import LONG_CLI_TIMEOUT, patience
 from tests.controlplane.testkit import TestCluster, unique
 from tests.e2e.conftest import measurement, popen_cli, run_cli, stuck_report
@@ -31,12 +31,23 @@ DEFAULT_GPU_NODES = {"gpu-h100-1", "gpu-h100-2", "gpu-b200-1", "gpu-h100-tainted
 def snap(cluster: TestCluster, namespace: str, *args: str, timeout: float = patience(60)) -> Any:
     """A snapshot run whose own --timeout is far above any wait here: a run that ends did so by itself, so
     fail-fast tests assert on the reason (a timeout would say "did not finish"), never on the clock."""
-    return run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                   LONG_CLI_TIMEOUT, *args, timeout=timeout)
+    return run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        *args,
+        timeout=timeout,
+    )
 
 
-def test_snapshot_to_stdout_lands_on_a_gpu_node_and_is_valid(cluster: TestCluster, namespace: str,
-                                                             no_leftovers: Callable[[], list[str]]) -> None:
+def test_snapshot_to_stdout_lands_on_a_gpu_node_and_is_valid(
+    cluster: TestCluster, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     r = snap(cluster, namespace)
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load(r.stdout)
@@ -56,10 +67,13 @@ def test_snapshot_to_stdout_lands_on_a_gpu_node_and_is_valid(cluster: TestCluste
     assert "[aicr] cleaned up" in r.stderr
 
 
-def test_snapshot_to_file_json_with_selector(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                             no_leftovers: Callable[[], list[str]]) -> None:
+def test_snapshot_to_file_json_with_selector(
+    cluster: TestCluster, namespace: str, tmp_path: Path, no_leftovers: Callable[[], list[str]]
+) -> None:
     out = tmp_path / "snap.json"
-    r = snap(cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-b200-1", "--format", "json", "-o", str(out))
+    r = snap(
+        cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-b200-1", "--format", "json", "-o", str(out)
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     doc = json.loads(out.read_text())
@@ -68,8 +82,9 @@ def test_snapshot_to_file_json_with_selector(cluster: TestCluster, namespace: st
     assert measurement(doc, "GPU", "smi")["data"]["driver"] == "560.35.03"
 
 
-def test_snapshot_to_configmap_in_another_namespace(cluster: TestCluster, namespace: str, api_client: client.ApiClient,
-                                                    no_leftovers: Callable[[], list[str]]) -> None:
+def test_snapshot_to_configmap_in_another_namespace(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     core = client.CoreV1Api(api_client)
     target_ns = unique("aicr-out")
     core.create_namespace({"metadata": {"name": target_ns}})
@@ -92,48 +107,83 @@ def test_snapshot_to_configmap_in_another_namespace(cluster: TestCluster, namesp
             time.sleep(0.2)
 
 
-def test_selector_matching_nothing_fails_fast_creating_nothing(cluster: TestCluster, namespace: str,
-                                                              no_leftovers: Callable[[], list[str]]) -> None:
+def test_selector_matching_nothing_fails_fast_creating_nothing(
+    cluster: TestCluster, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     r = snap(cluster, namespace, "--node-selector", "nvidia.com/gpu.product=NVIDIA-Z999")
     assert r.returncode == 3
     assert "no node matches --node-selector nvidia.com/gpu.product=NVIDIA-Z999" in r.stderr
     assert "creating Job" not in r.stderr
 
 
-def test_restricted_tolerations_keep_the_pod_off_a_tainted_node(cluster: TestCluster, namespace: str,
-                                                                 no_leftovers: Callable[[], list[str]]) -> None:
+def test_restricted_tolerations_keep_the_pod_off_a_tainted_node(
+    cluster: TestCluster, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
     # Only the tainted node selected, its taint not tolerated: refused before anything is created.
-    r = snap(cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-h100-tainted",
-             "--toleration", "dedicated=ml:NoSchedule")
+    r = snap(
+        cluster,
+        namespace,
+        "--node-selector",
+        "kubernetes.io/hostname=gpu-h100-tainted",
+        "--toleration",
+        "dedicated=ml:NoSchedule",
+    )
     assert r.returncode == 3, r.stderr
     assert "carry taints the tolerations do not allow (gpu-h100-tainted: nvidia.com/gpu=present:NoSchedule)" in r.stderr
     # H100 nodes selected, one tainted: with a restricted toleration the agent lands on an untainted one.
     for _ in range(2):
-        r = snap(cluster, namespace, "--node-selector", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
-                 "--toleration", "dedicated=ml:NoSchedule")
+        r = snap(
+            cluster,
+            namespace,
+            "--node-selector",
+            "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+            "--toleration",
+            "dedicated=ml:NoSchedule",
+        )
         assert r.returncode == 0, r.stderr
         assert yaml.safe_load(r.stdout)["metadata"]["source-node"] in ("gpu-h100-1", "gpu-h100-2")
     # Tolerating the taint makes the tainted node usable.
-    r = snap(cluster, namespace, "--node-selector", "kubernetes.io/hostname=gpu-h100-tainted",
-             "--toleration", "nvidia.com/gpu=present:NoSchedule")
+    r = snap(
+        cluster,
+        namespace,
+        "--node-selector",
+        "kubernetes.io/hostname=gpu-h100-tainted",
+        "--toleration",
+        "nvidia.com/gpu=present:NoSchedule",
+    )
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(r.stdout)["metadata"]["source-node"] == "gpu-h100-tainted"
 
 
-def test_bad_image_fails_fast_naming_the_image(cluster: TestCluster, namespace: str,
-                                              no_leftovers: Callable[[], list[str]]) -> None:
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", "registry.invalid/nope/agent:1",
-                "--timeout", LONG_CLI_TIMEOUT)
+def test_bad_image_fails_fast_naming_the_image(
+    cluster: TestCluster, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        "registry.invalid/nope/agent:1",
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+    )
     assert r.returncode == 7, r.stderr  # not 5: it did not wait for the timeout
     assert "cannot pull image 'registry.invalid/nope/agent:1'" in r.stderr
 
 
-def test_bad_flags_are_refused_before_anything_is_created(cluster: TestCluster, namespace: str,
-                                                           no_leftovers: Callable[[], list[str]]) -> None:
-    for args, text in [(["--timeout", "5 minutes"], "--timeout"), (["--node-selector", "oops"], "must be key=value"),
-                       (["--toleration", "k=v:Sometimes"], "effect must be one of"), (["--job-name", "Bad_Name"], "--job-name"),
-                       (["-o", "cm://Bad/x"], "not a valid namespace"), (["-o", "/nonexistent-dir/x.yaml"], "does not exist"),
-                       (["--format", "xml"], "Invalid value for '--format'")]:
+def test_bad_flags_are_refused_before_anything_is_created(
+    cluster: TestCluster, namespace: str, no_leftovers: Callable[[], list[str]]
+) -> None:
+    for args, text in [
+        (["--timeout", "5 minutes"], "--timeout"),
+        (["--node-selector", "oops"], "must be key=value"),
+        (["--toleration", "k=v:Sometimes"], "effect must be one of"),
+        (["--job-name", "Bad_Name"], "--job-name"),
+        (["-o", "cm://Bad/x"], "not a valid namespace"),
+        (["-o", "/nonexistent-dir/x.yaml"], "does not exist"),
+        (["--format", "xml"], "Invalid value for '--format'"),
+    ]:
         r = snap(cluster, namespace, *args)
         assert r.returncode == 2, (args, r.stderr)
         assert text in r.stderr, (args, r.stderr)
@@ -152,8 +202,9 @@ def own_node(make_kubelet: Callable[..., ProcessKubelet]) -> tuple[ProcessKubele
     return kubelet, name
 
 
-def test_collector_failure_reports_exit_code_and_log_lines(cluster: TestCluster, namespace: str, own_node: Any,
-                                                            no_leftovers: Callable[[], list[str]]) -> None:
+def test_collector_failure_reports_exit_code_and_log_lines(
+    cluster: TestCluster, namespace: str, own_node: Any, no_leftovers: Callable[[], list[str]]
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs the process kubelet to break the agent")
     kubelet, node = own_node
@@ -164,28 +215,50 @@ def test_collector_failure_reports_exit_code_and_log_lines(cluster: TestCluster,
     assert "fatal: /proc is not mounted" in r.stderr and f"collecting on {node}" in r.stderr
 
 
-def test_timeout_reports_where_it_was_stuck(cluster: TestCluster, namespace: str, own_node: Any,
-                                           no_leftovers: Callable[[], list[str]]) -> None:
+def test_timeout_reports_where_it_was_stuck(
+    cluster: TestCluster, namespace: str, own_node: Any, no_leftovers: Callable[[], list[str]]
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs the process kubelet to hang the agent")
     kubelet, node = own_node
     _agent_override(kubelet, node, "exec sleep 120\n")
     limit = f"{min(round(patience(5)), 110)}s"  # long enough for the pod to be Running even on a busy machine
-    r = run_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout", limit,
-                "--node-selector", f"kubernetes.io/hostname={node}")
+    r = run_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        limit,
+        "--node-selector",
+        f"kubernetes.io/hostname={node}",
+    )
     assert r.returncode == 5, r.stderr
     assert f"did not finish within {limit}; last state: " in r.stderr and f"Running on {node}" in r.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_node: Any, sig: signal.Signals,
-                                   no_leftovers: Callable[[], list[str]]) -> None:
+def test_signal_mid_wait_cleans_up(
+    cluster: TestCluster, namespace: str, own_node: Any, sig: signal.Signals, no_leftovers: Callable[[], list[str]]
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs the process kubelet to hang the agent")
     kubelet, node = own_node
     _agent_override(kubelet, node, "exec sleep 120\n")
-    p = popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image, "--timeout",
-                  LONG_CLI_TIMEOUT, "--node-selector", f"kubernetes.io/hostname={node}")
+    p = popen_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        LONG_CLI_TIMEOUT,
+        "--node-selector",
+        f"kubernetes.io/hostname={node}",
+    )
     assert p.stderr is not None
     seen = ""
     deadline = time.monotonic() + patience(15)
@@ -204,10 +277,22 @@ def test_signal_mid_wait_cleans_up(cluster: TestCluster, namespace: str, own_nod
     assert "interrupted" in err
 
 
-def test_two_concurrent_runs_in_one_namespace(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                              no_leftovers: Callable[[], list[str]]) -> None:
-    procs = [popen_cli(cluster.kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image,
-                       "-o", str(tmp_path / f"s{i}.yaml")) for i in range(2)]
+def test_two_concurrent_runs_in_one_namespace(
+    cluster: TestCluster, namespace: str, tmp_path: Path, no_leftovers: Callable[[], list[str]]
+) -> None:
+    procs = [
+        popen_cli(
+            cluster.kubeconfig,
+            "snapshot",
+            "-n",
+            namespace,
+            "--image",
+            cluster.agent_image,
+            "-o",
+            str(tmp_path / f"s{i}.yaml"),
+        )
+        for i in range(2)
+    ]
     results = [p.communicate(timeout=patience(60)) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err
@@ -217,9 +302,9 @@ def test_two_concurrent_runs_in_one_namespace(cluster: TestCluster, namespace: s
     assert runs[0] != runs[1]
 
 
-def test_user_without_rights_is_told_which_permission_is_missing(cluster: TestCluster, namespace: str,
-                                                                 api_client: client.ApiClient,
-                                                                 no_leftovers: Callable[[], list[str]]) -> None:
+def test_user_without_rights_is_told_which_permission_is_missing(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs a client certificate for a non-admin user")
     plane = cluster.kubelet.plane  # type: ignore[union-attr]
@@ -228,10 +313,14 @@ def test_user_without_rights_is_told_which_permission_is_missing(cluster: TestCl
     rbac = client.RbacAuthorizationV1Api(api_client)
     # 'edit' in the namespace: can create Jobs and ConfigMaps, but no RBAC objects. The run needs nothing
     # cluster-wide (the agent's only grant is a Role), so only the namespaced RBAC is missing.
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "alice-edit"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "alice-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
     r = run_cli(kubeconfig, "snapshot", "-n", namespace, "--image", cluster.agent_image)
     assert r.returncode == 4, r.stderr
     assert "permissions needed to run the snapshot agent" in r.stderr
@@ -239,12 +328,15 @@ def test_user_without_rights_is_told_which_permission_is_missing(cluster: TestCl
     assert "cluster-wide" not in r.stderr and "clusterroles" not in r.stderr
     assert "nothing was created" in r.stderr
     # No rights at all (not even to read the namespace).
-    r = run_cli(plane.make_user_kubeconfig(unique("nobody")), "snapshot", "-n", namespace, "--image", cluster.agent_image)
+    r = run_cli(
+        plane.make_user_kubeconfig(unique("nobody")), "snapshot", "-n", namespace, "--image", cluster.agent_image
+    )
     assert r.returncode == 4 and "create jobs.batch in namespace" in r.stderr
 
 
-def test_no_cleanup_keeps_objects_and_prints_how_to_delete(cluster: TestCluster, namespace: str,
-                                                          api_client: client.ApiClient) -> None:
+def test_no_cleanup_keeps_objects_and_prints_how_to_delete(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient
+) -> None:
     import shlex
     import subprocess
 
@@ -255,10 +347,14 @@ def test_no_cleanup_keeps_objects_and_prints_how_to_delete(cluster: TestCluster,
     left = leftovers(api_client)
     assert any(x.startswith("Job ") for x in left)
     assert all(x.split(" ", 1)[1].startswith(f"{namespace}/") for x in left), left  # nothing cluster-scoped
-    cmds = [line.split("[aicr]   ", 1)[1] for line in r.stderr.splitlines() if line.startswith("[aicr]   kubectl delete")]
+    cmds = [
+        line.split("[aicr]   ", 1)[1] for line in r.stderr.splitlines() if line.startswith("[aicr]   kubectl delete")
+    ]
     assert len(cmds) == 1  # one label-selected delete in the namespace removes everything
     for c in cmds:
-        d = subprocess.run(shlex.split(c), env=cli_env(cluster.kubeconfig), capture_output=True, text=True, timeout=patience(15))
+        d = subprocess.run(
+            shlex.split(c), env=cli_env(cluster.kubeconfig), capture_output=True, text=True, timeout=patience(15)
+        )
         assert d.returncode == 0, d.stderr
     deadline = time.monotonic() + patience(10)
     while leftovers(api_client) and time.monotonic() < deadline:
@@ -281,15 +377,20 @@ def test_missing_namespace_is_created_and_removed_again(cluster: TestCluster, ap
     assert leftovers(api_client) == []
 
 
-def test_context_selection_follows_kubectl(cluster: TestCluster, namespace: str, tmp_path: Path,
-                                           no_leftovers: Callable[[], list[str]]) -> None:
+def test_context_selection_follows_kubectl(
+    cluster: TestCluster, namespace: str, tmp_path: Path, no_leftovers: Callable[[], list[str]]
+) -> None:
     """KUBECONFIG=a:b -> a's current-context (kubectl's rule); --context picks another; the files are not written."""
     real = yaml.safe_load(cluster.kubeconfig.read_text())
     real_ctx = real["current-context"]
-    dead = {"apiVersion": "v1", "kind": "Config", "current-context": "dead",
-            "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
-            "users": [{"name": "dead", "user": {"token": "x"}}],
-            "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead", "namespace": namespace}}]}
+    dead = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "dead", "user": {"token": "x"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead", "namespace": namespace}}],
+    }
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text(yaml.safe_dump(dead))
     b.write_text(cluster.kubeconfig.read_text())
@@ -307,9 +408,12 @@ def test_context_selection_follows_kubectl(cluster: TestCluster, namespace: str,
     assert (a.read_bytes(), b.read_bytes()) == before
 
 
-def test_unschedulable_pod_fails_fast_with_the_schedulers_reason(cluster: TestCluster, namespace: str,
-                                                                 make_kubelet: Callable[..., ProcessKubelet],
-                                                                 no_leftovers: Callable[[], list[str]]) -> None:
+def test_unschedulable_pod_fails_fast_with_the_schedulers_reason(
+    cluster: TestCluster,
+    namespace: str,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs a node too small for the agent")
     node = unique("gpu-tiny")
@@ -319,8 +423,9 @@ def test_unschedulable_pod_fails_fast_with_the_schedulers_reason(cluster: TestCl
     assert "the agent pod cannot be scheduled: 0/" in r.stderr and "Insufficient cpu" in r.stderr
 
 
-def test_configmap_too_small_for_a_snapshot_is_compressed_or_refused(api_client: client.ApiClient, namespace: str,
-                                                                      control_plane: Any) -> None:
+def test_configmap_too_small_for_a_snapshot_is_compressed_or_refused(
+    api_client: client.ApiClient, namespace: str, control_plane: Any
+) -> None:
     """Against the real API server's 1 MiB object limit: compressed when it fits, a clear error when it cannot."""
     import os as _os
 
@@ -343,9 +448,12 @@ def test_configmap_too_small_for_a_snapshot_is_compressed_or_refused(api_client:
     assert "huge" not in names
 
 
-def test_node_without_nvidia_smi_still_reports_gpu_facts_from_labels(cluster: TestCluster, namespace: str,
-                                                                     make_kubelet: Callable[..., ProcessKubelet],
-                                                                     no_leftovers: Callable[[], list[str]]) -> None:
+def test_node_without_nvidia_smi_still_reports_gpu_facts_from_labels(
+    cluster: TestCluster,
+    namespace: str,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
     if not cluster.is_local:
         pytest.skip("needs a process-kubelet node without nvidia-smi")
     node = unique("gpu-nosmi")
@@ -363,8 +471,9 @@ def test_node_without_nvidia_smi_still_reports_gpu_facts_from_labels(cluster: Te
     assert f"warning: nvidia-smi did not run in the agent pod on node {node}" in r.stderr
 
 
-def test_existing_service_account_is_used_and_kept(cluster: TestCluster, namespace: str, api_client: client.ApiClient,
-                                                   no_leftovers: Callable[[], list[str]]) -> None:
+def test_existing_service_account_is_used_and_kept(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient, no_leftovers: Callable[[], list[str]]
+) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "gpu-reader"}})
     r = snap(cluster, namespace, "--service-account-name", "gpu-reader")

@@ -20,9 +20,17 @@ HERE = Path(__file__).resolve().parent
 KUBELET_SCRIPT = HERE / "build-kubelet.sh"
 IMAGES_SCRIPT = HERE / "build-images.sh"
 #: Commands the node runs, with the Debian package that has each (what .ci/run installs).
-TOOLS = {"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd",
-         "runc": "runc", "ip": "iproute2", "iptables": "iptables", "nsenter": "util-linux",
-         "unshare": "util-linux", "sysctl": "procps"}
+TOOLS = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "runc": "runc",
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "nsenter": "util-linux",
+    "unshare": "util-linux",
+    "sysctl": "procps",
+}
 #: Only for building the images.
 BUILD_TOOLS = {"buildah": "buildah", "debootstrap": "debootstrap", "busybox": "busybox-static"}
 

@@ -67,8 +67,12 @@ class NetNS:
 
     @classmethod
     def create(cls, name: str) -> "NetNS":
-        holder = subprocess.Popen(["unshare", "--net", "--", "sleep", "infinity"], stdin=subprocess.DEVNULL,
-                                  start_new_session=True, preexec_fn=_die_with_parent)
+        holder = subprocess.Popen(
+            ["unshare", "--net", "--", "sleep", "infinity"],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         ns = cls(name, holder)
         try:
             deadline = time.monotonic() + 10
@@ -99,8 +103,10 @@ class NetNS:
     def run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(self.exec_prefix() + argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if check and proc.returncode != 0:
-            raise NetNSError(f"in netns {self.name}: {' '.join(argv)} failed ({proc.returncode}): "
-                             f"{(proc.stderr or proc.stdout).strip()}")
+            raise NetNSError(
+                f"in netns {self.name}: {' '.join(argv)} failed ({proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}"
+            )
         return proc
 
     def add_address(self, cidr: str) -> None:
@@ -109,8 +115,26 @@ class NetNS:
     def dnat(self, ip: str, port: int, to_port: int) -> None:
         """Connections to ip:port inside the namespace go to 127.0.0.1:to_port (what kube-proxy would do)."""
         self.run(["sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"])
-        self.run(["iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-d", f"{ip}/32", "-p", "tcp", "--dport", str(port),
-                  "-j", "DNAT", "--to-destination", f"127.0.0.1:{to_port}"])
+        self.run(
+            [
+                "iptables",
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-d",
+                f"{ip}/32",
+                "-p",
+                "tcp",
+                "--dport",
+                str(port),
+                "-j",
+                "DNAT",
+                "--to-destination",
+                f"127.0.0.1:{to_port}",
+            ]
+        )
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in the namespace thread and return its result (exceptions are re-raised here)."""

@@ -61,9 +61,14 @@ WORKDIR_PREFIX = "aicr-realnode-"
 NS_PREFIX = "aicr-rn-"
 NODE_LABELS = {"nvidia.com/gpu.present": "true", "aicr.test/realnode": "true"}
 # What the kubelet wants to see with protectKernelDefaults (it only checks then, never writes).
-KERNEL_DEFAULTS = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
-                   "kernel/panic_on_oops": "1", "kernel/keys/root_maxkeys": "1000000",
-                   "kernel/keys/root_maxbytes": "25000000"}
+KERNEL_DEFAULTS = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 _COUNTER = itertools.count(1)
@@ -158,9 +163,18 @@ class RealNode:
 
     def node_exec(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in the node's mount and network namespaces (what the kubelet and runc see)."""
-        proc = subprocess.run(["nsenter", f"--mount=/proc/{self.holder_pid}/ns/mnt",
-                               f"--net=/proc/{self.holder_pid}/ns/net", "--", *argv],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                "nsenter",
+                f"--mount=/proc/{self.holder_pid}/ns/mnt",
+                f"--net=/proc/{self.holder_pid}/ns/net",
+                "--",
+                *argv,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         if check and proc.returncode != 0:
             raise RealNodeError(f"on the node: {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
@@ -211,8 +225,14 @@ class RealNode:
             raise RealNodeError(f"the real node's control plane failed to start: {exc}") from None
         self.netns.dnat(SERVICE_IP, 443, plane.api_port)
         fwd = self.netns.forward(plane.api_port)
-        self.kubeconfig = write_kubeconfig(self.workdir / "host.kubeconfig", f"https://127.0.0.1:{fwd.port}",
-                                           plane.pki.ca_crt, plane.pki.admin_crt, plane.pki.admin_key, "admin")
+        self.kubeconfig = write_kubeconfig(
+            self.workdir / "host.kubeconfig",
+            f"https://127.0.0.1:{fwd.port}",
+            plane.pki.ca_crt,
+            plane.pki.admin_crt,
+            plane.pki.admin_key,
+            "admin",
+        )
         self._grant_node_role()
         create_cgroups(self.id)
         self._write_configs()
@@ -224,15 +244,19 @@ class RealNode:
 
     def _grant_node_role(self) -> None:
         """The plane runs the RBAC authorizer only (no Node authorizer): bind system:node to system:nodes."""
-        from kubernetes import client, config as kube_config
+        from kubernetes import client
+        from kubernetes import config as kube_config
 
         conf = client.Configuration()
         kube_config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=conf)
         self.api = client.ApiClient(conf)
-        client.RbacAuthorizationV1Api(self.api).create_cluster_role_binding({
-            "metadata": {"name": "aicr-test-system-nodes"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]})
+        client.RbacAuthorizationV1Api(self.api).create_cluster_role_binding(
+            {
+                "metadata": {"name": "aicr-test-system-nodes"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
+            }
+        )
 
     def _write_configs(self) -> None:
         assert self.plane is not None
@@ -248,20 +272,31 @@ class RealNode:
         write_atomic(w / "resolv.conf", "nameserver 127.0.0.1\n")
         # The runtime reports NetworkReady only with a CNI config; pods here use the host network, so loopback
         # is all it configures (a pod without hostNetwork would get only lo).
-        write_atomic(w / "cni" / "conf" / "10-loopback.conflist", json.dumps(
-            {"cniVersion": "0.4.0", "name": "aicr-loopback", "plugins": [{"type": "loopback"}]}))
+        write_atomic(
+            w / "cni" / "conf" / "10-loopback.conflist",
+            json.dumps({"cniVersion": "0.4.0", "name": "aicr-loopback", "plugins": [{"type": "loopback"}]}),
+        )
         # runtime wrapper (NVIDIA_VISIBLE_DEVICES=all -> nvidia-smi bind-mounted) and its fake nvidia-smi
         shutil.copy(FAKE_NVIDIA_SMI, w / "nvidia" / "share" / "fake_nvidia_smi.py")
-        write_atomic(w / "nvidia" / "nvidia-smi",
-                     "#!/bin/sh\nexec python3 -I /usr/local/aicr-fake-nvidia/fake_nvidia_smi.py "
-                     "--node-dir /usr/local/aicr-fake-nvidia \"$@\"\n", mode=0o755)
+        write_atomic(
+            w / "nvidia" / "nvidia-smi",
+            "#!/bin/sh\nexec python3 -I /usr/local/aicr-fake-nvidia/fake_nvidia_smi.py "
+            '--node-dir /usr/local/aicr-fake-nvidia "$@"\n',
+            mode=0o755,
+        )
         self.set_nvidia(self.nvidia_xml)
         wrapper = w / "runc-wrapper"
-        write_atomic(wrapper, f"#!/bin/sh\nexec {sys.executable} -I {HERE / 'runtime_wrapper.py'} "
-                              f"{w / 'nvidia'} {shutil.which('runc') or '/usr/sbin/runc'} \"$@\"\n", mode=0o755)
+        write_atomic(
+            wrapper,
+            f"#!/bin/sh\nexec {sys.executable} -I {HERE / 'runtime_wrapper.py'} "
+            f'{w / "nvidia"} {shutil.which("runc") or "/usr/sbin/runc"} "$@"\n',
+            mode=0o755,
+        )
         write_atomic(w / "containerd" / "config.toml", containerd_config(w, wrapper, self.artifacts.pause_image))
-        write_atomic(w / "kubelet" / "config.yaml", yaml.safe_dump(kubelet_config(
-            w, self.cgroup_root, self.socket, pki.ca_crt, *self.serving)))
+        write_atomic(
+            w / "kubelet" / "config.yaml",
+            yaml.safe_dump(kubelet_config(w, self.cgroup_root, self.socket, pki.ca_crt, *self.serving)),
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> Proc:
         assert self.netns is not None
@@ -269,9 +304,16 @@ class RealNode:
 
         def popen() -> subprocess.Popen[bytes]:
             with open(log, "ab") as out:
-                return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        cwd=self.workdir, start_new_session=True, env=_node_env(),
-                                        preexec_fn=die_with_parent(signal.SIGKILL))
+                return subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    start_new_session=True,
+                    env=_node_env(),
+                    preexec_fn=die_with_parent(signal.SIGKILL),
+                )
 
         proc = Proc(name, self.netns.call(popen), log)
         self.procs.append(proc)
@@ -282,30 +324,37 @@ class RealNode:
 
     def _start_holder(self) -> None:
         w = self.workdir
-        views = "".join(f"mount --bind -o ro {w}/sysctl/{k.replace('/', '.')} /proc/sys/{k}\n"
-                        for k in KERNEL_DEFAULTS)
+        views = "".join(f"mount --bind -o ro {w}/sysctl/{k.replace('/', '.')} /proc/sys/{k}\n" for k in KERNEL_DEFAULTS)
         # /var/lib: the machine's, with the node's writes (the kubelet's fixed /var/lib/kubelet/device-plugins)
         # going to an overlay upper dir in the workdir.
-        script = (f"set -e\nmount -t tmpfs -o mode=755 tmpfs /run\nmount -t tmpfs -o mode=755 tmpfs /var/log\n"
-                  f"mkdir -p {w}/varlib/upper {w}/varlib/work\n"
-                  f"mount -t overlay overlay -o lowerdir=/var/lib,upperdir={w}/varlib/upper,workdir={w}/varlib/work "
-                  f"/var/lib\n{views}touch {w}/node-ns-ready\nexec sleep infinity\n")
+        script = (
+            f"set -e\nmount -t tmpfs -o mode=755 tmpfs /run\nmount -t tmpfs -o mode=755 tmpfs /var/log\n"
+            f"mkdir -p {w}/varlib/upper {w}/varlib/work\n"
+            f"mount -t overlay overlay -o lowerdir=/var/lib,upperdir={w}/varlib/upper,workdir={w}/varlib/work "
+            f"/var/lib\n{views}touch {w}/node-ns-ready\nexec sleep infinity\n"
+        )
         write_atomic(w / "node-ns.sh", script)
-        holder = self._spawn("node-ns", ["unshare", "--mount", "--propagation", "slave", "--", "sh",
-                                         str(w / "node-ns.sh")])
+        holder = self._spawn(
+            "node-ns", ["unshare", "--mount", "--propagation", "slave", "--", "sh", str(w / "node-ns.sh")]
+        )
         self._wait(holder, lambda: (w / "node-ns-ready").exists(), patience(5), "the node's mount namespace")
         self.holder_pid = holder.popen.pid
         self.mnt_ns_inode = netns_mod.inode(f"/proc/{self.holder_pid}/ns/mnt")
         write_atomic(w / "mnt.inode", str(self.mnt_ns_inode))
 
     def _start_containerd(self) -> None:
-        proc = self._spawn("containerd", self._in_node(["containerd", "--config",
-                                                        str(self.workdir / "containerd" / "config.toml")]))
+        proc = self._spawn(
+            "containerd", self._in_node(["containerd", "--config", str(self.workdir / "containerd" / "config.toml")])
+        )
         self._wait(proc, lambda: self._ctr("version", check=False).returncode == 0, patience(10), "containerd")
 
     def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         if check and proc.returncode != 0:
             raise RealNodeError(f"ctr {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
@@ -314,17 +363,29 @@ class RealNode:
         for tar in (self.artifacts.pause_tar, self.artifacts.agent_tar):
             for p in self.procs:
                 if p.popen.poll() is not None:
-                    raise RealNodeError(f"{p.name} exited with {p.popen.returncode}; log tail ({p.log}):\n"
-                                        f"{tail(p.log)}")
+                    raise RealNodeError(
+                        f"{p.name} exited with {p.popen.returncode}; log tail ({p.log}):\n{tail(p.log)}"
+                    )
             self._ctr("images", "import", str(tar))
 
     def _start_kubelet(self) -> None:
         w = self.workdir
         labels = ",".join(f"{k}={v}" for k, v in NODE_LABELS.items())
-        self._spawn("kubelet", self._in_node([
-            str(self.artifacts.kubelet), f"--config={w / 'kubelet' / 'config.yaml'}",
-            f"--kubeconfig={w / 'kubelet.kubeconfig'}", f"--root-dir={w / 'kubelet' / 'root'}",
-            f"--node-ip={NODE_IP}", f"--hostname-override={self.name}", f"--node-labels={labels}", "--v=2"]))
+        self._spawn(
+            "kubelet",
+            self._in_node(
+                [
+                    str(self.artifacts.kubelet),
+                    f"--config={w / 'kubelet' / 'config.yaml'}",
+                    f"--kubeconfig={w / 'kubelet.kubeconfig'}",
+                    f"--root-dir={w / 'kubelet' / 'root'}",
+                    f"--node-ip={NODE_IP}",
+                    f"--hostname-override={self.name}",
+                    f"--node-labels={labels}",
+                    "--v=2",
+                ]
+            ),
+        )
 
     def _wait_ready(self) -> None:
         from kubernetes import client
@@ -348,13 +409,16 @@ class RealNode:
         deadline = time.monotonic() + timeout
         while True:
             if proc.popen.poll() is not None:
-                raise RealNodeError(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}; "
-                                    f"log tail ({proc.log}):\n{tail(proc.log)}")
+                raise RealNodeError(
+                    f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}; "
+                    f"log tail ({proc.log}):\n{tail(proc.log)}"
+                )
             if ready():
                 return
             if time.monotonic() > deadline:
-                raise RealNodeError(f"{what}: not reached after {timeout:.0f}s; {proc.name} log tail ({proc.log}):\n"
-                                    f"{tail(proc.log)}")
+                raise RealNodeError(
+                    f"{what}: not reached after {timeout:.0f}s; {proc.name} log tail ({proc.log}):\n{tail(proc.log)}"
+                )
             time.sleep(0.2)
 
 
@@ -367,7 +431,8 @@ def containerd_config(w: Path, runtime_binary: Path, pause_image: str) -> str:
 root = "{c}/root"
 state = "{c}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing"]
 [grpc]
   address = "{c}/containerd.sock"
@@ -399,24 +464,48 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 def kubelet_config(w: Path, cgroup_root: str, socket: Path, ca: Path, crt: Path, key: Path) -> dict[str, object]:
     """KubeletConfiguration for a test node on a cgroup v1 VM that must not be changed."""
     return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "address": NODE_IP, "port": 10250, "readOnlyPort": 0, "healthzPort": 0,
-        "tlsCertFile": str(crt), "tlsPrivateKeyFile": str(key),
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                           "x509": {"clientCAFile": str(ca)}},
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": NODE_IP,
+        "port": 10250,
+        "readOnlyPort": 0,
+        "healthzPort": 0,
+        "tlsCertFile": str(crt),
+        "tlsPrivateKeyFile": str(key),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": str(ca)},
+        },
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{socket}",
-        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupRoot": cgroup_root, "cgroupsPerQOS": True,
+        "failCgroupV1": False,
+        "cgroupDriver": "cgroupfs",
+        "cgroupRoot": cgroup_root,
+        "cgroupsPerQOS": True,
         "enforceNodeAllocatable": ["pods"],
-        "protectKernelDefaults": True, "failSwapOn": False,
-        "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "nodefs.inodesFree": "1%",
-                         "imagefs.available": "1%"},
-        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-        "resolvConf": str(w / "resolv.conf"), "podLogsDir": str(w / "pod-logs"),
-        "volumePluginDir": str(w / "kubelet" / "volume-plugins"), "serializeImagePulls": False,
-        "localStorageCapacityIsolation": True, "maxPods": 20, "registerNode": True,
-        "nodeStatusUpdateFrequency": "5s", "syncFrequency": "10s", "fileCheckFrequency": "60s",
-        "staticPodPath": "", "clusterDomain": "cluster.local",
+        "protectKernelDefaults": True,
+        "failSwapOn": False,
+        "evictionHard": {
+            "memory.available": "1Mi",
+            "nodefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+            "imagefs.available": "1%",
+        },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "resolvConf": str(w / "resolv.conf"),
+        "podLogsDir": str(w / "pod-logs"),
+        "volumePluginDir": str(w / "kubelet" / "volume-plugins"),
+        "serializeImagePulls": False,
+        "localStorageCapacityIsolation": True,
+        "maxPods": 20,
+        "registerNode": True,
+        "nodeStatusUpdateFrequency": "5s",
+        "syncFrequency": "10s",
+        "fileCheckFrequency": "60s",
+        "staticPodPath": "",
+        "clusterDomain": "cluster.local",
     }
 
 
@@ -443,8 +532,11 @@ def _terminate(popen: subprocess.Popen[bytes], grace: float) -> None:
 # ---------------------------------------------------------------------------------------- machine state
 def cgroup_dirs(node_id: str) -> list[Path]:
     """Our cgroup root in every mounted hierarchy (v1 controllers, name=systemd, the unified one)."""
-    return [h / node_id for h in sorted(CGROUP_FS.iterdir()) if (h / "cgroup.procs").exists()] if \
-        CGROUP_FS.is_dir() else []
+    return (
+        [h / node_id for h in sorted(CGROUP_FS.iterdir()) if (h / "cgroup.procs").exists()]
+        if CGROUP_FS.is_dir()
+        else []
+    )
 
 
 def create_cgroups(node_id: str) -> None:
@@ -535,13 +627,17 @@ def _remove_cgroups_once(node_id: str) -> None:
 def find_leftovers(node_id: str, net_inode: int, workdir: Optional[Path]) -> list[str]:
     """Cgroups, processes (ours included: a thread or socket keeps a namespace alive), mounts, the directory."""
     found = [f"cgroup {d}" for d in cgroup_dirs(node_id) if d.exists()]
-    in_ns = _ns_pids("net", net_inode) | {os.getpid() for t in Path("/proc/self/task").iterdir()
-                                          if netns_mod.inode(f"{t}/ns/net") == net_inode}
+    in_ns = _ns_pids("net", net_inode) | {
+        os.getpid() for t in Path("/proc/self/task").iterdir() if netns_mod.inode(f"{t}/ns/net") == net_inode
+    }
     found += [f"process {pid} in the node's network namespace" for pid in sorted(in_ns)]
     found += [f"process {pid}" for pid in sorted(_cgroup_pids(node_id))]
     mounts = Path("/proc/self/mountinfo").read_text()
-    found += [f"mount {line.split()[4]}" for line in mounts.splitlines()
-              if node_id in line or (workdir is not None and str(workdir) in line)]
+    found += [
+        f"mount {line.split()[4]}"
+        for line in mounts.splitlines()
+        if node_id in line or (workdir is not None and str(workdir) in line)
+    ]
     if workdir is not None and workdir.exists():
         found.append(f"directory {workdir}")
     return found
@@ -561,7 +657,6 @@ def sweep_stale() -> None:
         kill_node_processes(node_id, mnt, net)
         remove_cgroups(node_id)
         shutil.rmtree(d, ignore_errors=True)
-
 
 
 def _read_int(path: Path) -> int:

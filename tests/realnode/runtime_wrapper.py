@@ -48,8 +48,10 @@ def inject(spec: dict[str, Any], nvidia_dir: Path) -> dict[str, Any]:
     """The spec with the two bind mounts added (once)."""
     mounts = [m for m in spec.get("mounts") or [] if m.get("destination") not in (BIN_TARGET, SHARE_TARGET)]
     opts = ["rbind", "ro", "nosuid", "nodev"]
-    mounts += [{"destination": BIN_TARGET, "type": "bind", "source": str(nvidia_dir / "nvidia-smi"), "options": opts},
-               {"destination": SHARE_TARGET, "type": "bind", "source": str(nvidia_dir / "share"), "options": opts}]
+    mounts += [
+        {"destination": BIN_TARGET, "type": "bind", "source": str(nvidia_dir / "nvidia-smi"), "options": opts},
+        {"destination": SHARE_TARGET, "type": "bind", "source": str(nvidia_dir / "share"), "options": opts},
+    ]
     return {**spec, "mounts": mounts}
 
 

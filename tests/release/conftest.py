@@ -23,8 +23,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
 UNSUPPORTED = ("2.7", "3.6", "3.7", "3.8", "3.9")
 #: What build.sh copies into the wheel: a change here between two builds is a change of input.
-SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "kubectl_aicr", "collector", "requirements.lock",
-           "requirements-build.lock", "tools/bundle.py", "krew/aicr.yaml.in", "build.sh")
+SOURCES = (
+    "setup.cfg",
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "kubectl_aicr",
+    "collector",
+    "requirements.lock",
+    "requirements-build.lock",
+    "tools/bundle.py",
+    "krew/aicr.yaml.in",
+    "build.sh",
+)
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -37,8 +48,9 @@ def unavailable(reason: str) -> NoReturn:
 # ------------------------------------------------------------------------------------------ interpreters
 def _version_of(exe: str) -> Optional[str]:
     try:
-        proc = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -89,8 +101,11 @@ def sources_fingerprint() -> str:
     h.update(subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True).stdout)
     for top in SOURCES:
         base = ROOT / top
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()
-                                                     and "__pycache__" not in p.parts)
+        files = (
+            [base]
+            if base.is_file()
+            else sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        )
         for f in files:
             h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
@@ -99,20 +114,36 @@ def sources_fingerprint() -> str:
 def build(out: Path) -> Release:
     """Run build.sh with its outputs under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, AICR_BUILD_DIR=str(out / "build"), AICR_DIST_DIR=str(out / "dist"),
-               AICR_KREW_MANIFEST=str(out / "krew" / "aicr.yaml"))
+    env = dict(
+        os.environ,
+        AICR_BUILD_DIR=str(out / "build"),
+        AICR_DIST_DIR=str(out / "dist"),
+        AICR_KREW_MANIFEST=str(out / "krew" / "aicr.yaml"),
+    )
     before = sources_fingerprint()
     started = time.monotonic()
-    proc = subprocess.run(["bash", str(ROOT / "build.sh")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1200, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "build.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        stdin=subprocess.DEVNULL,
+    )
     seconds = time.monotonic() - started
     if proc.returncode != 0:
-        pytest.fail(f"build.sh failed ({proc.returncode}) after {seconds:.0f}s:\n{proc.stderr[-6000:]}",
-                    pytrace=False)
+        pytest.fail(f"build.sh failed ({proc.returncode}) after {seconds:.0f}s:\n{proc.stderr[-6000:]}", pytrace=False)
     dist = out / "dist"
-    return Release(dist=dist, zipapp=dist / "kubectl-aicr", tarball=dist / "kubectl-aicr.tar.gz",
-                   manifest=out / "krew" / "aicr.yaml", seconds=seconds, log=proc.stderr,
-                   fingerprint=before if sources_fingerprint() == before else None)
+    return Release(
+        dist=dist,
+        zipapp=dist / "kubectl-aicr",
+        tarball=dist / "kubectl-aicr.tar.gz",
+        manifest=out / "krew" / "aicr.yaml",
+        seconds=seconds,
+        log=proc.stderr,
+        fingerprint=before if sources_fingerprint() == before else None,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -134,14 +165,28 @@ def warm_shiv_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shiv-warm")
 
 
-def run_zipapp(python: str, zipapp: Path, *args: str, shiv_root: Path, stdin: Optional[str] = None,
-               python_flags: tuple[str, ...] = (), env: Optional[dict[str, str]] = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_zipapp(
+    python: str,
+    zipapp: Path,
+    *args: str,
+    shiv_root: Path,
+    stdin: Optional[str] = None,
+    python_flags: tuple[str, ...] = (),
+    env: Optional[dict[str, str]] = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """``python [flags] zipapp args...`` in a clean environment (no PYTHONPATH, no kube context)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "SHIV_", "VIRTUAL_ENV", "KUBE"))}
     base.update(SHIV_ROOT=str(shiv_root), KUBECONFIG=os.devnull, **(env or {}))
-    return subprocess.run([python, *python_flags, str(zipapp), *args], capture_output=True, text=True,
-                          input=stdin, env=base, timeout=timeout, stdin=None if stdin is not None else subprocess.DEVNULL)
+    return subprocess.run(
+        [python, *python_flags, str(zipapp), *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=base,
+        timeout=timeout,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
 
 
 # ------------------------------------------------------------------------------------------ krew
@@ -183,6 +228,11 @@ def clean_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KREW_", "SHIV_", "KUBE", "PYTHON"))}
-    env.update(HOME=str(home), KREW_ROOT=str(tmp_path / "krew"), KREW_NO_UPGRADE_CHECK="1",
-               SHIV_ROOT=str(tmp_path / "shiv"), KUBECONFIG=str(home / "no-kubeconfig"))
+    env.update(
+        HOME=str(home),
+        KREW_ROOT=str(tmp_path / "krew"),
+        KREW_NO_UPGRADE_CHECK="1",
+        SHIV_ROOT=str(tmp_path / "shiv"),
+        KUBECONFIG=str(home / "no-kubeconfig"),
+    )
     yield env

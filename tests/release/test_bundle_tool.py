@@ -18,22 +18,25 @@ import bundle  # noqa: E402 - tools/bundle.py
 
 
 # ------------------------------------------------------------------------------------------ compiled code
-@pytest.mark.parametrize("name, head, compiled", [
-    ("yaml/_yaml.cpython-310-x86_64-linux-gnu.so", b"", True),
-    ("pkg/mod.abi3.so", b"", True),
-    ("pkg/lib.so.1", b"", True),
-    ("pkg/mod.pyd", b"", True),
-    ("pkg/libfoo.dylib", b"", True),
-    ("pkg/cli-64.exe", b"", True),
-    ("pkg/hidden.dat", b"\x7fELF\x02\x01\x01", True),
-    ("pkg/hidden.bin", b"\xcf\xfa\xed\xfe\x07\x00", True),  # Mach-O 64-bit, little-endian (arm64, x86_64)
-    ("pkg/fat", b"\xca\xfe\xba\xbe", True),  # Mach-O universal
-    ("pkg/win", b"MZ" + b"\0" * 60 + b"PE\0\0", True),
-    ("pkg/mod.py", b"import os\n", False),
-    ("pkg/data.txt", b"MZ is a postcode\n", False),
-    ("tzdata/zoneinfo/UTC", b"TZif2", False),
-    ("pkg/something.so.py", b"", False),
-])
+@pytest.mark.parametrize(
+    "name, head, compiled",
+    [
+        ("yaml/_yaml.cpython-310-x86_64-linux-gnu.so", b"", True),
+        ("pkg/mod.abi3.so", b"", True),
+        ("pkg/lib.so.1", b"", True),
+        ("pkg/mod.pyd", b"", True),
+        ("pkg/libfoo.dylib", b"", True),
+        ("pkg/cli-64.exe", b"", True),
+        ("pkg/hidden.dat", b"\x7fELF\x02\x01\x01", True),
+        ("pkg/hidden.bin", b"\xcf\xfa\xed\xfe\x07\x00", True),  # Mach-O 64-bit, little-endian (arm64, x86_64)
+        ("pkg/fat", b"\xca\xfe\xba\xbe", True),  # Mach-O universal
+        ("pkg/win", b"MZ" + b"\0" * 60 + b"PE\0\0", True),
+        ("pkg/mod.py", b"import os\n", False),
+        ("pkg/data.txt", b"MZ is a postcode\n", False),
+        ("tzdata/zoneinfo/UTC", b"TZif2", False),
+        ("pkg/something.so.py", b"", False),
+    ],
+)
 def test_is_compiled(name: str, head: bytes, compiled: bool) -> None:
     assert bundle.is_compiled(name, head) is compiled
 
@@ -71,8 +74,10 @@ def test_prepare_removes_machine_specific_files(tmp_path: Path) -> None:
     di = site / "pkg-1.0.dist-info"
     di.mkdir()
     (di / "direct_url.json").write_text('{"url": "file:///work/main"}')
-    (di / "RECORD").write_text("pkg/__init__.py,sha256=x,0\npkg-1.0.dist-info/direct_url.json,sha256=y,10\n"
-                               "../../bin/tool,sha256=z,5\nbin/tool,sha256=z,5\npkg-1.0.dist-info/RECORD,,\n")
+    (di / "RECORD").write_text(
+        "pkg/__init__.py,sha256=x,0\npkg-1.0.dist-info/direct_url.json,sha256=y,10\n"
+        "../../bin/tool,sha256=z,5\nbin/tool,sha256=z,5\npkg-1.0.dist-info/RECORD,,\n"
+    )
     bundle.prepare(site)
     assert not (site / "bin").exists()
     assert not (site / "pkg" / "__pycache__").exists()
@@ -96,8 +101,9 @@ def _fake_shiv(path: Path, names: list[str]) -> None:
 def test_finalize_sorts_normalises_and_guards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     raw = tmp_path / "raw"
-    _fake_shiv(raw, ["environment.json", "site-packages/b.py", "__main__.py", "_bootstrap/__init__.py",
-                     "site-packages/a.py"])
+    _fake_shiv(
+        raw, ["environment.json", "site-packages/b.py", "__main__.py", "_bootstrap/__init__.py", "site-packages/a.py"]
+    )
     out = tmp_path / "out"
     bundle.finalize(raw, out)
     first = out.read_bytes()
@@ -144,7 +150,9 @@ def test_archive_is_reproducible_and_root_owned(tmp_path: Path, monkeypatch: pyt
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
     assert [(m.name, m.mode, m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members] == [
-        ("LICENSE", 0o644, 0, 0, "", "", 1700000000), ("kubectl-aicr", 0o755, 0, 0, "", "", 1700000000)]
+        ("LICENSE", 0o644, 0, 0, "", "", 1700000000),
+        ("kubectl-aicr", 0o755, 0, 0, "", "", 1700000000),
+    ]
     bundle.archive(out, [lic, app])
     assert out.read_bytes() == data
 
@@ -180,7 +188,7 @@ def _lock(path: Path) -> dict[str, tuple[str, list[str], str]]:
             name, version = line.split(" ")[0].split("==")
             out[name.lower()] = (version, [], "")
         elif line.strip().startswith("--hash=sha256:"):
-            out[name.lower()][1].append(line.strip()[len("--hash=sha256:"):])
+            out[name.lower()][1].append(line.strip()[len("--hash=sha256:") :])
         elif line.strip().startswith("#"):
             v, h, _ = out[name.lower()]
             out[name.lower()] = (v, h, line.strip()[1:].strip())
@@ -193,8 +201,15 @@ def test_runtime_lock_pins_pure_files_with_one_hash_each() -> None:
     assert lock["jsonschema"][0] == "4.17.3"
     assert int(lock["python-dateutil"][0].split(".")[0]) < 4
     assert lock["click"][0].startswith("8.") and lock["pyyaml"][0].startswith("6.")
-    for fmt_dep in ("rfc3339-validator", "rfc3986-validator", "fqdn", "jsonpointer", "isoduration", "uri-template",
-                    "webcolors"):
+    for fmt_dep in (
+        "rfc3339-validator",
+        "rfc3986-validator",
+        "fqdn",
+        "jsonpointer",
+        "isoduration",
+        "uri-template",
+        "webcolors",
+    ):
         assert fmt_dep in lock, f"jsonschema[format-nongpl] needs {fmt_dep}"
     for name, (version, hashes, filename) in lock.items():
         assert len(hashes) == 1 and re.fullmatch(r"[0-9a-f]{64}", hashes[0]), name

@@ -11,7 +11,6 @@ import fnmatch
 import re
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import click
 import pytest
@@ -161,8 +160,9 @@ def test_dockerfile_uses_the_locked_pure_dependencies(dockerfile: tuple[dict[str
 
 
 def test_dockerignore_lets_in_what_the_dockerfile_copies(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
 
     def ignored(path: str) -> bool:
         result = False
@@ -170,8 +170,11 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies(dockerfile: tuple[dict[
             negate = p.startswith("!")
             pat = p[1:] if negate else p
             pat = pat.rstrip("/")
-            hit = fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(path, pat + "/*") or (
-                pat.startswith("**/") and (fnmatch.fnmatch(path, pat[3:]) or f"/{pat[3:]}/" in f"/{path}/"))
+            hit = (
+                fnmatch.fnmatch(path, pat)
+                or fnmatch.fnmatch(path, pat + "/*")
+                or (pat.startswith("**/") and (fnmatch.fnmatch(path, pat[3:]) or f"/{pat[3:]}/" in f"/{path}/"))
+            )
             if hit:
                 result = not negate
         return result

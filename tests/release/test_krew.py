@@ -29,8 +29,9 @@ def test_manifest_matches_the_archive(release: Release) -> None:
     for must in ("python3 >= 3.10", "~/.shiv", "SHIV_ROOT", "kubectl aicr completion"):
         assert must in spec["caveats"], must
     (platform,) = spec["platforms"]
-    assert platform["selector"] == {"matchExpressions": [{"key": "os", "operator": "In",
-                                                          "values": ["darwin", "linux"]}]}
+    assert platform["selector"] == {
+        "matchExpressions": [{"key": "os", "operator": "In", "values": ["darwin", "linux"]}]
+    }
     assert platform["sha256"] == hashlib.sha256(release.tarball.read_bytes()).hexdigest()
     assert platform["uri"].endswith(f"/v{__version__}/kubectl-aicr.tar.gz")
     assert platform["files"] == [{"from": "kubectl-aicr", "to": "."}, {"from": "LICENSE", "to": "."}]
@@ -49,21 +50,28 @@ def test_archive_holds_the_zipapp_and_the_license(release: Release) -> None:
 
 
 def test_krew_validator_accepts_the_manifest(release: Release, krew_bin: Path) -> None:
-    p = subprocess.run([str(krew_bin / "validate-krew-manifest"), "-manifest", str(release.manifest), "-skip-install"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [str(krew_bin / "validate-krew-manifest"), "-manifest", str(release.manifest), "-skip-install"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     assert "structural validation OK" in p.stderr
 
 
 def _krew(krew_bin: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(krew_bin / "krew"), *args], capture_output=True, text=True, env=env, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(krew_bin / "krew"), *args], capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
-@pytest.mark.parametrize("krew_os, krew_arch", [(None, None), ("linux", "arm64"), ("darwin", "arm64"),
-                                                ("darwin", "amd64")])
-def test_krew_installs_it_offline(release: Release, krew_bin: Path, clean_env: dict[str, str],
-                                  krew_os: str | None, krew_arch: str | None) -> None:
+@pytest.mark.parametrize(
+    "krew_os, krew_arch", [(None, None), ("linux", "arm64"), ("darwin", "arm64"), ("darwin", "amd64")]
+)
+def test_krew_installs_it_offline(
+    release: Release, krew_bin: Path, clean_env: dict[str, str], krew_os: str | None, krew_arch: str | None
+) -> None:
     env = dict(clean_env)
     if krew_os:
         env.update(KREW_OS=krew_os, KREW_ARCH=krew_arch or "")
@@ -82,8 +90,9 @@ def test_krew_installs_it_offline(release: Release, krew_bin: Path, clean_env: d
     assert receipt["spec"]["version"] == f"v{__version__}"
 
 
-def test_kubectl_runs_the_krew_installed_plugin(release: Release, krew_bin: Path, clean_env: dict[str, str],
-                                                kubectl: str, tmp_path: Path) -> None:
+def test_kubectl_runs_the_krew_installed_plugin(
+    release: Release, krew_bin: Path, clean_env: dict[str, str], kubectl: str, tmp_path: Path
+) -> None:
     env = dict(clean_env)
     p = _krew(krew_bin, env, "install", f"--manifest={release.manifest}", f"--archive={release.tarball}")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -97,8 +106,9 @@ def test_kubectl_runs_the_krew_installed_plugin(release: Release, krew_bin: Path
     env["PATH"] = os.pathsep.join([str(bin_dir), str(py_dir), os.path.dirname(kubectl), "/usr/bin", "/bin"])
 
     def kubectl_run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([kubectl, *args], capture_output=True, text=True, env=env, timeout=120,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [kubectl, *args], capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL
+        )
 
     p = kubectl_run("aicr", "version")
     assert p.returncode == 0, p.stderr

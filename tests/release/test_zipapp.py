@@ -14,8 +14,17 @@ from pathlib import Path
 import pytest
 
 from kubectl_aicr import __version__
-from tests.release.conftest import (ROOT, SUPPORTED, UNSUPPORTED, Release, build, find_python, python_or_skip,
-                                    run_zipapp, sources_fingerprint)
+from tests.release.conftest import (
+    ROOT,
+    SUPPORTED,
+    UNSUPPORTED,
+    Release,
+    build,
+    find_python,
+    python_or_skip,
+    run_zipapp,
+    sources_fingerprint,
+)
 
 sys.path.insert(0, str(ROOT / "tools"))
 import bundle  # noqa: E402 - tools/bundle.py
@@ -91,18 +100,30 @@ def test_bundle_contents_are_complete_and_clean(zipapp: Path, release: Release) 
         infos = z.infolist()
     names = [i.filename for i in infos]
     assert names == sorted(names)
-    site = {n[len("site-packages/"):] for n in names if n.startswith("site-packages/")}
-    for needed in ("kubectl_aicr/cli.py", "kubectl_aicr/commands/snapshot.py", "kubectl_aicr/commands/completion.py",
-                   "kubectl_aicr/deploy/spec.py", "kubectl_aicr/completion.py",
-                   "kubectl_aicr/schema/snapshot.schema.json", "collector/snapshot.py",
-                   f"kubectl_aicr-{__version__}.dist-info/entry_points.txt",
-                   "yaml/__init__.py", "kubernetes/__init__.py", "jsonschema/__init__.py",
-                   "rfc3339_validator.py", "certifi/cacert.pem"):
+    site = {n[len("site-packages/") :] for n in names if n.startswith("site-packages/")}
+    for needed in (
+        "kubectl_aicr/cli.py",
+        "kubectl_aicr/commands/snapshot.py",
+        "kubectl_aicr/commands/completion.py",
+        "kubectl_aicr/deploy/spec.py",
+        "kubectl_aicr/completion.py",
+        "kubectl_aicr/schema/snapshot.schema.json",
+        "collector/snapshot.py",
+        f"kubectl_aicr-{__version__}.dist-info/entry_points.txt",
+        "yaml/__init__.py",
+        "kubernetes/__init__.py",
+        "jsonschema/__init__.py",
+        "rfc3339_validator.py",
+        "certifi/cacert.pem",
+    ):
         assert needed in site, needed
     for unwanted in ("bin/", "/tests/", "__pycache__/", "/direct_url.json", "yaml/_yaml.", "pvectorc"):
         assert not [n for n in site if unwanted in "/" + n], unwanted
-    epoch = int(subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout)
+    epoch = int(
+        subprocess.run(
+            ["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+    )
     # Every entry carries SOURCE_DATE_EPOCH; the zip format stores seconds in 2-second steps (odd ones round down).
     assert {i.date_time for i in infos} == {time.gmtime(epoch - epoch % 2)[:6]}
     assert {i.external_attr >> 16 for i in infos} == {0o100644}
@@ -113,16 +134,19 @@ def test_bundle_contents_are_complete_and_clean(zipapp: Path, release: Release) 
             name, version = line.split(" ")[0].split("==")
             locked[name.lower().replace("-", "_")] = version
     dist_infos = {n.split("/")[0] for n in site if ".dist-info/" in n}
-    bundled = {d[: -len(".dist-info")].rsplit("-", 1)[0].lower(): d[: -len(".dist-info")].rsplit("-", 1)[1]
-               for d in dist_infos}
+    bundled = {
+        d[: -len(".dist-info")].rsplit("-", 1)[0].lower(): d[: -len(".dist-info")].rsplit("-", 1)[1] for d in dist_infos
+    }
     assert bundled.pop("kubectl_aicr") == __version__
     assert bundled == locked
 
 
 def test_size_and_file_count(zipapp: Path, release: Release) -> None:
     stats = bundle.stats(zipapp)
-    print(f"\nzipapp: {stats['bytes']:,} bytes, {stats['files']} files, {stats['unpacked_bytes']:,} bytes unpacked; "
-          f"build took {release.seconds:.1f}s")
+    print(
+        f"\nzipapp: {stats['bytes']:,} bytes, {stats['files']} files, {stats['unpacked_bytes']:,} bytes unpacked; "
+        f"build took {release.seconds:.1f}s"
+    )
     assert stats["bytes"] < 8 * 1024 * 1024, "a pure bundle is ~4 MB; did a compiled or heavy dependency creep in?"
 
 
@@ -170,9 +194,13 @@ def test_fixtures_judged_like_the_installed_package(zipapp: Path, warm_shiv_root
     from kubectl_aicr.schema import problems
 
     py = python_or_skip(OLDEST)
-    tracked = [f for f in subprocess.run(["git", "ls-files", "tests/fixtures/snapshots"], cwd=ROOT,
-                                         capture_output=True, text=True, check=True).stdout.split()
-               if f.endswith((".yaml", ".yml", ".json"))]  # the README beside them is not a snapshot
+    tracked = [
+        f
+        for f in subprocess.run(
+            ["git", "ls-files", "tests/fixtures/snapshots"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+        if f.endswith((".yaml", ".yml", ".json"))
+    ]  # the README beside them is not a snapshot
     if not tracked:
         pytest.skip("no tracked snapshot fixtures")
     for rel in tracked:
@@ -188,8 +216,9 @@ def test_self_contained_and_pure(version: str, zipapp: Path, warm_shiv_root: Pat
     from outside it (without -S), libyaml and pyrsistent's C code are absent, jsonschema checks every format."""
     py = python_or_skip(version)
     for flags in (("-S",), ()):
-        p = run_zipapp(py, zipapp, "-c", PROBE, shiv_root=warm_shiv_root, python_flags=flags,
-                       env={"SHIV_INTERPRETER": "1"})
+        p = run_zipapp(
+            py, zipapp, "-c", PROBE, shiv_root=warm_shiv_root, python_flags=flags, env={"SHIV_INTERPRETER": "1"}
+        )
         assert p.returncode == 0, p.stderr
         got = json.loads(p.stdout)
         assert got["failed"] == {}
@@ -243,8 +272,14 @@ def test_help_imports_nothing_heavy_on_every_python(zipapp: Path, tmp_path: Path
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "SHIV_"))}
         env["SHIV_ROOT"] = str(tmp_path / f"shiv-{version}")
         for run in ("cold", "warm"):
-            proc = subprocess.run([py, "-X", "importtime", str(zipapp), "--help"], env=env, capture_output=True,
-                                  text=True, timeout=300, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                [py, "-X", "importtime", str(zipapp), "--help"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
             assert proc.returncode == 0, (version, run, proc.stderr[-2000:])
             assert "Usage: kubectl aicr" in proc.stdout
             imported = _imported_top_level(proc.stderr)
@@ -258,8 +293,11 @@ def test_help_imports_nothing_heavy_on_every_python(zipapp: Path, tmp_path: Path
 def _zip_diff(a: Release, b: Release) -> list[str]:
     def entries(r: Release) -> dict[str, tuple[object, ...]]:
         with zipfile.ZipFile(r.zipapp) as z:
-            return {i.filename: (hashlib.sha256(z.read(i)).hexdigest(), i.date_time, i.external_attr, i.compress_size)
-                    for i in z.infolist()}
+            return {
+                i.filename: (hashlib.sha256(z.read(i)).hexdigest(), i.date_time, i.external_attr, i.compress_size)
+                for i in z.infolist()
+            }
+
     ea, eb = entries(a), entries(b)
     return [n for n in sorted(set(ea) | set(eb)) if ea.get(n) != eb.get(n)] or ["(same entries; zip structure differs)"]
 

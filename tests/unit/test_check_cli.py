@@ -95,6 +95,7 @@ def waived(tmp_path: Path) -> Path:
 
 # ============================================================================ exit codes
 
+
 def test_compliant_exits_0(policy: Path) -> None:
     r = run("check", "--policy", str(policy), A)
     assert r.code == 0 and r.out.endswith("\ncompliant: 3 of 3 checks passed\n") and r.err == ""
@@ -103,8 +104,9 @@ def test_compliant_exits_0(policy: Path) -> None:
 def test_violation_exits_1_unless_exit_zero(policy: Path) -> None:
     r = run("check", "--policy", str(policy), FLEET)
     assert r.code == 1
-    assert ("FAIL    gpu-driver [error] gpu-node-07: GPU/smi/driver: 575.51.03, expected version >= 570.86, < 571"
-            in r.out)
+    assert (
+        "FAIL    gpu-driver [error] gpu-node-07: GPU/smi/driver: 575.51.03, expected version >= 570.86, < 571" in r.out
+    )
     assert "WARNING pool [warning] gpu-node-13: K8s/labels/pool: inference, expected training" in r.out
     assert r.out.endswith("not compliant: 1 violation on 1 node (1 finding below --fail-on error)\n")
     assert run("check", "--policy", str(policy), FLEET, "--exit-zero").code == 0
@@ -118,10 +120,12 @@ def test_fail_on_warning(policy: Path) -> None:
 def test_waiver_turns_the_violation_into_an_accepted_deviation(waived: Path) -> None:
     r = run("check", "--policy", str(waived), FLEET, "--date", "2026-06-01")
     assert r.code == 0, r.out
-    assert ("WAIVED  gpu-driver [error] gpu-node-07: GPU/smi/driver: 575.51.03, expected version >= 570.86, < 571"
-            in r.out)
-    assert ("accepted deviation, waivers[0]: canary for the 575 branch (owner gpu-platform@example.com, "
-            "expires 2026-12-31)") in r.out
+    assert (
+        "WAIVED  gpu-driver [error] gpu-node-07: GPU/smi/driver: 575.51.03, expected version >= 570.86, < 571" in r.out
+    )
+    assert (
+        "accepted deviation, waivers[0]: canary for the 575 branch (owner gpu-platform@example.com, expires 2026-12-31)"
+    ) in r.out
     assert "compliant: 58 of 60 checks passed (1 accepted deviation (waived); 1 finding below --fail-on error)" in r.out
 
 
@@ -153,19 +157,33 @@ def test_policy_from_stdin(policy: Path) -> None:
 
 # ============================================================================ errors: exit 2, one line
 
-@pytest.mark.parametrize("text, expected", [
-    ("rules: [\n", "error: policy.yaml: not valid YAML: "),
-    (POLICY.replace("version:", "newer-than:"),
-     "error: policy.yaml: rules[0].expect: unknown operator 'newer-than' (known: equals, one-of, version, "),
-    (POLICY.replace('">= 570.86, < 571"', "'>= 570..1'"),
-     "error: policy.yaml: rules[0].expect.version: '>= 570..1' is not a version range ("),
-    (POLICY.replace("key: driver", "key: drivr"),
-     "error: policy.yaml: rules[0] (gpu-driver): GPU/smi/drivr matches no key in any of the 1 selected snapshot(s)"),
-    (POLICY + WAIVER.format(expires="2026-12-31").replace("  reason: canary for the 575 branch\n", ""),
-     "error: policy.yaml: waivers[0]: reason is required"),
-    (POLICY + WAIVER.format(expires="2026-12-31").replace("  expires: 2026-12-31\n", ""),
-     "error: policy.yaml: waivers[0]: expires is required (YYYY-MM-DD)"),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("rules: [\n", "error: policy.yaml: not valid YAML: "),
+        (
+            POLICY.replace("version:", "newer-than:"),
+            "error: policy.yaml: rules[0].expect: unknown operator 'newer-than' (known: equals, one-of, version, ",
+        ),
+        (
+            POLICY.replace('">= 570.86, < 571"', "'>= 570..1'"),
+            "error: policy.yaml: rules[0].expect.version: '>= 570..1' is not a version range (",
+        ),
+        (
+            POLICY.replace("key: driver", "key: drivr"),
+            "error: policy.yaml: rules[0] (gpu-driver): GPU/smi/drivr matches no key in any of the 1 selected snapshot(s)",  # noqa: E501
+        ),
+        (
+            POLICY + WAIVER.format(expires="2026-12-31").replace("  reason: canary for the 575 branch\n", ""),
+            "error: policy.yaml: waivers[0]: reason is required",
+        ),
+        (
+            POLICY + WAIVER.format(expires="2026-12-31").replace("  expires: 2026-12-31\n", ""),
+            "error: policy.yaml: waivers[0]: expires is required (YYYY-MM-DD)",
+        ),
+    ],
+)
 def test_bad_policy_is_one_error_line_and_exit_2(tmp_path: Path, text: str, expected: str) -> None:
     p = tmp_path / "policy.yaml"
     p.write_text(text)
@@ -175,8 +193,9 @@ def test_bad_policy_is_one_error_line_and_exit_2(tmp_path: Path, text: str, expe
 
 
 def subprocess_run(cwd: Path, *args: str) -> Run:
-    p = subprocess.run([sys.executable, "-m", "kubectl_aicr", *args], cwd=cwd, capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     return Run(p.returncode, p.stdout, p.stderr)
 
 
@@ -192,6 +211,7 @@ def test_unreadable_inputs_exit_2(tmp_path: Path, policy: Path) -> None:
 
 
 # ============================================================================ formats and --output-file
+
 
 def test_json(policy: Path) -> None:
     r = run("check", "--policy", str(policy), FLEET, "-o", "json")
@@ -222,6 +242,7 @@ def test_output_file_in_a_missing_directory_fails_before_checking(tmp_path: Path
 
 
 # ============================================================================ policy init / schema
+
 
 def test_policy_init_then_check(tmp_path: Path) -> None:
     out = tmp_path / "baseline.yaml"
@@ -255,6 +276,7 @@ def test_top_level_help_lists_check_and_policy() -> None:
 
 
 # ============================================================================ diff reports
+
 
 def test_diff_junit_and_markdown_summary() -> None:
     r = run("diff", A, DRIFT, "-o", "junit")
@@ -291,16 +313,26 @@ sys.stderr.write('\\nRC=%s IMPORTED=%s SCHEMA-CHECKED=%s\\n' % (code, ','.join(h
 """
 
 
-@pytest.mark.parametrize("args, rc, checked", [
-    (["check", "--help"], 0, False),
-    (["policy", "--help"], 0, False),
-    (["policy", "schema"], 0, False),
-    # Valid snapshots are schema-checked (by kubectl_aicr.quickschema: jsonschema loads only to explain an invalid one).
-    (["check", "--policy", "POLICY", FLEET], 1, True),
-    (["policy", "init", A], 0, True),
-])
+@pytest.mark.parametrize(
+    "args, rc, checked",
+    [
+        (["check", "--help"], 0, False),
+        (["policy", "--help"], 0, False),
+        (["policy", "schema"], 0, False),
+        # Valid snapshots are schema-checked (by kubectl_aicr.quickschema: jsonschema loads only to explain an invalid
+        # one).
+        (["check", "--policy", "POLICY", FLEET], 1, True),
+        (["policy", "init", A], 0, True),
+    ],
+)
 def test_check_does_not_import_the_kubernetes_client(tmp_path: Path, args: list[str], rc: int, checked: bool) -> None:
     (tmp_path / "POLICY").write_text(POLICY)
-    r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin"})
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin"},
+    )
     assert r.stderr.strip().splitlines()[-1] == f"RC={rc} IMPORTED= SCHEMA-CHECKED={checked}", r.stderr

@@ -18,7 +18,7 @@ from kubectl_aicr.group import COMMANDS, HIDDEN, cli
 ROOT = Path(__file__).resolve().parents[2]
 
 #: A sub-command module as the group imports one: ``command`` returns the exit code named by its argument, or raises.
-PROBE = '''
+PROBE = """
 import click
 
 from kubectl_aicr import errors
@@ -32,7 +32,7 @@ def command(what: str) -> object:
     if what == "usage":
         raise click.UsageError("bad usage")
     return None if what == "none" else getattr(errors, what)
-'''
+"""
 
 
 @pytest.fixture
@@ -92,8 +92,9 @@ def test_every_subcommand_help_runs(path: tuple[str, ...]) -> None:
 
 
 def test_root_help_lists_the_visible_commands_and_the_exit_codes() -> None:
-    r = subprocess.run([sys.executable, "-m", "kubectl_aicr", "--help"], capture_output=True, text=True, cwd=ROOT,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     for name in set(COMMANDS) - HIDDEN:
         assert f"\n  {name} " in r.stdout

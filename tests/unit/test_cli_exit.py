@@ -26,8 +26,7 @@ main()
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120,
-                          cwd=REPO)
+    return subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def test_the_fast_exit_keeps_output_exit_code_and_exit_handlers() -> None:

@@ -26,8 +26,16 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures"
 HOST = FIX / "host"
 SMI = FIX / "nvidia-smi"
 
-H100_BUSES = ["0000:04:00.0", "0000:05:00.0", "0000:0b:00.0", "0000:0c:00.0",
-              "0000:84:00.0", "0000:85:00.0", "0000:8b:00.0", "0000:8c:00.0"]
+H100_BUSES = [
+    "0000:04:00.0",
+    "0000:05:00.0",
+    "0000:0b:00.0",
+    "0000:0c:00.0",
+    "0000:84:00.0",
+    "0000:85:00.0",
+    "0000:8b:00.0",
+    "0000:8c:00.0",
+]
 
 GFD_LABELS = {
     "nvidia.com/gpu.present": "true",
@@ -69,10 +77,15 @@ def host(name: str, labels: dict[str, str] | None = None) -> list[Subtype]:
 
 
 def test_parse_driver_version_open_and_proprietary() -> None:
-    open_ = ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build  "
-             "(dvs-builder@U16-I3-B03-4-3)  Thu Jan 23 22:50:16 UTC 2025\nGCC version:  gcc version 12.3.0 (Ubuntu)\n")
-    assert parse_driver_version(open_) == {"kernel-module-version": "570.86.15", "kernel-module-type": "open",
-                                           "kernel-module-gcc-version": "12.3.0"}
+    open_ = (
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build  "
+        "(dvs-builder@U16-I3-B03-4-3)  Thu Jan 23 22:50:16 UTC 2025\nGCC version:  gcc version 12.3.0 (Ubuntu)\n"
+    )
+    assert parse_driver_version(open_) == {
+        "kernel-module-version": "570.86.15",
+        "kernel-module-type": "open",
+        "kernel-module-gcc-version": "12.3.0",
+    }
     prop = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  460.73.01  Thu Apr  1 21:40:36 UTC 2021\n"
     assert parse_driver_version(prop) == {"kernel-module-version": "460.73.01", "kernel-module-type": "proprietary"}
     arm = "NVRM version: NVIDIA UNIX aarch64 Kernel Module  550.54.15  Tue Mar  5 22:15:33 UTC 2024\n"
@@ -106,7 +119,10 @@ def test_driver_h100() -> None:
 def test_driver_v100_proprietary() -> None:
     d = collect_driver(*tree("v100sx8")).data
     assert (d["kernel-module-version"], d["kernel-module-type"], d["module.nvidia_peermem"]) == (
-        "460.73.01", "proprietary", False)
+        "460.73.01",
+        "proprietary",
+        False,
+    )
 
 
 def test_driver_absent_and_nouveau(tmp_path: Path) -> None:
@@ -166,7 +182,7 @@ def test_pci_h100_gpus_nvswitches_not_nics() -> None:
     assert (d["gpu-count"], d["nvswitch-count"], d["gpu-device-ids"]) == (8, 4, "0x2330")
     assert sorted(b[:-5] for b in d if b.endswith(".kind") and d[b] == "gpu") == H100_BUSES
     assert "0000:0e:00.0.kind" not in d and "0000:00:00.0.kind" not in d  # ConnectX, host bridge
-    g = {k[len("0000:84:00.0."):]: v for k, v in d.items() if k.startswith("0000:84:00.0.")}
+    g = {k[len("0000:84:00.0.") :]: v for k, v in d.items() if k.startswith("0000:84:00.0.")}
     assert g == {
         "kind": "gpu",
         "device-id": "0x2330",
@@ -316,8 +332,12 @@ def test_consistency_without_nvidia_smi_issue_8() -> None:
 
 @pytest.mark.parametrize(
     "product, mismatch",
-    [("NVIDIA-H100-80GB-HBM3-SHARED", False), ("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb", False),
-     ("NVIDIA-A100-SXM4-80GB", True), ("NVIDIA-H100", True)],
+    [
+        ("NVIDIA-H100-80GB-HBM3-SHARED", False),
+        ("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb", False),
+        ("NVIDIA-A100-SXM4-80GB", True),
+        ("NVIDIA-H100", True),
+    ],
 )
 def test_label_model_normalisation(product: str, mismatch: bool) -> None:
     labels = {"nvidia.com/gpu.product": product}
@@ -350,8 +370,12 @@ def test_no_nvidia_anywhere_is_unavailable_not_an_exception() -> None:
 
 @pytest.mark.parametrize(
     "tree_name, xml_name",
-    [("a100-mig", "a100-sxm4-40gb-x1-510.47.03.xml"), ("v100sx8", "v100s-pcie-32gb-x8-460.73.01.xml"),
-     ("t4", "tesla-t4-x1-515.105.01.xml"), ("geforce", "gtx1070ti-x1-470.82.00.xml")],
+    [
+        ("a100-mig", "a100-sxm4-40gb-x1-510.47.03.xml"),
+        ("v100sx8", "v100s-pcie-32gb-x8-460.73.01.xml"),
+        ("t4", "tesla-t4-x1-515.105.01.xml"),
+        ("geforce", "gtx1070ti-x1-470.82.00.xml"),
+    ],
 )
 def test_trees_agree_with_their_xml(tree_name: str, xml_name: str) -> None:
     sub = build_consistency(smi(xml_name), host(tree_name))

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from collector.gpu_smi import SOURCE, collect_gpu_smi, parse_nvlink_status, parse_smi_xml, SmiParseError
+from collector.gpu_smi import SOURCE, SmiParseError, collect_gpu_smi, parse_nvlink_status, parse_smi_xml
 from collector.model import Subtype
 from collector.runner import CommandNotFound, CommandResult, CommandTimeout
 
@@ -156,8 +156,14 @@ def test_h100_x8_per_gpu_subtypes() -> None:
     )
     buses = [subs[f"gpu-{i}"].data["pci-bus-id"] for i in range(8)]
     assert buses == [
-        "0000:04:00.0", "0000:05:00.0", "0000:0b:00.0", "0000:0c:00.0",
-        "0000:84:00.0", "0000:85:00.0", "0000:8b:00.0", "0000:8c:00.0",
+        "0000:04:00.0",
+        "0000:05:00.0",
+        "0000:0b:00.0",
+        "0000:0c:00.0",
+        "0000:84:00.0",
+        "0000:85:00.0",
+        "0000:8b:00.0",
+        "0000:8c:00.0",
     ]
     assert [subs[f"gpu-{i}"].data["module-id"] for i in range(8)] == [4, 2, 1, 3, 8, 6, 5, 7]
 
@@ -309,8 +315,10 @@ def test_unparsable_field_keeps_the_text_and_flags_partial() -> None:
 
 
 def test_zero_gpus() -> None:
-    text = "<nvidia_smi_log><driver_version>570.86.15</driver_version><cuda_version>12.8</cuda_version>" \
-           "<attached_gpus>0</attached_gpus></nvidia_smi_log>"
+    text = (
+        "<nvidia_smi_log><driver_version>570.86.15</driver_version><cuda_version>12.8</cuda_version>"
+        "<attached_gpus>0</attached_gpus></nvidia_smi_log>"
+    )
     subs = parse_smi_xml(text)
     assert len(subs) == 1
     assert subs[0].data == {"driver": "570.86.15", "cuda-version": "12.8", "gpu-count": 0, "attached-gpus": 0}
@@ -367,7 +375,10 @@ def test_collect_nvlink_failure_is_only_noted() -> None:
     assert subs[0].context["status"] == "ok"
     assert subs[0].context["nvlink"].startswith("unavailable: exit status 2")
     assert all("nvlink-links-active" not in s.data for s in subs)
-    assert collect_gpu_smi(FakeRunner({"nvidia-smi -q -x": ok(xml("gpu.xml"))}), nvlink=False)[0].context.get("nvlink") is None
+    assert (
+        collect_gpu_smi(FakeRunner({"nvidia-smi -q -x": ok(xml("gpu.xml"))}), nvlink=False)[0].context.get("nvlink")
+        is None
+    )
 
 
 def test_parse_nvlink_status_shapes() -> None:
@@ -404,8 +415,10 @@ def test_collect_nonzero_exit_keeps_stderr() -> None:
 
 
 def test_collect_driver_gone_message_on_stdout() -> None:
-    msg = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
-           "Make sure that the latest NVIDIA driver is installed and running.\n")
+    msg = (
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+        "Make sure that the latest NVIDIA driver is installed and running.\n"
+    )
     s = only_smi(collect_gpu_smi(FakeRunner({"nvidia-smi -q -x": CommandResult(9, msg, "", 0.1)})))
     assert s.context["status"] == "error"
     assert "exit status 9: NVIDIA-SMI has failed" in s.context["reason"]

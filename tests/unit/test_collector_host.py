@@ -67,8 +67,18 @@ def test_fixture_host_all_measurements() -> None:
     assert by["smi"].context["nvlink"].startswith("unavailable")
     assert by["consistency"].data["consistent"] is True
     assert by["consistency"].data["gpu-count.label"] == 8
-    assert [s.name for s in os_m.subtypes] == ["grub", "sysctl", "kmod", "release", "kernel", "cpu", "memory",
-                                               "kernel-config", "iommu", "hugepages"]
+    assert [s.name for s in os_m.subtypes] == [
+        "grub",
+        "sysctl",
+        "kmod",
+        "release",
+        "kernel",
+        "cpu",
+        "memory",
+        "kernel-config",
+        "iommu",
+        "hugepages",
+    ]
     original = os_m.subtypes[:7]  # the h100x8 tree has no kernel config or IOMMU (see test_collector_net.py)
     assert {s.name: s.context["status"] for s in original} == {s.name: "ok" for s in original}
     assert [s.name for s in sysd.subtypes] == units

@@ -15,16 +15,31 @@ from collector import k8s
 def node() -> client.V1Node:
     return client.V1Node(
         metadata=client.V1ObjectMeta(name="gpu-1", labels={"nvidia.com/gpu.present": "true", "a": "b"}),
-        spec=client.V1NodeSpec(provider_id="aws:///us-west-2a/i-0123", taints=[
-            client.V1Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule"),
-            client.V1Taint(key="nvidia.com/gpu", effect="NoExecute")]),
+        spec=client.V1NodeSpec(
+            provider_id="aws:///us-west-2a/i-0123",
+            taints=[
+                client.V1Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule"),
+                client.V1Taint(key="nvidia.com/gpu", effect="NoExecute"),
+            ],
+        ),
         status=client.V1NodeStatus(
             node_info=client.V1NodeSystemInfo(
-                architecture="amd64", boot_id="b", container_runtime_version="containerd://1.7.27",
-                kernel_version="6.8.0-1015-aws", kube_proxy_version="", kubelet_version="v1.33.5", machine_id="m",
-                operating_system="linux", os_image="Ubuntu 22.04.5 LTS", system_uuid="s"),
-            capacity={"nvidia.com/gpu": "8"}, allocatable={"nvidia.com/gpu": "7"},
-            conditions=[client.V1NodeCondition(type="Ready", status="True")]))
+                architecture="amd64",
+                boot_id="b",
+                container_runtime_version="containerd://1.7.27",
+                kernel_version="6.8.0-1015-aws",
+                kube_proxy_version="",
+                kubelet_version="v1.33.5",
+                machine_id="m",
+                operating_system="linux",
+                os_image="Ubuntu 22.04.5 LTS",
+                system_uuid="s",
+            ),
+            capacity={"nvidia.com/gpu": "8"},
+            allocatable={"nvidia.com/gpu": "7"},
+            conditions=[client.V1NodeCondition(type="Ready", status="True")],
+        ),
+    )
 
 
 def test_node_data_uses_the_original_keys_with_real_types() -> None:
@@ -47,10 +62,17 @@ def test_image_key() -> None:
 
 
 def test_flatten_keeps_types_and_lists_as_json() -> None:
-    spec = {"driver": {"enabled": True, "version": "570.86.16", "env": [{"name": "A", "value": "1"}]}, "n": 3,
-            "empty": []}
-    assert dict(k8s.flatten(spec)) == {"driver.enabled": True, "driver.version": "570.86.16",
-                                      "driver.env": '[{"name":"A","value":"1"}]', "n": 3}
+    spec = {
+        "driver": {"enabled": True, "version": "570.86.16", "env": [{"name": "A", "value": "1"}]},
+        "n": 3,
+        "empty": [],
+    }
+    assert dict(k8s.flatten(spec)) == {
+        "driver.enabled": True,
+        "driver.version": "570.86.16",
+        "driver.env": '[{"name":"A","value":"1"}]',
+        "n": 3,
+    }
 
 
 class Cluster:
@@ -101,15 +123,21 @@ def test_json_and_model_objects_give_the_same_facts() -> None:
     for fn in (k8s.node_data, k8s.taint_data, k8s.is_gpu_node, k8s.image_data, k8s.node_labels):
         assert fn(as_json) == fn(node()), fn.__name__
     assert k8s.plain(node()) == as_json
-    assert k8s.cluster_subtype([node(), as_json]).data == {"node-count": 2, "gpu-node-count": 2,
-                                                          "gpu-allocatable-total": 14}
+    assert k8s.cluster_subtype([node(), as_json]).data == {
+        "node-count": 2,
+        "gpu-node-count": 2,
+        "gpu-allocatable-total": 14,
+    }
 
 
 def test_collect_reads_every_subtype_through_the_reader_with_pages() -> None:
     gpu = client.ApiClient().sanitize_for_serialization(node())
     cpu = {"metadata": {"name": "cpu-1"}, "status": {"allocatable": {"cpu": "8"}}}
-    policy = {"metadata": {"name": "cluster-policy"}, "spec": {"driver": {"version": "570"}},
-              "status": {"state": "ready"}}
+    policy = {
+        "metadata": {"name": "cluster-policy"},
+        "spec": {"driver": {"version": "570"}},
+        "status": {"state": "ready"},
+    }
     pages = iter([{"items": [gpu], "metadata": {"continue": "next"}}, {"items": [cpu], "metadata": {}}])
 
     class Paged(Cluster):
@@ -119,21 +147,31 @@ def test_collect_reads_every_subtype_through_the_reader_with_pages() -> None:
                 return next(pages)
             return super().get(path, query)
 
-    api = Paged({"/version": {"gitVersion": "v1.35.4", "platform": "linux/amd64", "goVersion": "go1.25"},
-                 "/api/v1/nodes/gpu-1": gpu, k8s.POLICY_PATH: {"items": [policy], "metadata": {}}})
+    api = Paged(
+        {
+            "/version": {"gitVersion": "v1.35.4", "platform": "linux/amd64", "goVersion": "go1.25"},
+            "/api/v1/nodes/gpu-1": gpu,
+            k8s.POLICY_PATH: {"items": [policy], "metadata": {}},
+        }
+    )
     m = k8s.collect(api, "gpu-1")
     subs = {s.name: s for s in m.subtypes}
     assert list(subs) == list(k8s.SUBTYPES)
     assert subs["server"].data == {"version": "v1.35.4", "platform": "linux/amd64", "goVersion": "go1.25"}
-    assert subs["node"].data["gpu-capacity"] == 8 and subs["labels"].data == {"a": "b", "nvidia.com/gpu.present": "true"}
+    assert subs["node"].data["gpu-capacity"] == 8 and subs["labels"].data == {
+        "a": "b",
+        "nvidia.com/gpu.present": "true",
+    }
     assert subs["cluster"].data == {"node-count": 2, "gpu-node-count": 1, "gpu-allocatable-total": 7}
     assert subs["policy"].data == {"driver.version": "570", "name": "cluster-policy", "status.state": "ready"}
     assert ("/api/v1/nodes", {"limit": "500", "continue": "next"}) in api.asked
 
 
 def test_collect_without_the_crd_or_the_permission_says_why_per_subtype() -> None:
-    api = Cluster({"/version": {"gitVersion": "v1"}},
-                  fail={"/api/v1/nodes": forbidden("nodes is forbidden"), "/api/v1/nodes/n": forbidden("no")})
+    api = Cluster(
+        {"/version": {"gitVersion": "v1"}},
+        fail={"/api/v1/nodes": forbidden("nodes is forbidden"), "/api/v1/nodes/n": forbidden("no")},
+    )
     subs = {s.name: s for s in k8s.collect(api, "n").subtypes}
     assert subs["policy"].context["reason"] == "the ClusterPolicy CRD (nvidia.com) is not installed"
     assert subs["cluster"].context["reason"] == "403: nodes is forbidden"

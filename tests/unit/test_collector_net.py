@@ -50,21 +50,36 @@ def roots(tree: Path) -> dict[str, str]:
 
 
 def snapshot(tree: Path) -> dict[str, Any]:
-    ms = collect_host(nvidia_smi=str(tree / "no-nvidia-smi"), systemctl=str(tree / "no-systemctl"), units=[],
-                      timeout=5.0, **roots(tree))
+    ms = collect_host(
+        nvidia_smi=str(tree / "no-nvidia-smi"),
+        systemctl=str(tree / "no-systemctl"),
+        units=[],
+        timeout=5.0,
+        **roots(tree),
+    )
     return build_snapshot({"timestamp": "2026-12-02T00:00:00Z", "version": "test", "source-node": "dgx"}, ms)
 
 
 def test_committed_tree_is_what_the_generator_writes(tmp_path: Path) -> None:
     fresh = GEN.build(tmp_path)
+
     def listing(root: Path) -> dict[str, str]:
-        return {str(p.relative_to(root)): (f"-> {p.readlink()}" if p.is_symlink() else
-                                           hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-                for p in sorted(root.rglob("*"))}
+        return {
+            str(p.relative_to(root)): (
+                f"-> {p.readlink()}"
+                if p.is_symlink()
+                else hashlib.sha256(p.read_bytes()).hexdigest()
+                if p.is_file()
+                else "dir"
+            )
+            for p in sorted(root.rglob("*"))
+        }
+
     assert listing(fresh) == listing(DGX)
 
 
 # ---------------------------------------------------------------------------------------------------- NICs / IB
+
 
 def test_nics_skip_virtual_netdevs_and_read_each_physical_one() -> None:
     sub = collect_nics(str(DGX / "sys"))
@@ -74,10 +89,21 @@ def test_nics_skip_virtual_netdevs_and_read_each_physical_one() -> None:
     assert "lo" not in names and "docker0" not in names and "veth3f1b2c0" not in names and "bond0" not in names
     assert len(names) == 10
     ib = {k.split(".", 1)[1]: v for k, v in sub.data.items() if k.startswith("ibp21s0.")}
-    assert ib == {"pci-address": "0000:15:00.0", "driver": "mlx5_core", "numa-node": 0, "mtu": 4092,
-                  "speed-mbps": 400000, "sriov-totalvfs": 16, "sriov-numvfs": 0, "carrier-changes": 2,
-                  "operstate": "up", "type": "infiniband", "mac": "20:00:10:5a:10:00", "rdma-device": "mlx5_0",
-                  "firmware-version": "28.39.1002"}
+    assert ib == {
+        "pci-address": "0000:15:00.0",
+        "driver": "mlx5_core",
+        "numa-node": 0,
+        "mtu": 4092,
+        "speed-mbps": 400000,
+        "sriov-totalvfs": 16,
+        "sriov-numvfs": 0,
+        "carrier-changes": 2,
+        "operstate": "up",
+        "type": "infiniband",
+        "mac": "20:00:10:5a:10:00",
+        "rdma-device": "mlx5_0",
+        "firmware-version": "28.39.1002",
+    }
     assert sub.data["enp144s0np0.type"] == "ether" and sub.data["enp144s0np0.sriov-numvfs"] == 4
     assert not any("rx_bytes" in k or "statistics" in k for k in sub.data)
 
@@ -109,6 +135,7 @@ def test_rdma_modules_loaded_with_versions() -> None:
 
 # ---------------------------------------------------------------------------------------------------- affinity
 
+
 def test_affinity_from_sysfs_matches_nvidia_smi_topo_m() -> None:
     gpus, nics, rel, numa, legend = GEN.parse_topo((HOST / "sources" / "dgx-h100-topo-m.txt").read_text())
     sub = collect_affinity(str(DGX / "sys"))
@@ -125,18 +152,22 @@ def test_affinity_from_sysfs_matches_nvidia_smi_topo_m() -> None:
     assert sub.data["0000:14:00.0.nics-same-numa"] == "mlx5_0,mlx5_1,mlx5_2,mlx5_3,mlx5_8"
 
 
-@pytest.mark.parametrize("a, b, na, nb, want", [
-    (["pci0000:00", "0000:00:01.0", "0000:01:00.0"], ["pci0000:00", "0000:00:01.0", "0000:02:00.0"], 0, 0, "PIX"),
-    (["pci0000:00", "0000:00:01.0", "0000:01:00.0"], ["pci0000:00", "0000:00:02.0", "0000:02:00.0"], 0, 0, "PHB"),
-    (["pci0000:00", "0000:00:01.0"], ["pci0000:40", "0000:40:01.0"], 0, 0, "NODE"),
-    (["pci0000:00", "0000:00:01.0"], ["pci0000:40", "0000:40:01.0"], 0, 1, "SYS"),
-    (["pci0000:00", "0000:00:01.0"], ["pci0000:40", "0000:40:01.0"], -1, -1, "SYS"),
-])
+@pytest.mark.parametrize(
+    "a, b, na, nb, want",
+    [
+        (["pci0000:00", "0000:00:01.0", "0000:01:00.0"], ["pci0000:00", "0000:00:01.0", "0000:02:00.0"], 0, 0, "PIX"),
+        (["pci0000:00", "0000:00:01.0", "0000:01:00.0"], ["pci0000:00", "0000:00:02.0", "0000:02:00.0"], 0, 0, "PHB"),
+        (["pci0000:00", "0000:00:01.0"], ["pci0000:40", "0000:40:01.0"], 0, 0, "NODE"),
+        (["pci0000:00", "0000:00:01.0"], ["pci0000:40", "0000:40:01.0"], 0, 1, "SYS"),
+        (["pci0000:00", "0000:00:01.0"], ["pci0000:40", "0000:40:01.0"], -1, -1, "SYS"),
+    ],
+)
 def test_relation_words(a: list[str], b: list[str], na: int, nb: int, want: str) -> None:
     assert relation(a, b, na, nb) == want
 
 
 # ---------------------------------------------------------------------------------------------------- runtime
+
 
 def test_runtime_allow_listed_facts() -> None:
     etc = str(DGX / "etc")
@@ -149,8 +180,11 @@ def test_runtime_allow_listed_facts() -> None:
     tk = collect_toolkit(etc).data
     assert tk["nvidia-container-runtime.modes.cdi.default-kind"] == "nvidia.com/gpu"
     assert tk["nvidia-container-cli.root"] == "/run/nvidia/driver" and "nvidia-container-cli.environment" not in tk
-    assert collect_cdi(etc).data == {"/etc/cdi": "nvidia-imex.yaml,nvidia.yaml",
-                                     "/var/run/cdi": "k8s.device-plugin.nvidia.com-gpu.json", "spec-count": 3}
+    assert collect_cdi(etc).data == {
+        "/etc/cdi": "nvidia-imex.yaml,nvidia.yaml",
+        "/var/run/cdi": "k8s.device-plugin.nvidia.com-gpu.json",
+        "spec-count": 3,
+    }
     kl = collect_kubelet(etc).data
     assert kl["cgroupDriver"] == "systemd" and kl["topologyManagerPolicy"] == "single-numa-node"
     assert kl["maxPods"] == 110 and kl["evictionHard.memory.available"] == "500Mi"
@@ -176,14 +210,19 @@ def test_python_3_10_without_a_toml_parser(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_broken_configs_are_errors_not_crashes(tmp_path: Path) -> None:
     (tmp_path / "etc/containerd").mkdir(parents=True)
-    (tmp_path / "etc/containerd/config.toml").write_text('version = 2\n[plugins\n')
+    (tmp_path / "etc/containerd/config.toml").write_text("version = 2\n[plugins\n")
     (tmp_path / "var/lib/kubelet").mkdir(parents=True)
     (tmp_path / "var/lib/kubelet/config.yaml").write_text("- just\n- a list\n")
     ctr = collect_containerd(str(tmp_path / "etc"))
-    assert ctr.context["status"] == "error" and ctr.context["reason"].startswith("/etc/containerd/config.toml: not valid TOML")
+    assert ctr.context["status"] == "error" and ctr.context["reason"].startswith(
+        "/etc/containerd/config.toml: not valid TOML"
+    )
     kl = collect_kubelet(str(tmp_path / "etc"))
-    assert kl.context == {"source": "/var/lib/kubelet/config.yaml", "status": "error",
-                          "reason": "/var/lib/kubelet/config.yaml: not a YAML mapping"}
+    assert kl.context == {
+        "source": "/var/lib/kubelet/config.yaml",
+        "status": "error",
+        "reason": "/var/lib/kubelet/config.yaml: not a YAML mapping",
+    }
 
 
 def test_containerd_2_config_version_3(tmp_path: Path) -> None:
@@ -195,13 +234,20 @@ def test_containerd_2_config_version_3(tmp_path: Path) -> None:
         '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia]\nruntime_type = "io.containerd.runc.v2"\n'
         '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia.options]\n'
         'BinaryName = "/usr/bin/nvidia-container-runtime"\n'
-        '[plugins."io.containerd.cri.v1.images".registry.configs."nvcr.io".auth]\npassword = "hunter2"\n')
+        '[plugins."io.containerd.cri.v1.images".registry.configs."nvcr.io".auth]\npassword = "hunter2"\n'
+    )
     assert collect_containerd(str(tmp_path / "etc")).data == {
-        "version": 3, "default-runtime": "nvidia", "snapshotter": "overlayfs", "enable-cdi": True,
-        "runtime.nvidia.type": "io.containerd.runc.v2", "runtime.nvidia.binary": "/usr/bin/nvidia-container-runtime"}
+        "version": 3,
+        "default-runtime": "nvidia",
+        "snapshotter": "overlayfs",
+        "enable-cdi": True,
+        "runtime.nvidia.type": "io.containerd.runc.v2",
+        "runtime.nvidia.binary": "/usr/bin/nvidia-container-runtime",
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- kernel
+
 
 def test_kernel_config_from_proc_config_gz() -> None:
     sub = collect_kernel_config(str(DGX / "proc"), str(DGX / "etc"))
@@ -221,8 +267,10 @@ def test_kernel_config_falls_back_to_boot(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     sub = collect_kernel_config(str(tmp_path / "proc"), str(tmp_path / "etc"))
     assert sub.context["status"] == "unavailable"
-    assert sub.context["reason"] == ("/proc/config.gz not found (CONFIG_IKCONFIG_PROC off, or module configs not "
-                                     "loaded); /boot/config-6.8.0-45-generic not found (is /boot mounted?)")
+    assert sub.context["reason"] == (
+        "/proc/config.gz not found (CONFIG_IKCONFIG_PROC off, or module configs not "
+        "loaded); /boot/config-6.8.0-45-generic not found (is /boot mounted?)"
+    )
     (tmp_path / "boot").mkdir()
     shutil.copy(HOST / "sources" / "config-5.15.0-1048-nvidia", tmp_path / "boot/config-6.8.0-45-generic")
     sub = collect_kernel_config(str(tmp_path / "proc"), str(tmp_path / "etc"))
@@ -232,16 +280,31 @@ def test_kernel_config_falls_back_to_boot(tmp_path: Path) -> None:
 
 def test_iommu_and_hugepages() -> None:
     io = collect_iommu(str(DGX / "proc"), str(DGX / "sys"))
-    assert io.data == {"cmdline.intel_iommu": "on", "cmdline.iommu": "pt", "units": 4, "groups": 12,
-                       "domain-types": "identity"}
+    assert io.data == {
+        "cmdline.intel_iommu": "on",
+        "cmdline.iommu": "pt",
+        "units": 4,
+        "groups": 12,
+        "domain-types": "identity",
+    }
     hp = collect_hugepages(str(DGX / "sys"))
-    assert hp.data == {"2048kb.total": 0, "2048kb.overcommit": 0, "1048576kb.total": 16, "1048576kb.overcommit": 0,
-                       "node0.2048kb.total": 0, "node0.1048576kb.total": 8, "node1.2048kb.total": 0,
-                       "node1.1048576kb.total": 8, "thp.shmem-enabled": "never", "thp.use-zero-page": 1,
-                       "thp.khugepaged-defrag": 1}
+    assert hp.data == {
+        "2048kb.total": 0,
+        "2048kb.overcommit": 0,
+        "1048576kb.total": 16,
+        "1048576kb.overcommit": 0,
+        "node0.2048kb.total": 0,
+        "node0.1048576kb.total": 8,
+        "node1.2048kb.total": 0,
+        "node1.1048576kb.total": 8,
+        "thp.shmem-enabled": "never",
+        "thp.use-zero-page": 1,
+        "thp.khugepaged-defrag": 1,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- wiring
+
 
 def test_host_emits_network_and_runtime_and_the_schema_accepts_them() -> None:
     doc = snapshot(DGX)
@@ -250,16 +313,23 @@ def test_host_emits_network_and_runtime_and_the_schema_accepts_them() -> None:
     assert types["Network"] == ["nic", "infiniband", "rdma-modules", "gpu-nic-affinity"]
     assert types["Runtime"] == ["containerd", "container-toolkit", "cdi", "kubelet"]
     assert types["OS"][-3:] == ["kernel-config", "iommu", "hugepages"]
-    statuses = {s["subtype"]: s["context"]["status"] for m in doc["measurements"]
-                if m["type"] in ("Network", "Runtime") for s in m["subtypes"]}
+    statuses = {
+        s["subtype"]: s["context"]["status"]
+        for m in doc["measurements"]
+        if m["type"] in ("Network", "Runtime")
+        for s in m["subtypes"]
+    }
     assert set(statuses.values()) == {"ok"}
 
 
 def test_a_host_with_none_of_it_says_why_for_each_source() -> None:
     doc = snapshot(BARE)
-    got = {(m["type"], s["subtype"]): (s["context"]["status"], s["context"].get("reason", ""))
-           for m in doc["measurements"] for s in m["subtypes"]
-           if m["type"] in ("Network", "Runtime") or s["subtype"] in ("kernel-config", "iommu", "hugepages")}
+    got = {
+        (m["type"], s["subtype"]): (s["context"]["status"], s["context"].get("reason", ""))
+        for m in doc["measurements"]
+        for s in m["subtypes"]
+        if m["type"] in ("Network", "Runtime") or s["subtype"] in ("kernel-config", "iommu", "hugepages")
+    }
     sys_root = BARE / "sys"
     assert got == {
         ("Network", "nic"): ("unavailable", f"{sys_root}/class/net not found (sysfs not mounted?)"),
@@ -269,21 +339,36 @@ def test_a_host_with_none_of_it_says_why_for_each_source() -> None:
         ("Runtime", "containerd"): ("unavailable", "/etc/containerd/config.toml not found"),
         ("Runtime", "container-toolkit"): ("unavailable", "/etc/nvidia-container-runtime/config.toml not found"),
         ("Runtime", "cdi"): ("unavailable", "neither /etc/cdi nor /var/run/cdi exists"),
-        ("Runtime", "kubelet"): ("unavailable",
-                                 ("/var/lib/kubelet/config.yaml not found (kubelet configured by flags only, or another path; the agent "
-                                  "pod does not mount it: run 'snapshot --local' on the node)")),
-        ("OS", "kernel-config"): ("unavailable", "/proc/config.gz not found (CONFIG_IKCONFIG_PROC off, or module "
-                                  "configs not loaded); /boot/config-6.1.0-28-cloud-amd64 not found (is /boot mounted?)"),
+        ("Runtime", "kubelet"): (
+            "unavailable",
+            (
+                "/var/lib/kubelet/config.yaml not found (kubelet configured by flags only, or another path; the agent "
+                "pod does not mount it: run 'snapshot --local' on the node)"
+            ),
+        ),
+        ("OS", "kernel-config"): (
+            "unavailable",
+            "/proc/config.gz not found (CONFIG_IKCONFIG_PROC off, or module "
+            "configs not loaded); /boot/config-6.1.0-28-cloud-amd64 not found (is /boot mounted?)",
+        ),
         ("OS", "iommu"): ("unavailable", f"{sys_root}/class/iommu not found (kernel without IOMMU support?)"),
-        ("OS", "hugepages"): ("unavailable", f"{sys_root}/kernel/mm/hugepages not found or empty "
-                              "(kernel without CONFIG_HUGETLBFS?)"),
+        ("OS", "hugepages"): (
+            "unavailable",
+            f"{sys_root}/kernel/mm/hugepages not found or empty (kernel without CONFIG_HUGETLBFS?)",
+        ),
     }
-    rdma = next(s for m in doc["measurements"] if m["type"] == "Network" for s in m["subtypes"]
-                if s["subtype"] == "rdma-modules")
+    rdma = next(
+        s
+        for m in doc["measurements"]
+        if m["type"] == "Network"
+        for s in m["subtypes"]
+        if s["subtype"] == "rdma-modules"
+    )
     assert not any(rdma["data"].values())  # nothing RDMA is loaded on that VM
 
 
 # ---------------------------------------------------------------------------------------------------- diff
+
 
 def test_two_captures_with_different_counters_diff_clean(tmp_path: Path) -> None:
     a = snapshot(GEN.build(tmp_path / "a", counters=0))
@@ -293,7 +378,9 @@ def test_two_captures_with_different_counters_diff_clean(tmp_path: Path) -> None
     assert result.ignored >= 10 + 10 * 2  # carrier-changes per NIC, lid + sm-lid per IB port
     shown = diff_snapshots(a, b, DiffOptions(include_volatile=True))
     assert {c.path for c in shown.changes if c.path.startswith("Network/")} >= {
-        "Network/nic/ibp21s0.carrier-changes", "Network/infiniband/mlx5_0.port-1.lid"}
+        "Network/nic/ibp21s0.carrier-changes",
+        "Network/infiniband/mlx5_0.port-1.lid",
+    }
     # a real change is still found
     mtu = GEN.build(tmp_path / "c", counters=5) / "sys/class/net/ibp21s0/mtu"
     mtu.write_text("2044\n")
@@ -307,6 +394,8 @@ def test_guids_and_macs_are_identity(tmp_path: Path) -> None:
     (tree / "sys/class/infiniband/mlx5_3/node_guid").write_text("0000:0000:0000:0001\n")
     (tree / "sys/class/net/ibp21s0/address").write_text("20:00:10:ff:ff:ff\n")
     b = snapshot(tree)
-    assert sorted(c.path for c in diff_snapshots(a, b).changes) == ["Network/infiniband/mlx5_3.node-guid",
-                                                                     "Network/nic/ibp21s0.mac"]
+    assert sorted(c.path for c in diff_snapshots(a, b).changes) == [
+        "Network/infiniband/mlx5_3.node-guid",
+        "Network/nic/ibp21s0.mac",
+    ]
     assert not diff_snapshots(a, b, DiffOptions(ignore_identity=True)).drift

@@ -37,11 +37,17 @@ def roots(tree: Path) -> dict[str, str]:
     return {"proc_root": str(tree / "proc"), "sys_root": str(tree / "sys"), "etc_root": str(tree / "etc")}
 
 
-def collect_os(proc_root: str = "/proc", sys_root: str = "/sys", etc_root: str = "/etc",
-               uname: Callable[[], Any] = os.uname) -> Measurement:
+def collect_os(
+    proc_root: str = "/proc", sys_root: str = "/sys", etc_root: str = "/etc", uname: Callable[[], Any] = os.uname
+) -> Measurement:
     """The ``OS`` measurement alone: the registry's OS sources, run as collect_host runs them."""
-    [measurement] = collect_host(proc_root=proc_root, sys_root=sys_root, etc_root=etc_root, uname=uname,
-                                 sources=[s for s in SOURCES if s.measurement == "OS"])
+    [measurement] = collect_host(
+        proc_root=proc_root,
+        sys_root=sys_root,
+        etc_root=etc_root,
+        uname=uname,
+        sources=[s for s in SOURCES if s.measurement == "OS"],
+    )
     return measurement
 
 
@@ -115,8 +121,16 @@ def test_cmdline_original_semantics_plus_redaction() -> None:
 
 @pytest.mark.parametrize(
     "name, secret",
-    [("rd.luks.key", True), ("api_token", True), ("my-password", True), ("auth", True), ("keyboard", False),
-     ("console", False), ("iscsi_initiator", False), ("mem_encrypt", False)],
+    [
+        ("rd.luks.key", True),
+        ("api_token", True),
+        ("my-password", True),
+        ("auth", True),
+        ("keyboard", False),
+        ("console", False),
+        ("iscsi_initiator", False),
+        ("mem_encrypt", False),
+    ],
 )
 def test_secret_names(name: str, secret: bool) -> None:
     assert parse_cmdline(f"{name}=v") == {name: REDACTED if secret else "v"}
@@ -131,7 +145,7 @@ REAL_LOOKING = (
     "netroot=iscsi:initiator:chap-secret@10.0.0.7::3260::iqn.2024-01.com.example:gpu "
     "bearer=ghp_abcdefghijklmnop authtoken=xoxb-123-456 ipmi_pw=calvin bmc-pw=admin "
     "image_url=https://bucket.s3.amazonaws.com/img?X-Amz-Signature=abc123&X-Amz-Expires=600 "
-    "hdr=\"Authorization: Bearer abc.def\" jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3OCJ9.sig "
+    'hdr="Authorization: Bearer abc.def" jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3OCJ9.sig '
     "rd.iscsi.param=node.session.auth.password=chap "
     "console=ttyS0,115200n8 intel_iommu=on iommu=pt pci=realloc=off vconsole.keymap=us "
     "nvidia-drm.modeset=1 hugepagesz=1G hugepages=16 systemd.setenv=LANG=C.UTF-8 "
@@ -141,26 +155,66 @@ REAL_LOOKING = (
 
 def test_real_looking_cmdline_is_redacted_by_name_and_by_value_shape() -> None:
     got = parse_cmdline(REAL_LOOKING)
-    for key in ("luks.passphrase", "rd.luks.uuid", "rd.luks.key", "luks.key", "inst.ks", "ds", "netroot", "bearer",
-                "authtoken", "ipmi_pw", "bmc-pw", "image_url", "hdr", "jwt", "rd.iscsi.param"):
+    for key in (
+        "luks.passphrase",
+        "rd.luks.uuid",
+        "rd.luks.key",
+        "luks.key",
+        "inst.ks",
+        "ds",
+        "netroot",
+        "bearer",
+        "authtoken",
+        "ipmi_pw",
+        "bmc-pw",
+        "image_url",
+        "hdr",
+        "jwt",
+        "rd.iscsi.param",
+    ):
         assert got[key] == REDACTED, key
-    kept = {"console": "ttyS0,115200n8", "intel_iommu": "on", "iommu": "pt", "pci": "realloc=off",
-            "vconsole.keymap": "us", "nvidia-drm.modeset": "1", "hugepagesz": "1G", "hugepages": "16",
-            "ip": "10.0.0.9::10.0.0.1:255.255.255.0:gpu-1:eth0:off", "nfsroot": "10.0.0.2:/srv/root,vers=4",
-            "BOOT_IMAGE": "/vmlinuz-6.8.0-1015-nvidia", "ro": "", "quiet": ""}
+    kept = {
+        "console": "ttyS0,115200n8",
+        "intel_iommu": "on",
+        "iommu": "pt",
+        "pci": "realloc=off",
+        "vconsole.keymap": "us",
+        "nvidia-drm.modeset": "1",
+        "hugepagesz": "1G",
+        "hugepages": "16",
+        "ip": "10.0.0.9::10.0.0.1:255.255.255.0:gpu-1:eth0:off",
+        "nfsroot": "10.0.0.2:/srv/root,vers=4",
+        "BOOT_IMAGE": "/vmlinuz-6.8.0-1015-nvidia",
+        "ro": "",
+        "quiet": "",
+    }
     assert {k: got[k] for k in kept} == kept
-    for secret in ("Sup3rS3cret", "correct-horse", "Passw0rd", "eyJhbGci", "chap", "ghp_", "xoxb", "calvin", "admin",
-                   "abc123", "luks-3f1c2d"):
+    for secret in (
+        "Sup3rS3cret",
+        "correct-horse",
+        "Passw0rd",
+        "eyJhbGci",
+        "chap",
+        "ghp_",
+        "xoxb",
+        "calvin",
+        "admin",
+        "abc123",
+        "luks-3f1c2d",
+    ):
         assert not any(secret in v for v in got.values()), secret
 
 
-@pytest.mark.parametrize("arg, value", [
-    ("systemd.setenv=DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>"),
-    ("systemd.setenv=API_TOKEN=t", "API_TOKEN=<redacted>"),
-    ("systemd.setenv=PROXY=http://u:p@proxy:3128", "PROXY=<redacted>"),
-    ("systemd.setenv=LANG=C", "LANG=C"),
-    ("systemd.setenv=FOO", "FOO"),
-])
+@pytest.mark.parametrize(
+    "arg, value",
+    [
+        ("systemd.setenv=DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>"),
+        ("systemd.setenv=API_TOKEN=t", "API_TOKEN=<redacted>"),
+        ("systemd.setenv=PROXY=http://u:p@proxy:3128", "PROXY=<redacted>"),
+        ("systemd.setenv=LANG=C", "LANG=C"),
+        ("systemd.setenv=FOO", "FOO"),
+    ],
+)
 def test_systemd_setenv_keeps_the_name_and_redacts_a_secret_value(arg: str, value: str) -> None:
     assert parse_cmdline(arg) == {"systemd.setenv": value}
 
@@ -170,8 +224,21 @@ def test_systemd_setenv_keeps_the_name_and_redacts_a_secret_value(arg: str, valu
 
 def test_kmod_from_proc_modules() -> None:
     sub = collect_kmod(str(H100 / "proc"))
-    assert sub.data == {m: True for m in ("nvidia_peermem", "nvidia_uvm", "nvidia_drm", "nvidia_modeset", "nvidia",
-                                          "mlx5_ib", "mlx5_core", "ib_core", "overlay", "br_netfilter")}
+    assert sub.data == {
+        m: True
+        for m in (
+            "nvidia_peermem",
+            "nvidia_uvm",
+            "nvidia_drm",
+            "nvidia_modeset",
+            "nvidia",
+            "mlx5_ib",
+            "mlx5_core",
+            "ib_core",
+            "overlay",
+            "br_netfilter",
+        )
+    }
 
 
 def test_kmod_missing_is_unavailable(tmp_path: Path) -> None:
@@ -227,18 +294,38 @@ def test_sysctl_h100_exact() -> None:
 @pytest.mark.parametrize(
     "rel, excluded",
     [
-        ("kernel/random/boot_id", True), ("kernel/random/uuid", True), ("kernel/random/entropy_avail", True),
-        ("kernel/random/", False), ("kernel/random/poolsize", False), ("kernel/random/write_wakeup_threshold", False),
-        ("kernel/random/urandom_min_reseed_secs", False), ("kernel/ns_last_pid", True),
-        ("kernel/pty/nr", True), ("kernel/pty/max", False), ("fs/file-nr", True), ("fs/aio-max-nr", False),
-        ("fs/aio-nr", True), ("fs/quota/lookups", True), ("fs/quota/warnings", False),
-        ("net/ipv4/conf/eth0/rp_filter", True), ("net/ipv4/conf/eth0/", True), ("net/ipv4/conf/all/rp_filter", False),
-        ("net/ipv6/conf/default/accept_ra", False), ("net/ipv6/conf/all/stable_secret", True),
-        ("net/ipv4/neigh/default/gc_thresh1", True), ("net/ipv4/tcp_fastopen_key", True),
-        ("net/ipv4/tcp_rmem", False), ("net/core/somaxconn", False), ("net/netfilter/nf_conntrack_count", True),
-        ("net/netfilter/nf_conntrack_max", False), ("dev/cdrom/info", True), ("vm/drop_caches", True),
-        ("kernel/sched_domain/cpu0/domain0/flags", True), ("kernel/perf_event_max_sample_rate", True),
-        ("net/core/netdev_rss_key", True), ("net/core/netdev_max_backlog", False),
+        ("kernel/random/boot_id", True),
+        ("kernel/random/uuid", True),
+        ("kernel/random/entropy_avail", True),
+        ("kernel/random/", False),
+        ("kernel/random/poolsize", False),
+        ("kernel/random/write_wakeup_threshold", False),
+        ("kernel/random/urandom_min_reseed_secs", False),
+        ("kernel/ns_last_pid", True),
+        ("kernel/pty/nr", True),
+        ("kernel/pty/max", False),
+        ("fs/file-nr", True),
+        ("fs/aio-max-nr", False),
+        ("fs/aio-nr", True),
+        ("fs/quota/lookups", True),
+        ("fs/quota/warnings", False),
+        ("net/ipv4/conf/eth0/rp_filter", True),
+        ("net/ipv4/conf/eth0/", True),
+        ("net/ipv4/conf/all/rp_filter", False),
+        ("net/ipv6/conf/default/accept_ra", False),
+        ("net/ipv6/conf/all/stable_secret", True),
+        ("net/ipv4/neigh/default/gc_thresh1", True),
+        ("net/ipv4/tcp_fastopen_key", True),
+        ("net/ipv4/tcp_rmem", False),
+        ("net/core/somaxconn", False),
+        ("net/netfilter/nf_conntrack_count", True),
+        ("net/netfilter/nf_conntrack_max", False),
+        ("dev/cdrom/info", True),
+        ("vm/drop_caches", True),
+        ("kernel/sched_domain/cpu0/domain0/flags", True),
+        ("kernel/perf_event_max_sample_rate", True),
+        ("net/core/netdev_rss_key", True),
+        ("net/core/netdev_max_backlog", False),
     ],
 )
 def test_sysctl_exclusions(rel: str, excluded: bool) -> None:
@@ -339,12 +426,26 @@ def test_memory_h100() -> None:
 def test_collect_os_order_and_missing_sources(tmp_path: Path) -> None:
     m = collect_os(**roots(H100))
     assert m.type == "OS"
-    assert [s.name for s in m.subtypes] == ["grub", "sysctl", "kmod", "release", "kernel", "cpu", "memory",
-                                            "kernel-config", "iommu", "hugepages"]
+    assert [s.name for s in m.subtypes] == [
+        "grub",
+        "sysctl",
+        "kmod",
+        "release",
+        "kernel",
+        "cpu",
+        "memory",
+        "kernel-config",
+        "iommu",
+        "hugepages",
+    ]
     original = m.subtypes[:7]  # the h100x8 tree has no kernel config or IOMMU (see test_collector_net.py)
     assert all(s.context["status"] == "ok" for s in original)
-    empty = collect_os(str(tmp_path / "p"), str(tmp_path / "s"), str(tmp_path / "e"),
-                       uname=lambda: (_ for _ in ()).throw(OSError("no uname")))
+    empty = collect_os(
+        str(tmp_path / "p"),
+        str(tmp_path / "s"),
+        str(tmp_path / "e"),
+        uname=lambda: (_ for _ in ()).throw(OSError("no uname")),
+    )
     by = {s.name: s for s in empty.subtypes}
     assert {n: s.context["status"] for n, s in by.items()} == {n: "unavailable" for n in by}
     assert all(s.data == {} and s.context["reason"] for s in empty.subtypes)
@@ -369,9 +470,10 @@ def test_against_this_host() -> None:
     sysctl = by["sysctl"].data
     assert sysctl["/proc/sys/kernel/osrelease"] == platform.release()
     assert all(k.startswith("/proc/sys/") for k in sysctl)
-    assert not any(sysctl_excluded(k[len("/proc/sys/"):]) for k in sysctl)
-    assert not any(k.endswith(("/random/uuid", "/random/boot_id", "/random/entropy_avail")) or "/conf/lo/" in k
-                   for k in sysctl)
+    assert not any(sysctl_excluded(k[len("/proc/sys/") :]) for k in sysctl)
+    assert not any(
+        k.endswith(("/random/uuid", "/random/boot_id", "/random/entropy_avail")) or "/conf/lo/" in k for k in sysctl
+    )
     if os.path.exists("/proc/sys/kernel/random/poolsize"):
         assert "/proc/sys/kernel/random/poolsize" in sysctl  # a setting: kept
     assert 0 < len(sysctl) < 8000
@@ -387,15 +489,21 @@ def test_against_this_host() -> None:
         assert not first or by["kmod"].data[first] is True
 
 
-
 def test_kernel_random_keeps_its_settings_and_drops_counters_and_ids(tmp_path: Path) -> None:
     rnd = tmp_path / "sys" / "kernel" / "random"
     rnd.mkdir(parents=True)
-    for name, value in (("boot_id", "0c2b3f1e-5a6d-4e7f-8a9b-0c1d2e3f4a5b"),
-                        ("uuid", "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a"),
-                        ("entropy_avail", "256"), ("poolsize", "256"), ("urandom_min_reseed_secs", "60"),
-                        ("write_wakeup_threshold", "896")):
+    for name, value in (
+        ("boot_id", "0c2b3f1e-5a6d-4e7f-8a9b-0c1d2e3f4a5b"),
+        ("uuid", "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a"),
+        ("entropy_avail", "256"),
+        ("poolsize", "256"),
+        ("urandom_min_reseed_secs", "60"),
+        ("write_wakeup_threshold", "896"),
+    ):
         (rnd / name).write_text(value + "\n")
     sub = collect_sysctl(str(tmp_path))
-    assert sub.data == {"/proc/sys/kernel/random/poolsize": 256, "/proc/sys/kernel/random/urandom_min_reseed_secs": 60,
-                        "/proc/sys/kernel/random/write_wakeup_threshold": 896}
+    assert sub.data == {
+        "/proc/sys/kernel/random/poolsize": 256,
+        "/proc/sys/kernel/random/urandom_min_reseed_secs": 60,
+        "/proc/sys/kernel/random/write_wakeup_threshold": 896,
+    }

@@ -97,7 +97,10 @@ def test_describe_failure_prefers_stderr_then_stdout() -> None:
     assert describe_failure(CommandResult(9, "NVIDIA-SMI has failed because...\n", "", 0.1)) == (
         "exit status 9: NVIDIA-SMI has failed because..."
     )
-    assert describe_failure(CommandResult(1, "ignored", "line one\n\nline two\n", 0.1)) == "exit status 1: line one line two"
+    assert (
+        describe_failure(CommandResult(1, "ignored", "line one\n\nline two\n", 0.1))
+        == "exit status 1: line one line two"
+    )
     assert describe_failure(CommandResult(2, "", "", 0.1)) == "exit status 2"
     long = describe_failure(CommandResult(1, "", "x" * 1000, 0.1), limit=50)
     assert len(long) < 80 and long.endswith("...")

@@ -36,11 +36,23 @@ def runner(argv: Sequence[str], timeout: float) -> CommandResult:
     raise CommandNotFound(list(argv), f"{argv[0]}: not found")
 
 
-HOST: dict[str, Any] = {"runner": runner, "units": UNITS, "proc_root": str(DGX / "proc"),
-                        "sys_root": str(DGX / "sys"), "etc_root": str(DGX / "etc")}
-OPTIONS = HostOptions(runner=runner, roots=HostRoots(str(DGX / "proc"), str(DGX / "sys"), str(DGX / "etc")),
-                      units=UNITS, node_labels=None, nvidia_smi="nvidia-smi", systemctl="systemctl", timeout=10.0,
-                      nvlink=True)
+HOST: dict[str, Any] = {
+    "runner": runner,
+    "units": UNITS,
+    "proc_root": str(DGX / "proc"),
+    "sys_root": str(DGX / "sys"),
+    "etc_root": str(DGX / "etc"),
+}
+OPTIONS = HostOptions(
+    runner=runner,
+    roots=HostRoots(str(DGX / "proc"), str(DGX / "sys"), str(DGX / "etc")),
+    units=UNITS,
+    node_labels=None,
+    nvidia_smi="nvidia-smi",
+    systemctl="systemctl",
+    timeout=10.0,
+    nvlink=True,
+)
 
 
 def names(subtypes: Sequence[Any]) -> list[str]:
@@ -79,7 +91,7 @@ def test_every_row_yields_its_subtypes_in_the_snapshot_in_registry_order() -> No
         summaries = [summary.subtype for summary in SUMMARIES if summary.measurement == measurement]
         assert is_subsequence(expected, got), (measurement, expected, got)
         if summaries:
-            assert got[-len(summaries):] == summaries
+            assert got[-len(summaries) :] == summaries
 
 
 def test_a_row_that_raises_yields_its_placeholders_and_only_them() -> None:
@@ -156,15 +168,23 @@ def test_a_summary_that_raises_yields_its_placeholder() -> None:
     gpu = collect_host(**HOST, summaries=summaries)[0]
     last = gpu.subtypes[-1]
     assert last.name == "consistency" and last.data == {}
-    assert last.context == {"source": SUMMARIES[0].source, "status": STATUS_ERROR,
-                            "reason": "internal error: KeyError: 'gpu-0'"}
+    assert last.context == {
+        "source": SUMMARIES[0].source,
+        "status": STATUS_ERROR,
+        "reason": "internal error: KeyError: 'gpu-0'",
+    }
 
 
 def test_a_new_row_is_all_a_new_source_takes() -> None:
-    rows = [*SOURCES, Source("OS", ("extra",), lambda o: reading("extra", {"root": o.roots.etc_root}, source="x")),
-            Source("Extra", ("one", "two"), lambda o: [reading("one", {}, source="x"), reading("two", {}, source="x")])]
-    summaries = [*SUMMARIES, Summary("Extra", "count", lambda subs, o: reading("count", {"n": len(subs)}, source="x"),
-                                     source="x")]
+    rows = [
+        *SOURCES,
+        Source("OS", ("extra",), lambda o: reading("extra", {"root": o.roots.etc_root}, source="x")),
+        Source("Extra", ("one", "two"), lambda o: [reading("one", {}, source="x"), reading("two", {}, source="x")]),
+    ]
+    summaries = [
+        *SUMMARIES,
+        Summary("Extra", "count", lambda subs, o: reading("count", {"n": len(subs)}, source="x"), source="x"),
+    ]
     measurements: list[Measurement] = collect_host(**HOST, sources=rows, summaries=summaries)
     assert [m.type for m in measurements] == [*MEASUREMENTS, "Extra"]
     os_m = measurements[1]

@@ -79,7 +79,11 @@ def test_real_output_typed_and_curated() -> None:
     assert by["dbus.service"].context == {"source": "systemctl show dbus.service", "status": "ok"}
     j = by["systemd-journald.service"].data
     assert (j["Restart"], j["RestartUSec"], j["OOMScoreAdjust"], j["ExecStart"]) == (
-        "always", "0", -250, "/lib/systemd/systemd-journald")  # a zero time span stays a string
+        "always",
+        "0",
+        -250,
+        "/lib/systemd/systemd-journald",
+    )  # a zero time span stays a string
     # not installed: still a subtype (as the original), only the state keys (the rest are manager defaults)
     assert by["containerd.service"].data == {"LoadState": "not-found", "ActiveState": "inactive", "SubState": "dead"}
     assert by["containerd.service"].context["status"] == "ok"
@@ -88,8 +92,9 @@ def test_real_output_typed_and_curated() -> None:
 def test_argv_no_shell_no_pager_properties_then_units() -> None:
     runner = FakeRunner(ok(SHOW))
     collect_systemd(runner, UNITS4, systemctl="/usr/bin/systemctl")
-    assert runner.calls == [["/usr/bin/systemctl", "show", "--no-pager", "--property=" + ",".join(PROPERTIES), "--",
-                             *UNITS4]]
+    assert runner.calls == [
+        ["/usr/bin/systemctl", "show", "--no-pager", "--property=" + ",".join(PROPERTIES), "--", *UNITS4]
+    ]
 
 
 def test_full_property_dump_is_filtered() -> None:
@@ -110,7 +115,7 @@ def test_secrets_never_leave_the_unit() -> None:
         "ExecStart={ path=/usr/bin/kubelet ; argv[]=/usr/bin/kubelet --token=abc.def --kubeconfig=/etc/k.conf ; "
         "ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n"
         "ExecStart={ path=/usr/local/bin/helper ; argv[]=/usr/local/bin/helper --password=x ; ignore_errors=no }\n"
-        "DropInPaths=/etc/systemd/system/kubelet.service.d/10-kubeadm.conf /etc/systemd/system/kubelet.service.d/20-x.conf\n"
+        "DropInPaths=/etc/systemd/system/kubelet.service.d/10-kubeadm.conf /etc/systemd/system/kubelet.service.d/20-x.conf\n"  # noqa: E501
         "NRestarts=3\nNeedDaemonReload=yes\nDelegate=yes\nLimitNOFILE=infinity\n"
     )
     (sub,) = collect_systemd(FakeRunner(ok(text)), ["kubelet.service"]).subtypes
@@ -123,7 +128,7 @@ def test_secrets_never_leave_the_unit() -> None:
         "SubState": "running",
         "ExecStart": "/usr/bin/kubelet,/usr/local/bin/helper",
         "DropInPaths": "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf "
-                       "/etc/systemd/system/kubelet.service.d/20-x.conf",
+        "/etc/systemd/system/kubelet.service.d/20-x.conf",
         "NRestarts": 3,
         "NeedDaemonReload": True,
         "Delegate": True,
@@ -166,8 +171,11 @@ def test_missing_systemctl_and_timeout() -> None:
     assert [s.context["status"] for s in m.subtypes] == ["unavailable", "unavailable"]
     assert "systemctl not found" in m.subtypes[0].context["reason"]
     m = collect_systemd(FakeRunner(CommandTimeout(["systemctl"], 3.0)), ["a.service"])
-    assert m.subtypes[0].context == {"source": "systemctl show a.service", "status": "error",
-                                     "reason": "systemctl timed out after 3s"}
+    assert m.subtypes[0].context == {
+        "source": "systemctl show a.service",
+        "status": "error",
+        "reason": "systemctl timed out after 3s",
+    }
 
 
 def test_other_failure_falls_back_to_one_call_per_unit() -> None:

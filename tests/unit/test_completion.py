@@ -100,11 +100,26 @@ print("KUBERNETES-IMPORTED", sorted(m for m in sys.modules if m == "kubernetes" 
 
 
 @pytest.mark.parametrize("via", ["console-script", "cli"])
-@pytest.mark.parametrize("words", [["sn"], ["snapshot", "--fo"], ["snapshot", "--format", ""], [""], ["diff", ""],
-                                   ["validate", "-n", ""], ["completion", "b"]])
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["sn"],
+        ["snapshot", "--fo"],
+        ["snapshot", "--format", ""],
+        [""],
+        ["diff", ""],
+        ["validate", "-n", ""],
+        ["completion", "b"],
+    ],
+)
 def test_completion_never_imports_the_kubernetes_client(via: str, words: list[str], exe_dir: Path) -> None:
-    p = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60,
-                       env=_env(exe_dir, WORDS=json.dumps(words), VIA=via))
+    p = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(exe_dir, WORDS=json.dumps(words), VIA=via),
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[-1] == "KUBERNETES-IMPORTED []", lines[-1]
@@ -117,27 +132,44 @@ def test_shim_printed_installed_and_run(exe_dir: Path, tmp_path: Path) -> None:
     assert p.returncode == 0 and p.stdout == SHIM
     assert SHIM.startswith("#!/bin/sh\n")
 
-    p = subprocess.run(["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(exe_dir)],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        ["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(exe_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     shim = exe_dir / SHIM_NAME
     assert shim.read_text() == SHIM and os.access(shim, os.X_OK)
     # rewriting our own shim is fine; someone else's file is not touched
-    p = subprocess.run(["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(exe_dir)],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        ["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(exe_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     other = tmp_path / "other"
     other.mkdir()
     (other / SHIM_NAME).write_text("#!/bin/sh\necho mine\n")
-    p = subprocess.run(["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(other)],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        ["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(other)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert p.returncode == 2 and "not written by kubectl-aicr" in p.stderr
     assert (other / SHIM_NAME).read_text() == "#!/bin/sh\necho mine\n"
-    p = subprocess.run(["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(tmp_path / "nope")],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        ["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert p.returncode == 2 and "no such directory" in p.stderr
-    p = subprocess.run(["kubectl-aicr", "completion", "bash", "--install-dir", str(exe_dir)],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        ["kubectl-aicr", "completion", "bash", "--install-dir", str(exe_dir)], capture_output=True, text=True, env=env
+    )
     assert p.returncode == 2
 
     # what kubectl runs: kubectl_complete-aicr ARGS... WORD
@@ -152,10 +184,15 @@ def test_kubectl_plugin_completion_end_to_end(exe_dir: Path) -> None:
     if kubectl is None:
         pytest.skip("kubectl is not on PATH")
     env = _env(exe_dir, KUBECONFIG=os.devnull)
-    subprocess.run(["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(exe_dir)], check=True,
-                   capture_output=True, env=env)
-    p = subprocess.run([kubectl, "__complete", "aicr", "snapshot", "--format", ""], capture_output=True, text=True,
-                       env=env, timeout=60)
+    subprocess.run(
+        ["kubectl-aicr", "completion", "kubectl-plugin", "--install-dir", str(exe_dir)],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    p = subprocess.run(
+        [kubectl, "__complete", "aicr", "snapshot", "--format", ""], capture_output=True, text=True, env=env, timeout=60
+    )
     if "unknown command" in p.stderr or p.stdout.strip() == ":4" and "kubectl_complete" not in p.stderr:
         pytest.skip(f"this kubectl does not complete plugin arguments: {p.stderr.strip()[:200]}")
     assert p.stdout.splitlines() == ["yaml", "json", ":4"], p.stdout + p.stderr
@@ -194,8 +231,9 @@ complete -p kubectl-aicr
     assert lines[3].endswith("kubectl-aicr") and "_kubectl_aicr_completion" in lines[3]
 
 
-@pytest.mark.parametrize("shell, cword, expected",
-                         [("zsh", "1", "plain\nsnapshot\n"), ("fish", "sn", "plain,snapshot")])
+@pytest.mark.parametrize(
+    "shell, cword, expected", [("zsh", "1", "plain\nsnapshot\n"), ("fish", "sn", "plain,snapshot")]
+)
 def test_zsh_and_fish_protocols(shell: str, cword: str, expected: str, exe_dir: Path) -> None:
     """What the zsh and fish scripts ask kubectl-aicr (the shells themselves are not installed here)."""
     env = _env(exe_dir, _KUBECTL_AICR_COMPLETE=f"{shell}_complete", COMP_WORDS="kubectl-aicr sn", COMP_CWORD=cword)

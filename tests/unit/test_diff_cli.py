@@ -51,6 +51,7 @@ def one_error_line(r: Run) -> str:
 
 # ============================================================================ exit codes and formats
 
+
 def test_identical_inputs_exit_0() -> None:
     r = run(A, A)
     assert r.code == 0 and r.out.endswith("\nno drift\n") and r.err == ""
@@ -95,8 +96,11 @@ def test_colour_flag() -> None:
 def test_ignore_and_only_flags() -> None:
     doc = json.loads(run(A, DRIFT, "-o", "json", "--only", "OS", "--only", "SystemD/kubelet.service").out)
     assert [(c["type"], c["subtype"], c["key"]) for c in doc["changes"]] == [
-        ("OS", "sysctl", "/proc/sys/kernel/nmi_watchdog"), ("OS", "sysctl", "/proc/sys/vm/swappiness"),
-        ("OS", "kmod", "nvidia_peermem"), ("SystemD", "kubelet.service", "NRestarts")]
+        ("OS", "sysctl", "/proc/sys/kernel/nmi_watchdog"),
+        ("OS", "sysctl", "/proc/sys/vm/swappiness"),
+        ("OS", "kmod", "nvidia_peermem"),
+        ("SystemD", "kubelet.service", "NRestarts"),
+    ]
     assert doc["options"]["only"] == ["OS", "SystemD/kubelet.service"]
     r = run(A, DRIFT, "-o", "json", "--only", "OS", "--ignore", "OS/sysctl/*", "--ignore", "*/kmod/nvidia_*")
     # hidden: sysctl's 2 real and 5 volatile differences, kmod's nvidia_peermem
@@ -129,8 +133,10 @@ BAD_CASES = {
     "not json": (b'{"measurements": [}', "not valid JSON"),
     "not a snapshot": (b"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "'Pod' is not a snapshot"),
     "no measurements": (b"foo: bar\n", "not a snapshot: it has neither 'kind' nor 'measurements'"),
-    "schema invalid": (b"measurements:\n- type: GPU\n  subtypes:\n  - subtype: smi\n    data: {driver: [1, 2]}\n",
-                       "not a valid snapshot: $.measurements[0].subtypes[0].data.driver"),
+    "schema invalid": (
+        b"measurements:\n- type: GPU\n  subtypes:\n  - subtype: smi\n    data: {driver: [1, 2]}\n",
+        "not a valid snapshot: $.measurements[0].subtypes[0].data.driver",
+    ),
     "two documents": (b"measurements: []\n---\nmeasurements: []\n", "expected one YAML document, found 2"),
     "yaml alias": (b"x: &a {data: {}}\nmeasurements:\n- type: GPU\n  subtypes: [*a]\n", "aliases"),
 }
@@ -158,23 +164,30 @@ def test_snapshot_list_is_not_a_snapshot_for_two_way_diff() -> None:
     assert f"hint: compare its nodes with 'kubectl aicr diff --across-nodes {FLEET}'" in r.err
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((A,), "expected BASE and CURRENT, got 1 argument(s); to compare the nodes of a SnapshotList use --across-nodes"),
-    ((A, A, A), "expected BASE and CURRENT, got 3 argument(s)"),
-    (("-", "-"), "only one input may be '-'"),
-    ((A, "http://example.com/x.yaml"), "unsupported location"),
-    ((A, "cm://Bad_NS/x"), "is not a valid namespace name"),
-    ((A, A, "--only", ""), "--only '': expected TYPE or TYPE/SUBTYPE"),
-    ((A, A, "--ignore", " "), "--ignore: an empty pattern"),
-    ((A, A, "-o", "html"), "Invalid value for '-o' / '--output'"),
-    (("--across-nodes",), "--across-nodes needs a SnapshotList file"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            (A,),
+            "expected BASE and CURRENT, got 1 argument(s); to compare the nodes of a SnapshotList use --across-nodes",
+        ),
+        ((A, A, A), "expected BASE and CURRENT, got 3 argument(s)"),
+        (("-", "-"), "only one input may be '-'"),
+        ((A, "http://example.com/x.yaml"), "unsupported location"),
+        ((A, "cm://Bad_NS/x"), "is not a valid namespace name"),
+        ((A, A, "--only", ""), "--only '': expected TYPE or TYPE/SUBTYPE"),
+        ((A, A, "--ignore", " "), "--ignore: an empty pattern"),
+        ((A, A, "-o", "html"), "Invalid value for '-o' / '--output'"),
+        (("--across-nodes",), "--across-nodes needs a SnapshotList file"),
+    ],
+)
 def test_usage_errors_exit_2(args: tuple[str, ...], expected: str) -> None:
     r = run(*args)
     assert r.code == 2 and expected in r.err and r.out == ""
 
 
 # ========================================================================== ConfigMaps (a fake API behind kube.connect)
+
 
 class _FakeCore:
     def __init__(self, store: dict[tuple[str, str], dict[str, str]]) -> None:
@@ -229,12 +242,15 @@ def test_files_never_connect(fake_cluster: _FakeCore) -> None:
 
 # ============================================================================ --across-nodes
 
+
 def test_across_nodes_reports_the_two_deviating_nodes() -> None:
     r = run("--across-nodes", FLEET)
     assert r.code == 1 and r.out.endswith("drift: 2 of 20 nodes deviate from the baseline\n")
     doc = json.loads(run("--across-nodes", FLEET, "-o", "json").out)
     assert [(d["node"], [(c["type"], c["subtype"], c["key"]) for c in d["changes"]]) for d in doc["deviations"]] == [
-        ("gpu-node-07", [("GPU", "smi", "driver")]), ("gpu-node-13", [("K8s", "labels", "pool")])]
+        ("gpu-node-07", [("GPU", "smi", "driver")]),
+        ("gpu-node-13", [("K8s", "labels", "pool")]),
+    ]
     assert run("--across-nodes", FLEET, "--ignore", "GPU/smi/driver", "--ignore", "K8s/labels/pool").code == 0
     assert run("--across-nodes", FLEET, "--exit-zero").code == 0
 
@@ -261,6 +277,7 @@ def test_across_nodes_with_snapshot_files_and_failures(tmp_path: Path) -> None:
 
 # ============================================================================ --list-ignored, the exit code returned
 
+
 def test_list_ignored_prints_every_rule_with_its_kind_and_reason() -> None:
     from collector import keys
 
@@ -282,19 +299,27 @@ def test_list_ignored_machine_and_markdown_forms() -> None:
     r = run("--list-ignored", "-o", "json")
     doc = json.loads(r.out)
     assert r.code == 0 and doc["kinds"] == keys.KINDS
-    assert doc["rules"][0] == {"kind": "volatile", "type": "OS", "subtype": "sysctl",
-                               "keys": list(keys.RULES[0].keys), "patterns": list(keys.RULES[0].patterns),
-                               "reason": keys.RULES[0].reason}
+    assert doc["rules"][0] == {
+        "kind": "volatile",
+        "type": "OS",
+        "subtype": "sysctl",
+        "keys": list(keys.RULES[0].keys),
+        "patterns": list(keys.RULES[0].patterns),
+        "reason": keys.RULES[0].reason,
+    }
     assert len(doc["rules"]) == len(keys.RULES)
     assert yaml.safe_load(run("--list-ignored", "-o", "yaml").out) == doc
     md = run("--list-ignored", "-o", "markdown").out
     assert "| identity | `K8s/node/source-node`<br>`K8s/node/provider-id` | node name, cloud instance id |" in md
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((A, "--list-ignored"), "--list-ignored takes no inputs"),
-    (("--list-ignored", "-o", "junit"), "not junit"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((A, "--list-ignored"), "--list-ignored takes no inputs"),
+        (("--list-ignored", "-o", "junit"), "not junit"),
+    ],
+)
 def test_list_ignored_usage_errors(args: tuple[str, ...], expected: str) -> None:
     r = run(*args)
     assert r.code == 2 and expected in r.err and r.out == ""
@@ -333,18 +358,25 @@ sys.stderr.write('\\nRC=%s IMPORTED=%s\\n' % (code, ','.join(heavy)))
 """
 
 
-@pytest.mark.parametrize("args, rc", [
-    (["diff", "--help"], 0),
-    (["diff", A, DRIFT, "-o", "json"], 1),
-    (["diff", "--across-nodes", FLEET], 1),
-    (["diff", A, "/nonexistent.yaml"], 2),
-])
+@pytest.mark.parametrize(
+    "args, rc",
+    [
+        (["diff", "--help"], 0),
+        (["diff", A, DRIFT, "-o", "json"], 1),
+        (["diff", "--across-nodes", FLEET], 1),
+        (["diff", A, "/nonexistent.yaml"], 2),
+    ],
+)
 def test_diff_of_files_does_not_import_the_kubernetes_client(args: list[str], rc: int) -> None:
     r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == f"RC={rc} IMPORTED="
 
 
 def test_python_dash_m_entry_point() -> None:
-    r = subprocess.run([sys.executable, "-m", "kubectl_aicr", "diff", A, DRIFT, "-o", "json"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", "diff", A, DRIFT, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and json.loads(r.stdout)["summary"]["added"] == 3

@@ -50,34 +50,63 @@ def sub(doc: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
 
 
 def small(**data: Any) -> dict[str, Any]:
-    return build_snapshot({"timestamp": "2026-03-20T18:04:11Z", "source-node": "n1"},
-                          [Measurement("GPU", [reading("smi", data, source="nvidia-smi -q -x")])])
+    return build_snapshot(
+        {"timestamp": "2026-03-20T18:04:11Z", "source-node": "n1"},
+        [Measurement("GPU", [reading("smi", data, source="nvidia-smi -q -x")])],
+    )
 
 
 # ============================================================================ normalisation
 
-@pytest.mark.parametrize("a, b", [
-    (1, 1.0), (1, "1"), (1.0, "1"), (8, 8.0), (0, "0"), (-3, "-3"), (-3.0, "-3"),
-    (True, "true"), (False, "false"), (None, "<nil>"), (12.5, "12.5"), (700.0, "700"),
-    (2 ** 40, float(2 ** 40)), ("570.86.15", "570.86.15"),
-])
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (1, 1.0),
+        (1, "1"),
+        (1.0, "1"),
+        (8, 8.0),
+        (0, "0"),
+        (-3, "-3"),
+        (-3.0, "-3"),
+        (True, "true"),
+        (False, "false"),
+        (None, "<nil>"),
+        (12.5, "12.5"),
+        (700.0, "700"),
+        (2**40, float(2**40)),
+        ("570.86.15", "570.86.15"),
+    ],
+)
 def test_same_value_written_differently_is_not_drift(a: Any, b: Any) -> None:
     assert same_value(a, b) and same_value(b, a)
     assert not diff_snapshots(small(k=a), small(k=b)).drift
 
 
-@pytest.mark.parametrize("a, b", [
-    ("08", 8),          # leading zero: a version part, a code or octal - not the number 8
-    ("1.0", 1),         # quoted 1.0 reads like a version
-    ("1.0", 1.0),
-    ("12.10", "12.1"),  # CUDA 12.10 is not 12.1
-    ("12.10", 12.1),
-    ("True", True),     # only lower-case "true"/"false" are booleans
-    (1, True), (0, False), ("1", True),
-    ("", None), ("null", None), ("", "<nil>"),
-    ("1e3", 1000), (" 1", 1), ("0x10", 16), ("+1", 1), ("-0", 0),
-    (1.5, "1.50"), (float(2 ** 53 + 2), str(2 ** 53 + 2)),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("08", 8),  # leading zero: a version part, a code or octal - not the number 8
+        ("1.0", 1),  # quoted 1.0 reads like a version
+        ("1.0", 1.0),
+        ("12.10", "12.1"),  # CUDA 12.10 is not 12.1
+        ("12.10", 12.1),
+        ("True", True),  # only lower-case "true"/"false" are booleans
+        (1, True),
+        (0, False),
+        ("1", True),
+        ("", None),
+        ("null", None),
+        ("", "<nil>"),
+        ("1e3", 1000),
+        (" 1", 1),
+        ("0x10", 16),
+        ("+1", 1),
+        ("-0", 0),
+        (1.5, "1.50"),
+        (float(2**53 + 2), str(2**53 + 2)),
+    ],
+)
 def test_ambiguous_values_stay_different(a: Any, b: Any) -> None:
     assert not same_value(a, b) and not same_value(b, a)
     result = diff_snapshots(small(k=a), small(k=b))
@@ -85,11 +114,21 @@ def test_ambiguous_values_stay_different(a: Any, b: Any) -> None:
 
 
 def test_canonical_texts() -> None:
-    assert [canonical(v) for v in (None, True, False, 3, 3.0, 0.1, -0.0, float("inf"), "x")] == \
-        ["<nil>", "true", "false", "3", "3", "0.1", "0", "inf", "x"]
+    assert [canonical(v) for v in (None, True, False, 3, 3.0, 0.1, -0.0, float("inf"), "x")] == [
+        "<nil>",
+        "true",
+        "false",
+        "3",
+        "3",
+        "0.1",
+        "0",
+        "inf",
+        "x",
+    ]
 
 
 # ============================================================================ two snapshots
+
 
 def test_identical_snapshots_have_no_drift_and_nothing_ignored() -> None:
     a = load("node-a.yaml")
@@ -109,9 +148,21 @@ def test_a_later_run_differs_only_in_volatile_keys() -> None:
     assert ("metadata", "changed", "metadata/timestamp") in paths(shown)
     keys = {c.key for c in shown.changes if c.scope == "key"}
     assert keys == {
-        "/proc/sys/fs/dentry-state", "/proc/sys/fs/file-nr", "/proc/sys/fs/inode-nr", "/proc/sys/kernel/ns_last_pid",
-        "/proc/sys/kernel/random/uuid", "ActiveEnterTimestamp", "ActiveEnterTimestampMonotonic", "CPUUsageNSec",
-        "ExecMainPID", "ExecMainStartTimestamp", "InvocationID", "MainPID", "MemoryCurrent", "TasksCurrent"}
+        "/proc/sys/fs/dentry-state",
+        "/proc/sys/fs/file-nr",
+        "/proc/sys/fs/inode-nr",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/kernel/random/uuid",
+        "ActiveEnterTimestamp",
+        "ActiveEnterTimestampMonotonic",
+        "CPUUsageNSec",
+        "ExecMainPID",
+        "ExecMainStartTimestamp",
+        "InvocationID",
+        "MainPID",
+        "MemoryCurrent",
+        "TasksCurrent",
+    }
 
 
 def test_drift_fixture_reports_exactly_the_real_changes() -> None:
@@ -147,18 +198,23 @@ def test_status_change_folds_keys_only_when_a_side_is_empty() -> None:
 
     ok = reading("smi", {"driver": "570", "gpu-count": 8}, source="nvidia-smi")
     gone = missing("smi", source="nvidia-smi", reason="nvidia-smi: command not found")
-    partial = reading("smi", {"driver": "570", "gpu-count": 7}, source="nvidia-smi", status="partial",
-                      reason="GPU 3: unparsable")
+    partial = reading(
+        "smi", {"driver": "570", "gpu-count": 7}, source="nvidia-smi", status="partial", reason="GPU 3: unparsable"
+    )
 
     lost = diff_snapshots(snap(ok), snap(gone))
     assert [(c.scope, c.base, c.current, c.keys, c.reason) for c in lost.changes] == [
-        ("status", "ok", "unavailable", 2, "nvidia-smi: command not found")]
+        ("status", "ok", "unavailable", 2, "nvidia-smi: command not found")
+    ]
     back = diff_snapshots(snap(gone), snap(ok))
     assert [(c.scope, c.base, c.current, c.keys, c.reason) for c in back.changes] == [
-        ("status", "unavailable", "ok", 2, "nvidia-smi: command not found")]
+        ("status", "unavailable", "ok", 2, "nvidia-smi: command not found")
+    ]
     part = diff_snapshots(snap(ok), snap(partial))
     assert [(c.scope, c.key, c.base, c.current, c.keys) for c in part.changes] == [
-        ("status", None, "ok", "partial", None), ("key", "gpu-count", 8, 7, None)]
+        ("status", None, "ok", "partial", None),
+        ("key", "gpu-count", 8, 7, None),
+    ]
 
 
 def test_whole_subtypes_and_measurements_are_reported_once_with_counts() -> None:
@@ -167,8 +223,11 @@ def test_whole_subtypes_and_measurements_are_reported_once_with_counts() -> None
     b["measurements"] = [m for m in b["measurements"] if m["type"] != "SystemD"]
     sub(b, "K8s", "labels")["subtype"] = "node-labels"
     result = diff_snapshots(a, b)
-    assert paths(result) == [("measurement", "removed", "SystemD"), ("subtype", "removed", "K8s/labels"),
-                             ("subtype", "added", "K8s/node-labels")]
+    assert paths(result) == [
+        ("measurement", "removed", "SystemD"),
+        ("subtype", "removed", "K8s/labels"),
+        ("subtype", "added", "K8s/node-labels"),
+    ]
     systemd = result.changes[0]
     # 43 keys in three units, of which 2 x 9 are volatile
     assert (systemd.subtypes, systemd.keys) == (3, 43 - 18)
@@ -183,16 +242,21 @@ def test_original_tool_json_read_back_is_not_drift() -> None:
 
 def test_original_tool_vs_collector_snapshot() -> None:
     """No context (read as ok), a SystemD measurement without subtypes, '<nil>' for null, string numbers."""
-    original = {"measurements": [
-        {"type": "SystemD"},
-        {"type": "GPU", "subtypes": [{"subtype": "smi", "data": {"gpu-count": "8", "driver": "570.86.15"}}]},
-        {"type": "K8s", "subtypes": [{"subtype": "server", "data": {"version": "<nil>", "goVersion": "<nil>"}}]},
-    ]}
-    ours = build_snapshot({}, [
-        Measurement("GPU", [missing("smi", source="nvidia-smi -q -x", reason="nvidia-smi not found")]),
-        Measurement("SystemD", [reading("containerd.service", {"ActiveState": "active"}, source="systemd")]),
-        Measurement("K8s", [reading("server", {"version": None, "goVersion": None}, source="GET /version")]),
-    ])
+    original = {
+        "measurements": [
+            {"type": "SystemD"},
+            {"type": "GPU", "subtypes": [{"subtype": "smi", "data": {"gpu-count": "8", "driver": "570.86.15"}}]},
+            {"type": "K8s", "subtypes": [{"subtype": "server", "data": {"version": "<nil>", "goVersion": "<nil>"}}]},
+        ]
+    }
+    ours = build_snapshot(
+        {},
+        [
+            Measurement("GPU", [missing("smi", source="nvidia-smi -q -x", reason="nvidia-smi not found")]),
+            Measurement("SystemD", [reading("containerd.service", {"ActiveState": "active"}, source="systemd")]),
+            Measurement("K8s", [reading("server", {"version": None, "goVersion": None}, source="GET /version")]),
+        ],
+    )
     result = diff_snapshots(original, ours)
     assert [(c.scope, c.change, c.path, c.base, c.current, c.keys) for c in result.changes] == [
         ("status", "changed", "GPU/smi", "ok", "unavailable", 2),
@@ -207,8 +271,10 @@ def test_metadata_and_context_text_are_volatile() -> None:
     sub(b, "OS", "sysctl")["context"]["source"] = "/host/proc/sys"
     assert not diff_snapshots(a, b).drift
     shown = diff_snapshots(a, b, DiffOptions(include_volatile=True))
-    assert paths(shown) == [("metadata", "changed", "metadata/version"),
-                            ("context", "changed", "OS/sysctl/context.source")]
+    assert paths(shown) == [
+        ("metadata", "changed", "metadata/version"),
+        ("context", "changed", "OS/sysctl/context.source"),
+    ]
 
 
 def test_identity_keys_are_compared_unless_ignored() -> None:
@@ -296,12 +362,17 @@ def test_two_collections_of_this_host_do_not_drift() -> None:
 
 def test_node_name() -> None:
     assert node_name(load("node-a.yaml")) == "gpu-node-01"
-    assert node_name({"measurements": [{"type": "K8s", "subtypes": [
-        {"subtype": "node", "data": {"source-node": "from-k8s"}}]}]}) == "from-k8s"
+    assert (
+        node_name(
+            {"measurements": [{"type": "K8s", "subtypes": [{"subtype": "node", "data": {"source-node": "from-k8s"}}]}]}
+        )
+        == "from-k8s"
+    )
     assert node_name({"measurements": []}) is None
 
 
 # ============================================================================ fleets
+
 
 def _mutate(doc: dict[str, Any], rng: random.Random) -> None:
     """One random edit: some change the comparable content, some only its spelling or volatile/identity keys."""
@@ -327,9 +398,9 @@ def _mutate(doc: dict[str, Any], rng: random.Random) -> None:
             elif isinstance(v, int):
                 data[k] = float(v)
     elif kind == 6:
-        data["MainPID"] = rng.randrange(10 ** 6)  # volatile in SystemD only
+        data["MainPID"] = rng.randrange(10**6)  # volatile in SystemD only
     elif kind == 7:
-        data["uuid"] = f"GPU-{rng.randrange(10 ** 6)}"  # identity in GPU only
+        data["uuid"] = f"GPU-{rng.randrange(10**6)}"  # identity in GPU only
     else:
         s.setdefault("context", {})["reason"] = f"r{rng.randrange(3)}"
 
@@ -339,8 +410,12 @@ def test_fingerprint_agrees_with_the_diff() -> None:
     rng = random.Random(7)
     base = load("node-a.yaml")
     base["measurements"].append({"type": "Empty"})
-    for options in (DiffOptions(), DiffOptions(include_volatile=True), DiffOptions(only=("GPU", "SystemD")),
-                    DiffOptions(ignore=("OS/*",))):
+    for options in (
+        DiffOptions(),
+        DiffOptions(include_volatile=True),
+        DiffOptions(only=("GPU", "SystemD")),
+        DiffOptions(ignore=("OS/*",)),
+    ):
         opts = fleet_options(options)
         flt = KeyFilter(opts)
         same = differ = 0
@@ -403,8 +478,10 @@ def test_sysctl_settings_named_like_counters_are_not_volatile() -> None:
     from kubectl_aicr.diff import DiffOptions, diff_snapshots
 
     def snap(values: dict) -> dict:
-        return {"kind": "Snapshot", "measurements": [{"type": "OS", "subtypes": [
-            {"subtype": "sysctl", "data": values}]}]}
+        return {
+            "kind": "Snapshot",
+            "measurements": [{"type": "OS", "subtypes": [{"subtype": "sysctl", "data": values}]}],
+        }
 
     base = snap({"/proc/sys/fs/aio-max-nr": 65536, "/proc/sys/fs/aio-nr": 10, "/proc/sys/fs/file-nr": "1 0 9"})
     cur = snap({"/proc/sys/fs/aio-max-nr": 1048576, "/proc/sys/fs/aio-nr": 99, "/proc/sys/fs/file-nr": "7 0 9"})
@@ -416,8 +493,20 @@ def test_pci_link_current_is_volatile_but_max_is_not() -> None:
     from kubectl_aicr.diff import DiffOptions, diff_snapshots
 
     def snap(cur_w: int, max_w: int) -> dict:
-        return {"kind": "Snapshot", "measurements": [{"type": "GPU", "subtypes": [{"subtype": "pci", "data": {
-            "0000:04:00.0.link-width-current": cur_w, "0000:04:00.0.link-width-max": max_w}}]}]}
+        return {
+            "kind": "Snapshot",
+            "measurements": [
+                {
+                    "type": "GPU",
+                    "subtypes": [
+                        {
+                            "subtype": "pci",
+                            "data": {"0000:04:00.0.link-width-current": cur_w, "0000:04:00.0.link-width-max": max_w},
+                        }
+                    ],
+                }
+            ],
+        }
 
     keys = [c.key for c in diff_snapshots(snap(16, 16), snap(8, 8), DiffOptions()).changes]
     assert keys == ["0000:04:00.0.link-width-max"]

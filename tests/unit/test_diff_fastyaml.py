@@ -79,8 +79,13 @@ def test_fixtures_load_identically(path: Path) -> None:
 
 
 def test_snapshot_fixtures_take_the_fast_path() -> None:
-    for name in ("node-a.yaml", "node-a-drift.yaml", "original-h100.yaml", "fleet-20.yaml",
-                 "original-mock-snapshot.yaml"):
+    for name in (
+        "node-a.yaml",
+        "node-a-drift.yaml",
+        "original-h100.yaml",
+        "fleet-20.yaml",
+        "original-mock-snapshot.yaml",
+    ):
         assert block_path_used((FIXTURES / "snapshots" / name).read_text()), name
 
 
@@ -128,10 +133,10 @@ TRICKY = [
     "1: a\ntrue: b\n~: c\n1.5: d\n'1': e\n\"x y\": f\n'it''s': g\n",
     "a:b: c\nhttp://x: y\nkey with spaces: v\nk#h: v\n",
     # quoting and escapes
-    "a: 'it''s'\nb: \"tab\\there\"\nc: \"\\u00e9\\x41\\U0001F600\"\nd: \"\\\\back\"\n"
-    "e: \"q\\\"uote\"\nf: \"\\N\\_\\L\\P\\e\\0\"\n",
-    "a: \"\\/slash\"\nb: \"bad \\q escape\"\n",
-    "a: \"\\ud800\"\n",
+    'a: \'it\'\'s\'\nb: "tab\\there"\nc: "\\u00e9\\x41\\U0001F600"\nd: "\\\\back"\n'
+    'e: "q\\"uote"\nf: "\\N\\_\\L\\P\\e\\0"\n',
+    'a: "\\/slash"\nb: "bad \\q escape"\n',
+    'a: "\\ud800"\n',
     "a: '  spaces  '\nb: \"  spaces  \"\nc: plain with  inner  spaces   \n",
     # comments
     "# head\na: 1 # trailing\nb: 'x' # c\nc: \"y\"   # c\n# mid\nd: e#f\n",
@@ -147,16 +152,49 @@ TRICKY = [
     "a:\n  b:\n    c: 1\n  d: 2\ne: 3\n",
     "a:\n    - x\n    -\n      b: c\n",
     # regressions found by the random test below
-    "---\n---\n- []\n", "!t0': 'yes'\nsay: x\n", "a: 2026-02-31\nb: [unclosed\n", "a: 2026-02-31\n",
+    "---\n---\n- []\n",
+    "!t0': 'yes'\nsay: x\n",
+    "a: 2026-02-31\nb: [unclosed\n",
+    "a: 2026-02-31\n",
     # document markers and directives
-    "---\na: 1\n", "--- a\n", "a: 1\n...\n", "a: 1\n---\nb: 2\n", "%YAML 1.1\n---\na: 1\n", "", "# only a comment\n",
+    "---\na: 1\n",
+    "--- a\n",
+    "a: 1\n...\n",
+    "a: 1\n---\nb: 2\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "",
+    "# only a comment\n",
     # things the fast paths leave to PyYAML
-    "a: &x 1\nb: *x\n", "a: &x {b: 1}\nc: *x\n", "<<: {a: 1}\nb: 2\n", "a: !!str 5\n", "a: !custom x\n",
-    "a: |\n  line1\n  line2\nb: >\n  folded\n", "a: plain\n  continued\n", "a: \"multi\n  line\"\n",
-    "a: {b: 1, c: [1, 2]}\n", "? complex\n: value\n", "a:\n\tb: 1\n", "a:\tb\n", "a: 1\r\nb: 2\r\n",
-    "a: \"x\u2028y\"\n", "a: b\u0085c\n", "a: \x01\n", "\ufeffa: 1\n", "a: x\nb: [unclosed\n", "a: 'unclosed\n",
-    "  a: 1\n  b: 2\n", "a: 1\n b: 2\n", "a:\n  - 1\n   - 2\n", "a: 1\na: 2\n", "=: x\n", "a: !!binary aGk=\n",
-    "key" + "x" * 1100 + ": v\n", "'" + "q" * 1100 + "': v\n", "a: [x]  \n", "a: {}  # c\n", "- - a\n",
+    "a: &x 1\nb: *x\n",
+    "a: &x {b: 1}\nc: *x\n",
+    "<<: {a: 1}\nb: 2\n",
+    "a: !!str 5\n",
+    "a: !custom x\n",
+    "a: |\n  line1\n  line2\nb: >\n  folded\n",
+    "a: plain\n  continued\n",
+    'a: "multi\n  line"\n',
+    "a: {b: 1, c: [1, 2]}\n",
+    "? complex\n: value\n",
+    "a:\n\tb: 1\n",
+    "a:\tb\n",
+    "a: 1\r\nb: 2\r\n",
+    'a: "x\u2028y"\n',
+    "a: b\u0085c\n",
+    "a: \x01\n",
+    "\ufeffa: 1\n",
+    "a: x\nb: [unclosed\n",
+    "a: 'unclosed\n",
+    "  a: 1\n  b: 2\n",
+    "a: 1\n b: 2\n",
+    "a:\n  - 1\n   - 2\n",
+    "a: 1\na: 2\n",
+    "=: x\n",
+    "a: !!binary aGk=\n",
+    "key" + "x" * 1100 + ": v\n",
+    "'" + "q" * 1100 + "': v\n",
+    "a: [x]  \n",
+    "a: {}  # c\n",
+    "- - a\n",
 ]
 
 
@@ -165,11 +203,66 @@ def test_tricky_documents_match_pyyaml(text: str) -> None:
     assert_equivalent(text)
 
 
-_WORDS = ["a", "x1", "true", "True", "yes", "no", "null", "~", "<nil>", "0", "01", "08", "1.0", "12.10", "1e3", "-1",
-          "0x1f", ".inf", "1_0", "12:30", "2026-03-20", "a b", " lead", "trail ", "", "it's", 'say "hi"', "a: b",
-          "a #b",
-          "a#b", "- x", "? x", "[x]", "{x}", "a,b", "&a", "*a", "!t", "|", ">", "%", "@", "`", "tab\there", "é",
-          "日本", "\\", "line\nbreak", "=", "<<", "-", "---", "...", "#", ":", "x:", "/proc/sys/fs/file-nr", "v1.33.5"]
+_WORDS = [
+    "a",
+    "x1",
+    "true",
+    "True",
+    "yes",
+    "no",
+    "null",
+    "~",
+    "<nil>",
+    "0",
+    "01",
+    "08",
+    "1.0",
+    "12.10",
+    "1e3",
+    "-1",
+    "0x1f",
+    ".inf",
+    "1_0",
+    "12:30",
+    "2026-03-20",
+    "a b",
+    " lead",
+    "trail ",
+    "",
+    "it's",
+    'say "hi"',
+    "a: b",
+    "a #b",
+    "a#b",
+    "- x",
+    "? x",
+    "[x]",
+    "{x}",
+    "a,b",
+    "&a",
+    "*a",
+    "!t",
+    "|",
+    ">",
+    "%",
+    "@",
+    "`",
+    "tab\there",
+    "é",
+    "日本",
+    "\\",
+    "line\nbreak",
+    "=",
+    "<<",
+    "-",
+    "---",
+    "...",
+    "#",
+    ":",
+    "x:",
+    "/proc/sys/fs/file-nr",
+    "v1.33.5",
+]
 
 
 def _rand_scalar(rng: random.Random) -> Any:
@@ -177,7 +270,7 @@ def _rand_scalar(rng: random.Random) -> Any:
     if r < 0.45:
         return rng.choice(_WORDS) + rng.choice(["", "", str(rng.randrange(100))])
     if r < 0.6:
-        return rng.randrange(-10 ** 6, 10 ** 6)
+        return rng.randrange(-(10**6), 10**6)
     if r < 0.7:
         return rng.choice([0.5, 1.0, -2.25, 1e-7, 3.14159, 1e20, float("inf")])
     if r < 0.8:
@@ -191,8 +284,10 @@ def _rand_doc(rng: random.Random, depth: int = 0) -> Any:
     if depth > 3 or rng.random() < 0.25:
         return _rand_scalar(rng)
     if rng.random() < 0.65:
-        return {(_rand_scalar(rng) if rng.random() < 0.2 else rng.choice(_WORDS) + str(i)): _rand_doc(rng, depth + 1)
-                for i in range(rng.randrange(0, 6))}
+        return {
+            (_rand_scalar(rng) if rng.random() < 0.2 else rng.choice(_WORDS) + str(i)): _rand_doc(rng, depth + 1)
+            for i in range(rng.randrange(0, 6))
+        }
     return [_rand_doc(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
 
 
@@ -200,9 +295,13 @@ def test_random_documents_match_pyyaml() -> None:
     """Random nested documents written by PyYAML in several block styles load identically."""
     rng = random.Random(20260320)
     fast_hits = 0
-    styles = [dict(default_flow_style=False), dict(default_flow_style=False, indent=4),
-              dict(default_flow_style=False, width=1 << 16, allow_unicode=True),
-              dict(default_flow_style=False, explicit_start=True, sort_keys=False), dict(default_flow_style=None)]
+    styles = [
+        dict(default_flow_style=False),
+        dict(default_flow_style=False, indent=4),
+        dict(default_flow_style=False, width=1 << 16, allow_unicode=True),
+        dict(default_flow_style=False, explicit_start=True, sort_keys=False),
+        dict(default_flow_style=None),
+    ]
     for i in range(600):
         doc = {"measurements": _rand_doc(rng)} if i % 3 else _rand_doc(rng)
         try:
@@ -226,8 +325,26 @@ def _mangle(text: str, rng: random.Random) -> str:
         elif op == 1:
             lines[j] = lines[j][1:]
         elif op == 2:
-            lines.insert(j, rng.choice(["- x", "k: v", "  - y", "#c", "  z:", "---", "- k: 1", "  - - a", "...",
-                                        "k: 'a''b'", 'k: "\\x41"', "k: 2026-02-31", "k: 2026-13-01"]))
+            lines.insert(
+                j,
+                rng.choice(
+                    [
+                        "- x",
+                        "k: v",
+                        "  - y",
+                        "#c",
+                        "  z:",
+                        "---",
+                        "- k: 1",
+                        "  - - a",
+                        "...",
+                        "k: 'a''b'",
+                        'k: "\\x41"',
+                        "k: 2026-02-31",
+                        "k: 2026-13-01",
+                    ]
+                ),
+            )
         elif op == 3:
             lines[j] += rng.choice([" #c", ":", " x", "'", '"', ": v", "  "])
         else:
@@ -252,11 +369,14 @@ def test_aliases_are_still_refused_by_parse_document() -> None:
 
 # ============================================================================ schema: data shortcut
 
+
 def full_problems(doc: Any) -> list[str]:
     """What schema.problems reports without the data shortcut (header and duplicate checks aside)."""
     errors = sorted(_validator().iter_errors(doc), key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
-    return [f"{_json_path(e.absolute_path)}: {e.message[:240] if len(e.message) <= 240 else e.message[:237] + '...'}"
-            for e in errors]
+    return [
+        f"{_json_path(e.absolute_path)}: {e.message[:240] if len(e.message) <= 240 else e.message[:237] + '...'}"
+        for e in errors
+    ]
 
 
 def _bad_variants() -> list[dict[str, Any]]:
@@ -281,8 +401,12 @@ def _bad_variants() -> list[dict[str, Any]]:
         d = copy.deepcopy(base)
         mutate(d)
         out.append(d)
-    listed = {"kind": "SnapshotList", "apiVersion": "aicr.nvidia.com/v1alpha1", "items": [base, out[0], out[2]],
-              "failures": [{"node": "x"}]}
+    listed = {
+        "kind": "SnapshotList",
+        "apiVersion": "aicr.nvidia.com/v1alpha1",
+        "items": [base, out[0], out[2]],
+        "failures": [{"node": "x"}],
+    }
     return out + [listed, base]
 
 

@@ -29,8 +29,9 @@ def _bench() -> Any:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_two_5mb_snapshots_are_parsed_once_each_and_diff_exactly(fmt: str, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_5mb_snapshots_are_parsed_once_each_and_diff_exactly(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bench = _bench()
     base = bench.make_snapshot(1, 5.0)
     current = bench.later_run(base)

@@ -24,13 +24,16 @@ def load(name: str) -> dict[str, Any]:
 
 
 def drift_result() -> Any:
-    return diff_snapshots(load("node-a.yaml"), load("node-a-drift.yaml"),
-                          base_source="node-a.yaml", current_source="node-a-drift.yaml")
+    return diff_snapshots(
+        load("node-a.yaml"), load("node-a-drift.yaml"), base_source="node-a.yaml", current_source="node-a-drift.yaml"
+    )
 
 
 def test_text_report_groups_by_measurement_and_subtype() -> None:
     text = diff_render.render_text(drift_result())
-    assert text == """\
+    assert (
+        text
+        == """\
 base:    node-a.yaml (node gpu-node-01, 2026-03-20T18:04:11Z)
 current: node-a-drift.yaml (node gpu-node-01, 2026-03-21T09:30:00Z)
 
@@ -59,6 +62,7 @@ K8s
 drift: 6 changed, 3 added, 2 removed (25 differences in volatile or ignored keys not shown; \
 --include-volatile shows the volatile ones)
 """
+    )
     assert "\x1b[" not in text
 
 
@@ -83,11 +87,25 @@ def test_text_no_drift_and_status_came_back() -> None:
     assert "  ~ smi: status ok -> unavailable (not found), 2 keys no longer reported\n" in text
 
 
-@pytest.mark.parametrize("value, shown", [
-    ("570.86.15", "570.86.15"), ("08", '"08"'), (8, "8"), (8.0, "8.0"), ("", '""'), (None, "null"),
-    ("null", '"null"'), ("true", '"true"'), (True, "true"), (" padded", '" padded"'), ("a\tb", '"a\\tb"'),
-    ("x -> y", '"x -> y"'), ("<nil>", "<nil>"), ("Ubuntu 22.04.5 LTS", "Ubuntu 22.04.5 LTS"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("570.86.15", "570.86.15"),
+        ("08", '"08"'),
+        (8, "8"),
+        (8.0, "8.0"),
+        ("", '""'),
+        (None, "null"),
+        ("null", '"null"'),
+        ("true", '"true"'),
+        (True, "true"),
+        (" padded", '" padded"'),
+        ("a\tb", '"a\\tb"'),
+        ("x -> y", '"x -> y"'),
+        ("<nil>", "<nil>"),
+        ("Ubuntu 22.04.5 LTS", "Ubuntu 22.04.5 LTS"),
+    ],
+)
 def test_format_value_quotes_only_ambiguous_strings(value: Any, shown: str) -> None:
     assert format_value(value) == shown
 
@@ -103,19 +121,47 @@ def test_json_structure_is_the_documented_one() -> None:
     assert list(doc) == ["drift", "summary", "changes", "base", "current", "options"]
     assert doc["drift"] is True
     assert doc["summary"] == {"added": 3, "removed": 2, "changed": 6, "ignored": 25}
-    assert doc["base"] == {"source": "node-a.yaml", "node": "gpu-node-01", "timestamp": "2026-03-20T18:04:11Z",
-                           "version": "0.1.0"}
+    assert doc["base"] == {
+        "source": "node-a.yaml",
+        "node": "gpu-node-01",
+        "timestamp": "2026-03-20T18:04:11Z",
+        "version": "0.1.0",
+    }
     assert doc["options"] == {"include_volatile": False, "ignore_identity": False, "ignore": [], "only": []}
     for c in doc["changes"]:
         assert list(c)[:7] == ["type", "subtype", "key", "change", "scope", "base", "current"]
         assert c["change"] in ("added", "removed", "changed")
-    assert doc["changes"][0] == {"type": "GPU", "subtype": "smi", "key": "driver", "change": "changed", "scope": "key",
-                                 "base": "570.86.15", "current": "575.51.03"}
-    assert doc["changes"][2] == {"type": "GPU", "subtype": "gpu-1", "key": None, "change": "changed",
-                                 "scope": "status", "base": "ok", "current": "error", "keys": 15,
-                                 "reason": "GPU 0000:28:00.0 fell off the bus (Xid 79)"}
-    assert doc["changes"][-1] == {"type": "NodeTopology", "subtype": None, "key": None, "change": "added",
-                                  "scope": "measurement", "base": None, "current": None, "keys": 4, "subtypes": 2}
+    assert doc["changes"][0] == {
+        "type": "GPU",
+        "subtype": "smi",
+        "key": "driver",
+        "change": "changed",
+        "scope": "key",
+        "base": "570.86.15",
+        "current": "575.51.03",
+    }
+    assert doc["changes"][2] == {
+        "type": "GPU",
+        "subtype": "gpu-1",
+        "key": None,
+        "change": "changed",
+        "scope": "status",
+        "base": "ok",
+        "current": "error",
+        "keys": 15,
+        "reason": "GPU 0000:28:00.0 fell off the bus (Xid 79)",
+    }
+    assert doc["changes"][-1] == {
+        "type": "NodeTopology",
+        "subtype": None,
+        "key": None,
+        "change": "added",
+        "scope": "measurement",
+        "base": None,
+        "current": None,
+        "keys": 4,
+        "subtypes": 2,
+    }
     # readings keep their type in the machine form
     nrestarts = next(c for c in doc["changes"] if c["key"] == "NRestarts")
     assert (nrestarts["base"], nrestarts["current"]) == (0, 3)
@@ -164,8 +210,10 @@ def test_fleet_renderers() -> None:
     result = group_by_configuration(load("fleet-20.yaml")["items"])
     text = diff_render.render_fleet_text(result)
     assert text.startswith("20 nodes, 3 configurations; baseline: 18 nodes (majority), reference gpu-node-01\n")
-    assert "\ngpu-node-07 (configuration 2, 1 changed, 0 added, 0 removed vs gpu-node-01)\n  GPU\n    smi\n" \
-           "      ~ driver: 570.86.15 -> 575.51.03\n" in text
+    assert (
+        "\ngpu-node-07 (configuration 2, 1 changed, 0 added, 0 removed vs gpu-node-01)\n  GPU\n    smi\n"
+        "      ~ driver: 570.86.15 -> 575.51.03\n" in text
+    )
     assert "      ~ pool: training -> inference\n" in text
     assert text.endswith("\ndrift: 2 of 20 nodes deviate from the baseline\n")
 

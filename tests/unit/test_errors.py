@@ -21,8 +21,11 @@ def test_each_row_names_the_constant_that_holds_its_code() -> None:
     assert codes == sorted(set(codes))
     for row in errors.EXIT_CODES:
         assert getattr(errors, row.name) == row.code, row
-    constants = {name: value for name, value in vars(errors).items() if re.fullmatch(r"[A-Z][A-Z_]+", name)
-                 and isinstance(value, int) and not isinstance(value, bool)}
+    constants = {
+        name: value
+        for name, value in vars(errors).items()
+        if re.fullmatch(r"[A-Z][A-Z_]+", name) and isinstance(value, int) and not isinstance(value, bool)
+    }
     assert constants == {row.name: row.code for row in errors.EXIT_CODES}  # no constant outside the table
 
 
@@ -53,24 +56,33 @@ def test_help_text_has_one_line_per_row_kept_as_written() -> None:
 def test_a_subset_renders_for_one_command() -> None:
     rows = [r for r in errors.EXIT_CODES if r.code in (errors.OK, errors.DRIFT)]
     assert errors.exit_codes_help(rows, title="Exit codes (as diff(1)):").splitlines()[1:] == [
-        "Exit codes (as diff(1)):", "  0    success (diff: no drift; check: compliant)",
-        "  1    diff: drift found; check: policy violated"]
+        "Exit codes (as diff(1)):",
+        "  0    success (diff: no drift; check: compliant)",
+        "  1    diff: drift found; check: policy violated",
+    ]
 
 
 def test_wrapping_keeps_message_and_hint_and_changes_nothing_in_the_original() -> None:
     original = NotFound("ConfigMap 'x' not found", hint="list them with kubectl", details=["a", "b"])
     wrapped = InvalidInput.wrapping(original)
     assert (type(wrapped), wrapped.exit_code, wrapped.message, wrapped.hint, wrapped.details) == (
-        InvalidInput, errors.INVALID_INPUT, "ConfigMap 'x' not found", "list them with kubectl", [])
+        InvalidInput,
+        errors.INVALID_INPUT,
+        "ConfigMap 'x' not found",
+        "list them with kubectl",
+        [],
+    )
     assert (original.exit_code, original.details) == (errors.NOT_FOUND, ["a", "b"])  # untouched
 
 
 def test_reading_inputs_reports_any_error_as_invalid_input_from_the_original(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: main\n"
-                          "clusters: [{name: main, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                          "users: [{name: u, user: {token: t}}]\n"
-                          "contexts: [{name: main, context: {cluster: main, user: u}}]\n")
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: main\n"
+        "clusters: [{name: main, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: main, context: {cluster: main, user: u}}]\n"
+    )
     with pytest.raises(InvalidInput) as caught:
         load_inputs(["cm://gpu-ops/base"], KubeOptions(kubeconfig=str(kubeconfig), context="nope"))
     err = caught.value

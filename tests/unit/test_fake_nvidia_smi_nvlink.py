@@ -23,7 +23,8 @@ def test_nvlink_status_through_the_fake_reaches_the_gpu_subtypes(tmp_path: Path)
     assert smi.context["nvlink"] == "ok (nvidia-smi nvlink -s, 8 GPUs)"
     by = {s.name: s.data for s in subs[1:]}
     assert [(by[f"gpu-{i}"]["nvlink-links-active"], by[f"gpu-{i}"]["nvlink-links-inactive"]) for i in range(8)] == (
-        [(18, 0)] * 3 + [(16, 2)] + [(18, 0)] * 4)
+        [(18, 0)] * 3 + [(16, 2)] + [(18, 0)] * 4
+    )
 
 
 def test_fake_prints_the_recorded_text_and_refuses_other_nvlink_forms(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import re
 from kubectl_aicr.fastyaml import _NON_PRINTABLE
 
 #: YAML 1.1 printable characters, minus the line breaks NEL, LS, PS and the BOM: what the block parser accepts.
-ACCEPTED = re.compile("[^\x09\x0A\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD\U00010000-\U0010FFFF]")
+ACCEPTED = re.compile("[^\x09\x0a\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
 
 
 def test_non_printable_is_the_complement_of_the_accepted_set() -> None:

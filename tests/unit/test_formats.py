@@ -22,9 +22,16 @@ V1_AKS = SNAPSHOTS / "aicr-run-v1" / "aks-items-only.yaml"
 V1ALPHA2_NODE = SNAPSHOTS / "aicr-run-v1alpha2" / "gpu-h100-0.yaml"
 ORIGINAL_0111 = SNAPSHOTS / "cross-tool" / "original-v0.11.1.yaml"
 OURS = SNAPSHOTS / "cross-tool" / "kubectl-aicr.yaml"
-V1ALPHA1_FIXTURES = ["node-a.yaml", "node-a-drift.yaml", "original-h100.yaml", "original-mock-snapshot.yaml",
-                     "fleet-20.yaml", "aicr-mock-snapshot.yaml", "cross-tool/original-v0.11.1.yaml",
-                     "cross-tool/kubectl-aicr.yaml"]
+V1ALPHA1_FIXTURES = [
+    "node-a.yaml",
+    "node-a-drift.yaml",
+    "original-h100.yaml",
+    "original-mock-snapshot.yaml",
+    "fleet-20.yaml",
+    "aicr-mock-snapshot.yaml",
+    "cross-tool/original-v0.11.1.yaml",
+    "cross-tool/kubectl-aicr.yaml",
+]
 
 
 def load(path: Path | str) -> dict[str, Any]:
@@ -44,6 +51,7 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 
 # ============================================================================ detection
+
 
 def test_detect_names_each_version_and_reads_a_missing_one_as_v1alpha1() -> None:
     assert formats.detect({}) == formats.V1ALPHA1
@@ -74,15 +82,19 @@ def test_diff_and_validate_refuse_an_unknown_api_version_in_one_line(tmp_path: P
 
 # ============================================================================ schemas
 
+
 @pytest.mark.parametrize("path", [V1_NODE, V1_AKS, V1ALPHA2_NODE])
 def test_hand_made_newer_snapshots_are_valid(path: Path) -> None:
     assert problems(load(path)) == []
 
 
 def test_validate_says_which_version_it_validated() -> None:
-    for path, text in ((V1_NODE, "apiVersion aicr.run/v1"), (V1ALPHA2_NODE, "apiVersion aicr.run/v1alpha2"),
-                       (SNAPSHOTS / "node-a.yaml", "apiVersion aicr.nvidia.com/v1alpha1"),
-                       (SNAPSHOTS / "original-mock-snapshot.yaml", "no apiVersion, read as aicr.nvidia.com/v1alpha1")):
+    for path, text in (
+        (V1_NODE, "apiVersion aicr.run/v1"),
+        (V1ALPHA2_NODE, "apiVersion aicr.run/v1alpha2"),
+        (SNAPSHOTS / "node-a.yaml", "apiVersion aicr.nvidia.com/v1alpha1"),
+        (SNAPSHOTS / "original-mock-snapshot.yaml", "no apiVersion, read as aicr.nvidia.com/v1alpha1"),
+    ):
         code, out, _ = cli("validate", str(path))
         assert code == 0 and out.rstrip().endswith(text), out
 
@@ -121,25 +133,52 @@ def _sub(doc: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
 
 Mutation = Callable[[dict[str, Any]], None]
 V1_BAD: list[tuple[str, Mutation, str]] = [
-    ("nested items", lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0].update(items=[]),
-     "$.measurements[5].subtypes[2].items[0]: Additional properties are not allowed ('items'"),
-    ("item field", lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0].update(name="x"),
-     "$.measurements[5].subtypes[2].items[0]: Additional properties are not allowed ('name'"),
-    ("item data not scalar", lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0]["data"].update(rail=[0]),
-     "$.measurements[5].subtypes[2].items[0].data.rail: [0] is not of type"),
-    ("item context not string", lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0]["context"].update(x=1),
-     "$.measurements[5].subtypes[2].items[0].context.x: 1 is not of type 'string'"),
-    ("neither data nor items", lambda d: _sub(d, "GPU", "hardware").pop("data"),
-     "$.measurements[1].subtypes[0]: {'subtype': 'hardware'} is not valid under any of the given schemas"),
-    ("dimension value type", lambda d: d["fingerprint"]["service"].update(value=1),
-     "$.fingerprint.service.value: 1 is not of type 'string'"),
-    ("node count type", lambda d: d["fingerprint"]["nodeCount"].update(value="3"),
-     "$.fingerprint.nodeCount.value: '3' is not of type 'integer'"),
-    ("unknown dimension", lambda d: d["fingerprint"].update(cloud={"value": "aws"}),
-     "$.fingerprint: Additional properties are not allowed ('cloud'"),
+    (
+        "nested items",
+        lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0].update(items=[]),
+        "$.measurements[5].subtypes[2].items[0]: Additional properties are not allowed ('items'",
+    ),
+    (
+        "item field",
+        lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0].update(name="x"),
+        "$.measurements[5].subtypes[2].items[0]: Additional properties are not allowed ('name'",
+    ),
+    (
+        "item data not scalar",
+        lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0]["data"].update(rail=[0]),
+        "$.measurements[5].subtypes[2].items[0].data.rail: [0] is not of type",
+    ),
+    (
+        "item context not string",
+        lambda d: _sub(d, "NetworkTopology", "pfs")["items"][0]["context"].update(x=1),
+        "$.measurements[5].subtypes[2].items[0].context.x: 1 is not of type 'string'",
+    ),
+    (
+        "neither data nor items",
+        lambda d: _sub(d, "GPU", "hardware").pop("data"),
+        "$.measurements[1].subtypes[0]: {'subtype': 'hardware'} is not valid under any of the given schemas",
+    ),
+    (
+        "dimension value type",
+        lambda d: d["fingerprint"]["service"].update(value=1),
+        "$.fingerprint.service.value: 1 is not of type 'string'",
+    ),
+    (
+        "node count type",
+        lambda d: d["fingerprint"]["nodeCount"].update(value="3"),
+        "$.fingerprint.nodeCount.value: '3' is not of type 'integer'",
+    ),
+    (
+        "unknown dimension",
+        lambda d: d["fingerprint"].update(cloud={"value": "aws"}),
+        "$.fingerprint: Additional properties are not allowed ('cloud'",
+    ),
     ("missing dimension", lambda d: d["fingerprint"].pop("os"), "$.fingerprint: 'os' is a required property"),
-    ("dimension field", lambda d: d["fingerprint"]["os"].update(kind="x"),
-     "$.fingerprint.os: Additional properties are not allowed ('kind'"),
+    (
+        "dimension field",
+        lambda d: d["fingerprint"]["os"].update(kind="x"),
+        "$.fingerprint.os: Additional properties are not allowed ('kind'",
+    ),
     ("unknown top-level", lambda d: d.update(spec={}), "$: Additional properties are not allowed ('spec'"),
 ]
 
@@ -171,18 +210,49 @@ def test_a_snapshot_list_holds_snapshots_of_its_own_version_only() -> None:
 
 # ============================================================================ normalising
 
+
 def test_normalise_folds_items_and_spells_values_one_way() -> None:
-    doc = {"apiVersion": formats.V1, "kind": "Snapshot", "fingerprint": {"service": {"value": "eks"}},
-           "measurements": [
-               {"type": "NetworkTopology", "subtypes": [{"subtype": "pfs", "items": [
-                   {"context": {"pciAddress": "0000:9a:00.0"}, "data": {"rail": 0}}, {"data": {"rail": 1}}]}]},
-               {"type": "NodeTopology", "subtypes": [{"subtype": "label", "data": {"a": "x|n1"},
-                                                      "items": [{"context": {"key": "a", "value": "x"}}]}]},
-               {"type": "OS", "subtypes": [{"subtype": "sysctl", "data": {"/proc/sys/kernel/printk": "4\t4  1\t7",
-                                                                          "/proc/sys/kernel/x": "a b"}}]},
-               {"type": "GPU", "subtypes": [{"subtype": "smi", "data": {"m": "N/A", "n": "<nil>", "o": "NA"}},
-                                            {"subtype": "hardware", "data": {"gpu-count": 1},
-                                             "context": {formats.DERIVED_BY: "kubectl-aicr"}}]}]}
+    doc = {
+        "apiVersion": formats.V1,
+        "kind": "Snapshot",
+        "fingerprint": {"service": {"value": "eks"}},
+        "measurements": [
+            {
+                "type": "NetworkTopology",
+                "subtypes": [
+                    {
+                        "subtype": "pfs",
+                        "items": [
+                            {"context": {"pciAddress": "0000:9a:00.0"}, "data": {"rail": 0}},
+                            {"data": {"rail": 1}},
+                        ],
+                    }
+                ],
+            },
+            {
+                "type": "NodeTopology",
+                "subtypes": [
+                    {"subtype": "label", "data": {"a": "x|n1"}, "items": [{"context": {"key": "a", "value": "x"}}]}
+                ],
+            },
+            {
+                "type": "OS",
+                "subtypes": [
+                    {
+                        "subtype": "sysctl",
+                        "data": {"/proc/sys/kernel/printk": "4\t4  1\t7", "/proc/sys/kernel/x": "a b"},
+                    }
+                ],
+            },
+            {
+                "type": "GPU",
+                "subtypes": [
+                    {"subtype": "smi", "data": {"m": "N/A", "n": "<nil>", "o": "NA"}},
+                    {"subtype": "hardware", "data": {"gpu-count": 1}, "context": {formats.DERIVED_BY: "kubectl-aicr"}},
+                ],
+            },
+        ],
+    }
     out = formats.normalise(doc)
     assert "fingerprint" not in out and out["apiVersion"] == formats.V1
     pfs, label, sysctl, smi = (m["subtypes"] for m in out["measurements"])
@@ -198,6 +268,7 @@ def test_normalise_refuses_an_unknown_version() -> None:
 
 
 # ============================================================================ writing v1
+
 
 @pytest.mark.parametrize("name", V1ALPHA1_FIXTURES)
 @pytest.mark.parametrize("api", [formats.V1, formats.V1ALPHA2])
@@ -224,20 +295,29 @@ def test_fingerprint_is_filled_from_what_the_snapshot_holds_each_with_its_source
     ours = formats.fingerprint_of(load(OURS))
     assert ours["region"] == {"value": "us-west-2", "source": "k8s.labels.topology.kubernetes.io/region"}
     theirs = formats.fingerprint_of(load(ORIGINAL_0111))
-    assert theirs["region"] == {"value": "us-west-2",
-                                "source": "nodeTopology.label.topology.kubernetes.io/region"}
+    assert theirs["region"] == {"value": "us-west-2", "source": "nodeTopology.label.topology.kubernetes.io/region"}
     assert theirs["gpuNodeCount"] == {"value": 2, "source": "nodeTopology.label.nvidia.com/gpu.product"}
     # nothing known: empty values and no source, as the original writes a dimension it did not capture
     empty = formats.fingerprint_of({"measurements": []})
     assert empty["service"] == {"value": ""} and empty["nodeCount"] == {"value": 0} and "region" not in empty
 
 
-@pytest.mark.parametrize("model, accelerator, gpu_model", [
-    ("NVIDIA H100 80GB HBM3", "h100", "h100"), ("NVIDIA GB200", "gb200", "gb200"), ("NVIDIA B200", "b200", "b200"),
-    ("NVIDIA L40S", "l40s", "l40s"), ("NVIDIA-H200", "h200", "h200"), ("Tesla T4", "", "t4"),
-    ("NVIDIA A800 80GB PCIe", "", "a800"), ("NVIDIA RTX PRO 6000 Blackwell", "rtx-pro-6000", "rtx-pro-6000"),
-    ("NVIDIA GeForce GTX 1070 Ti", "", ""), ("NVIDIA X1 80GB HBM3", "", "x1"), ("NVIDIA Z 80GB HBM3", "", ""),
-])
+@pytest.mark.parametrize(
+    "model, accelerator, gpu_model",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100", "h100"),
+        ("NVIDIA GB200", "gb200", "gb200"),
+        ("NVIDIA B200", "b200", "b200"),
+        ("NVIDIA L40S", "l40s", "l40s"),
+        ("NVIDIA-H200", "h200", "h200"),
+        ("Tesla T4", "", "t4"),
+        ("NVIDIA A800 80GB PCIe", "", "a800"),
+        ("NVIDIA RTX PRO 6000 Blackwell", "rtx-pro-6000", "rtx-pro-6000"),
+        ("NVIDIA GeForce GTX 1070 Ti", "", ""),
+        ("NVIDIA X1 80GB HBM3", "", "x1"),
+        ("NVIDIA Z 80GB HBM3", "", ""),
+    ],
+)
 def test_accelerator_sku(model: str, accelerator: str, gpu_model: str) -> None:
     assert formats.accelerator_sku(model) == (accelerator, gpu_model)
 
@@ -248,19 +328,29 @@ def test_v1_writer_rebuilds_the_topology_items_the_original_emits() -> None:
     for name in ("label", "taint"):
         assert _sub(v1, "NodeTopology", name)["items"] == _sub(theirs, "NodeTopology", name)["items"]
     multi = formats.topology_items("label", {"zone.a": "a|n1,n2 (+3 more)", "zone.b": "b|n3", "zone": "c|n9"})
-    assert [i["context"] for i in multi] == [{"key": "zone", "value": "a"}, {"key": "zone", "value": "b"},
-                                             {"key": "zone", "value": "c"}]
+    assert [i["context"] for i in multi] == [
+        {"key": "zone", "value": "a"},
+        {"key": "zone", "value": "b"},
+        {"key": "zone", "value": "c"},
+    ]
     assert multi[0]["data"] == {"node-count": 5, "node-list": "n1,n2 (+3 more)", "truncated": True}
     taints = formats.topology_items("taint", {"t.NoExecute": "x|n1", "t.NoSchedule": "y|n2", "u": "NoSchedule||n3"})
-    assert [i["context"] for i in taints] == [{"key": "t", "value": "x", "effect": "NoExecute"},
-                                              {"key": "t", "value": "y", "effect": "NoSchedule"},
-                                              {"key": "u", "value": "", "effect": "NoSchedule"}]
+    assert [i["context"] for i in taints] == [
+        {"key": "t", "value": "x", "effect": "NoExecute"},
+        {"key": "t", "value": "y", "effect": "NoSchedule"},
+        {"key": "u", "value": "", "effect": "NoSchedule"},
+    ]
 
 
 def test_v1_writer_adds_the_driver_free_gpu_hardware_subtype() -> None:
     hw = _sub(formats.convert(load("node-a.yaml"), formats.V1), "GPU", "hardware")
-    assert hw["data"] == {"detection-source": "nvidia-smi", "driver-loaded": True, "gpu-count": 2,
-                          "gpu-present": True, "model": "h100"}
+    assert hw["data"] == {
+        "detection-source": "nvidia-smi",
+        "driver-loaded": True,
+        "gpu-count": 2,
+        "gpu-present": True,
+        "model": "h100",
+    }
     assert hw["context"][formats.DERIVED_BY] == "kubectl-aicr"
 
 
@@ -273,12 +363,22 @@ def test_writing_a_newer_document_down_to_v1alpha1_is_refused() -> None:
 
 # ============================================================================ comparing across versions and tools
 
+
 def _compare(a: dict[str, Any], b: dict[str, Any], **opts: Any) -> tuple[diff.DiffResult, Any]:
     return formats.compare(a, b, diff.DiffOptions(**opts))
 
 
-@pytest.mark.parametrize("name", ["node-a.yaml", "node-a-drift.yaml", "original-h100.yaml", "cross-tool/kubectl-aicr.yaml",
-                                  "cross-tool/original-v0.11.1.yaml", "original-mock-snapshot.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "node-a.yaml",
+        "node-a-drift.yaml",
+        "original-h100.yaml",
+        "cross-tool/kubectl-aicr.yaml",
+        "cross-tool/original-v0.11.1.yaml",
+        "original-mock-snapshot.yaml",
+    ],
+)
 def test_round_trip_v1alpha1_to_v1_shows_nothing(name: str) -> None:
     doc = load(name)
     for api in (formats.V1, formats.V1ALPHA2):
@@ -305,7 +405,11 @@ def test_cross_tool_original_and_ours_of_one_unchanged_node_show_no_drift() -> N
     # only one tool collects as added/removed
     plain = diff.diff_snapshots(base, current)
     assert sorted(c.key or "" for c in plain.changes if c.change == diff.CHANGED) == [
-        "/proc/sys/kernel/printk", "/proc/sys/kernel/sem", "/proc/sys/vm/lowmem_reserve_ratio", "gpu.addressing-mode"]
+        "/proc/sys/kernel/printk",
+        "/proc/sys/kernel/sem",
+        "/proc/sys/vm/lowmem_reserve_ratio",
+        "gpu.addressing-mode",
+    ]
     result, one = _compare(base, current)
     assert result.changes == [] and not result.drift
     assert one is not None and (one.base, one.current) == ("aicr v0.11.1", "kubectl-aicr")
@@ -354,8 +458,9 @@ def test_across_nodes_reads_all_three_versions(tmp_path: Path) -> None:
     other = copy.deepcopy(ours)
     other["metadata"]["source-node"] = "gpu-h100-1"
     _sub(other, "GPU", "smi")["data"]["driver"] = "575.51.03"
-    fleet = formats.convert({"kind": "SnapshotList", "apiVersion": formats.V1ALPHA1, "items": [ours, other]},
-                            formats.V1)
+    fleet = formats.convert(
+        {"kind": "SnapshotList", "apiVersion": formats.V1ALPHA1, "items": [ours, other]}, formats.V1
+    )
     assert problems(fleet) == []
     path = tmp_path / "fleet-v1.yaml"
     path.write_text(snapshot_io.dumps(fleet, "yaml"))

@@ -36,8 +36,9 @@ Answer = Any
 
 
 def status_body(code: int, message: str, reason: str = "") -> str:
-    return json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-                       "reason": reason, "code": code})
+    return json.dumps(
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}
+    )
 
 
 class Api:
@@ -58,8 +59,13 @@ class Api:
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                req = {"method": self.command, "path": parts.path, "query": parse_qs(parts.query),
-                       "headers": dict(self.headers), "body": self.rfile.read(length) if length else b""}
+                req = {
+                    "method": self.command,
+                    "path": parts.path,
+                    "query": parse_qs(parts.query),
+                    "headers": dict(self.headers),
+                    "body": self.rfile.read(length) if length else b"",
+                }
                 api.seen.append(req)
                 answers = api.routes.get((self.command, parts.path))
                 if not answers:
@@ -165,20 +171,25 @@ def test_connect_outside_a_pod_says_what_is_missing(tmp_path: Path, sa_dir: Path
 
 
 def test_ipv6_service_host_is_written_in_brackets(sa_dir: Path) -> None:
-    kube = incluster.connect(environ={"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"},
-                             sa_dir=str(sa_dir))
+    kube = incluster.connect(
+        environ={"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir=str(sa_dir)
+    )
     assert kube.server == "https://[fd00::1]:443"
 
 
-def test_a_server_certificate_from_another_ca_is_refused_without_retrying(api: Api, sa_dir: Path,
-                                                                          tmp_path: Path) -> None:
+def test_a_server_certificate_from_another_ca_is_refused_without_retrying(
+    api: Api, sa_dir: Path, tmp_path: Path
+) -> None:
     from tests.controlplane.pki import create_pki
 
     other = create_pki(tmp_path / "other")
     shutil.copy(other.ca_crt, sa_dir / "ca.crt")
     kube = client(api, sa_dir)
-    with pytest.raises(Unavailable, match=r"GET /version: cannot reach the cluster at https://127\.0\.0\.1:\d+: "
-                                          r".*CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(
+        Unavailable,
+        match=r"GET /version: cannot reach the cluster at https://127\.0\.0\.1:\d+: "
+        r".*CERTIFICATE_VERIFY_FAILED",
+    ):
         kube.get("/version")
     assert kube.retries_done == 0 and api.seen == []
 
@@ -217,8 +228,13 @@ def test_a_401_with_an_unchanged_token_is_the_clis_credentials_error(api: Api, s
 
 
 def test_transient_answers_are_retried_then_succeed(api: Api, sa_dir: Path) -> None:
-    api.answer("GET", "/version", (503, status_body(503, "etcd leader changed"), {}),
-               (429, status_body(429, "slow down"), {}), (200, {"gitVersion": "v1"}, {}))
+    api.answer(
+        "GET",
+        "/version",
+        (503, status_body(503, "etcd leader changed"), {}),
+        (429, status_body(429, "slow down"), {}),
+        (200, {"gitVersion": "v1"}, {}),
+    )
     kube = client(api, sa_dir)
     assert kube.get("/version") == {"gitVersion": "v1"} and kube.retries_done == 2
 
@@ -234,8 +250,9 @@ def test_retries_are_bounded_and_end_in_the_clis_error(api: Api, sa_dir: Path) -
 def test_a_request_that_is_not_idempotent_is_not_retried_on_5xx(api: Api, sa_dir: Path) -> None:
     api.answer("POST", "/api/v1/namespaces/x/configmaps", (500, status_body(500, "boom"), {}))
     with pytest.raises(Unavailable, match="answered 500: boom"):
-        client(api, sa_dir).request("POST", "/api/v1/namespaces/x/configmaps", body={}, action="creating",
-                                    idempotent=False)
+        client(api, sa_dir).request(
+            "POST", "/api/v1/namespaces/x/configmaps", body={}, action="creating", idempotent=False
+        )
     assert len(api.seen) == 1
 
 
@@ -251,19 +268,22 @@ def test_a_refused_connection_is_retried_then_reported(sa_dir: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens once closed
-    kube = incluster.connect(environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)},
-                             sa_dir=str(sa_dir))
+    kube = incluster.connect(
+        environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)}, sa_dir=str(sa_dir)
+    )
     with pytest.raises(Unavailable, match=rf"^GET /version: cannot reach the cluster at https://127\.0\.0\.1:{port}: "):
         kube.get("/version")
     assert kube.retries_done == DEFAULT_ATTEMPTS - 1
 
 
-def test_a_server_that_never_answers_times_out_without_retrying_before_it_was_reached(api: Api,
-                                                                                       sa_dir: Path) -> None:
+def test_a_server_that_never_answers_times_out_without_retrying_before_it_was_reached(api: Api, sa_dir: Path) -> None:
     api.answer("GET", "/version", "hang")
     kube = client(api, sa_dir, request_timeout=0.3)
-    with pytest.raises(Unavailable, match=r"^GET /version: the API server at https://127\.0\.0\.1:\d+ did not answer "
-                                          r"in time \(.*timed out\)"):
+    with pytest.raises(
+        Unavailable,
+        match=r"^GET /version: the API server at https://127\.0\.0\.1:\d+ did not answer "
+        r"in time \(.*timed out\)",
+    ):
         kube.get("/version")
     assert kube.retries_done == 0
 
@@ -278,15 +298,33 @@ def test_once_reached_a_read_timeout_of_an_idempotent_request_is_retried(api: Ap
 # ------------------------------------------------------------------ errors: the CLI's mapping
 
 
-@pytest.mark.parametrize("code,reason", [(400, "Bad Request"), (401, "Unauthorized"), (403, "Forbidden"),
-                                         (404, "Not Found"), (408, "Request Timeout"), (409, "Conflict"),
-                                         (412, "Precondition Failed"), (418, "I'm a teapot"),
-                                         (422, "Unprocessable Entity"), (429, "Too Many Requests"),
-                                         (500, "Internal Server Error"), (503, "Service Unavailable"),
-                                         (504, "Gateway Timeout")])
-@pytest.mark.parametrize("body", [status_body(0, 'configmaps "x" is forbidden: User "system:serviceaccount:a:b"'),
-                                  '{"kind": "ConfigMap", "message": "not a Status: do not trust"}',
-                                  "<html>proxy error</html>", ""])
+@pytest.mark.parametrize(
+    "code,reason",
+    [
+        (400, "Bad Request"),
+        (401, "Unauthorized"),
+        (403, "Forbidden"),
+        (404, "Not Found"),
+        (408, "Request Timeout"),
+        (409, "Conflict"),
+        (412, "Precondition Failed"),
+        (418, "I'm a teapot"),
+        (422, "Unprocessable Entity"),
+        (429, "Too Many Requests"),
+        (500, "Internal Server Error"),
+        (503, "Service Unavailable"),
+        (504, "Gateway Timeout"),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        status_body(0, 'configmaps "x" is forbidden: User "system:serviceaccount:a:b"'),
+        '{"kind": "ConfigMap", "message": "not a Status: do not trust"}',
+        "<html>proxy error</html>",
+        "",
+    ],
+)
 def test_status_errors_are_the_clis(code: int, reason: str, body: str) -> None:
     from kubernetes.client.exceptions import ApiException
 
@@ -302,8 +340,18 @@ def test_status_errors_are_the_clis(code: int, reason: str, body: str) -> None:
 
 
 def test_error_types_by_status() -> None:
-    kinds = {401: Forbidden, 403: Forbidden, 404: NotFound, 408: Timeout, 504: Timeout, 422: InvalidInput,
-             500: Unavailable, 409: Conflict, 412: Conflict, 418: AicrError}
+    kinds = {
+        401: Forbidden,
+        403: Forbidden,
+        404: NotFound,
+        408: Timeout,
+        504: Timeout,
+        422: InvalidInput,
+        500: Unavailable,
+        409: Conflict,
+        412: Conflict,
+        418: AicrError,
+    }
     for code, kind in kinds.items():
         assert type(incluster.status_error(code, "r", "", action="a")) is kind
 
@@ -352,8 +400,11 @@ def test_the_kubernetes_packages_client_reads_the_same_through_client_reader(api
     reader = k8s.as_reader(kclient.ApiClient(cfg))
     assert isinstance(reader, k8s.ClientReader)
     assert k8s.lookup_node(reader, "gpu-1") == k8s.lookup_node(client(api, sa_dir), "gpu-1") == (node, "")
-    assert k8s.lookup_node(reader, "gone") == k8s.lookup_node(client(api, sa_dir), "gone") == \
-        (None, '404: nodes "gone" not found')
+    assert (
+        k8s.lookup_node(reader, "gone")
+        == k8s.lookup_node(client(api, sa_dir), "gone")
+        == (None, '404: nodes "gone" not found')
+    )
     assert {k.lower(): v for k, v in api.seen[0]["headers"].items()}["authorization"] == "Bearer token-1"
 
 
@@ -364,8 +415,11 @@ REF = ConfigMapRef("gpu-ops", "aicr-stage")
 
 
 def cm(data: dict[str, str], rv: str) -> Answer:
-    return (200, {"kind": "ConfigMap", "metadata": {"name": "aicr-stage", "uid": "u-1", "resourceVersion": rv},
-                  "data": data}, {})
+    return (
+        200,
+        {"kind": "ConfigMap", "metadata": {"name": "aicr-stage", "uid": "u-1", "resourceVersion": rv}, "data": data},
+        {},
+    )
 
 
 def test_wait_for_key_polls_until_the_facts_arrive(api: Api, sa_dir: Path) -> None:
@@ -380,22 +434,28 @@ def test_wait_for_key_gives_up_after_its_timeout(api: Api, sa_dir: Path) -> None
 
 
 def test_a_missing_staging_configmap_is_cmstores_not_found(api: Api, sa_dir: Path) -> None:
-    with pytest.raises(NotFound, match=r"^cm://gpu-ops/aicr-stage: ConfigMap 'aicr-stage' not found in namespace "
-                                       r"'gpu-ops'$"):
+    with pytest.raises(
+        NotFound,
+        match=r"^cm://gpu-ops/aicr-stage: ConfigMap 'aicr-stage' not found in namespace "
+        r"'gpu-ops'$",
+    ):
         incluster.wait_for_key(client(api, sa_dir), REF, "k", timeout=1)
 
 
 def test_patch_into_writes_what_cmstore_encodes_and_returns_the_receipt_ids(api: Api, sa_dir: Path) -> None:
     api.answer("PATCH", CM, cm({"snapshot.yaml": "x"}, "42"))
-    assert incluster.patch_into(client(api, sa_dir), REF, "kind: Snapshot\n", "yaml",
-                                drop=("node-facts.json",)) == ("u-1", "42")
+    assert incluster.patch_into(client(api, sa_dir), REF, "kind: Snapshot\n", "yaml", drop=("node-facts.json",)) == (
+        "u-1",
+        "42",
+    )
     req = api.seen[0]
     assert req["headers"]["Content-Type"] == "application/strategic-merge-patch+json"
     body = json.loads(req["body"])
     data, _ = cmstore.encode("kind: Snapshot\n", "yaml")
     assert set(body) == {"data"} and body["data"]["node-facts.json"] is None
-    assert {k: v for k, v in body["data"].items() if k not in ("node-facts.json", "timestamp")} == \
-        {k: v for k, v in data.items() if k != "timestamp"}
+    assert {k: v for k, v in body["data"].items() if k not in ("node-facts.json", "timestamp")} == {
+        k: v for k, v in data.items() if k != "timestamp"
+    }
 
 
 def test_patch_into_compresses_a_large_snapshot_into_binary_data(api: Api, sa_dir: Path) -> None:
@@ -416,14 +476,17 @@ def test_a_forbidden_patch_is_the_clis_forbidden(api: Api, sa_dir: Path) -> None
 # ------------------------------------------------------------------ proxies
 
 
-@pytest.mark.parametrize("env,want", [
-    ({}, None),
-    ({"HTTPS_PROXY": "http://proxy:3128"}, ("proxy", 3128, None)),
-    ({"https_proxy": "proxy:8080", "NO_PROXY": "10.0.0.0/8"}, None),
-    ({"HTTPS_PROXY": "http://u:p%40ss@proxy:3128"}, ("proxy", 3128, "Basic dTpwQHNz")),
-    ({"HTTP_PROXY": "http://proxy:3128", "no_proxy": "*"}, None),
-    ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "example.com,10.1.0.0/16"}, ("proxy", 3128, None)),
-])
+@pytest.mark.parametrize(
+    "env,want",
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, ("proxy", 3128, None)),
+        ({"https_proxy": "proxy:8080", "NO_PROXY": "10.0.0.0/8"}, None),
+        ({"HTTPS_PROXY": "http://u:p%40ss@proxy:3128"}, ("proxy", 3128, "Basic dTpwQHNz")),
+        ({"HTTP_PROXY": "http://proxy:3128", "no_proxy": "*"}, None),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "example.com,10.1.0.0/16"}, ("proxy", 3128, None)),
+    ],
+)
 def test_proxy_from_the_environment(env: dict[str, str], want: Any) -> None:
     assert incluster.proxy_for("10.0.0.1", env) == want
 

@@ -28,8 +28,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def kube(deadline: float | None = None, request_timeout: float = 30.0) -> Kube:
-    return Kube(api_client=None, namespace="ns", context=None, server="https://x", request_timeout=request_timeout,
-                deadline=deadline)
+    return Kube(
+        api_client=None,
+        namespace="ns",
+        context=None,
+        server="https://x",
+        request_timeout=request_timeout,
+        deadline=deadline,
+    )
 
 
 # ------------------------------------------------------------------ item 2: every request gets a real timeout
@@ -83,6 +89,7 @@ def test_refused_connections_and_503_are_retried_until_they_succeed() -> None:
 def test_a_server_never_reached_fails_fast_and_a_reached_one_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     """A wrong kubeconfig (nothing listens) must not take the whole --timeout to be reported; a server that
     answered before and now refuses connections is restarting, and is waited for within the deadline."""
+
     def refused() -> Exception:
         return urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
 
@@ -113,8 +120,9 @@ def test_ambiguous_failures_are_not_retried_for_creates() -> None:
     assert not retryable(ApiException(status=409), idempotent=True)
     # The client wraps urllib3's SSLError as status 0: a handshake cut by a restart is transient, a bad cert not.
     assert retryable(ApiException(status=0, reason="SSLError\nEOF occurred in violation of protocol"), idempotent=True)
-    assert not retryable(ApiException(status=0, reason="SSLError\n[SSL: CERTIFICATE_VERIFY_FAILED] ..."),
-                         idempotent=True)
+    assert not retryable(
+        ApiException(status=0, reason="SSLError\n[SSL: CERTIFICATE_VERIFY_FAILED] ..."), idempotent=True
+    )
     fn = _failing([reset])
     with pytest.raises(urllib3.exceptions.ProtocolError):
         kube(deadline=time.monotonic() + 30).request(fn, action="x", idempotent=False)
@@ -133,7 +141,9 @@ def test_a_read_timeout_is_one_clear_unavailable_line() -> None:
     err = api_error(e, action="reading namespace 'x'", server="https://10.0.0.1")
     assert isinstance(err, Unavailable) and "did not answer in time" in str(err) and "\n" not in str(err)
     refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
-    assert "cannot reach the cluster at https://10.0.0.1" in str(api_error(refused, action="x", server="https://10.0.0.1"))
+    assert "cannot reach the cluster at https://10.0.0.1" in str(
+        api_error(refused, action="x", server="https://10.0.0.1")
+    )
 
 
 def test_cleanup_keeps_part_of_the_timeout() -> None:
@@ -144,15 +154,29 @@ def test_cleanup_keeps_part_of_the_timeout() -> None:
 
 
 def receipt(**kw: str) -> verify.Receipt:
-    base = dict(uid="u1", resource_version="12", sha256=verify.digest(b"doc"), facts_resource_version="10",
-                node="gpu-1", run_id="abc123")
+    base = dict(
+        uid="u1",
+        resource_version="12",
+        sha256=verify.digest(b"doc"),
+        facts_resource_version="10",
+        node="gpu-1",
+        run_id="abc123",
+    )
     base.update(kw)
     return verify.Receipt(**base)
 
 
 def problems(r: verify.Receipt | None, **kw: Any) -> list[str]:
-    args: dict[str, Any] = dict(receipt=r, created_uid="u1", cm_uid="u1", cm_resource_version="12", content=b"doc",
-                                facts_resource_version="10", pod_node="gpu-1", run_id="abc123")
+    args: dict[str, Any] = dict(
+        receipt=r,
+        created_uid="u1",
+        cm_uid="u1",
+        cm_resource_version="12",
+        content=b"doc",
+        facts_resource_version="10",
+        pod_node="gpu-1",
+        run_id="abc123",
+    )
     args.update(kw)
     return verify.receipt_problems(**args)
 
@@ -173,10 +197,12 @@ def test_every_kind_of_tampering_is_named() -> None:
     assert "node facts the agent read" in problems(receipt(facts_resource_version="11"))[0]
     assert "ran on 'gpu-1'" in problems(receipt(node="gpu-9"))[0]
     assert "not this run" in problems(receipt(run_id="zzzzzz"))[0]
-    assert verify.document_problems({"metadata": {"run-id": "zzzzzz", "source-node": "gpu-h100-1"}},
-                                    run_id="abc123", pod_node="gpu-2") == [
+    assert verify.document_problems(
+        {"metadata": {"run-id": "zzzzzz", "source-node": "gpu-h100-1"}}, run_id="abc123", pod_node="gpu-2"
+    ) == [
         "the snapshot names run 'zzzzzz', not this run ('abc123')",
-        "the snapshot names node 'gpu-h100-1' but the agent pod ran on 'gpu-2'"]
+        "the snapshot names node 'gpu-h100-1' but the agent pod ran on 'gpu-2'",
+    ]
 
 
 # ------------------------------------------------------------------ item 4: only our snapshots are replaced
@@ -191,8 +217,11 @@ def test_only_our_snapshot_configmaps_may_be_replaced() -> None:
     assert not cmstore.is_our_snapshot({"app.kubernetes.io/name": "aicr"}, {"snapshot.yaml": ""}, None)
 
     cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="coredns"), data={"Corefile": "."})
-    with pytest.raises(InvalidInput, match=r"cm://kube-system/coredns exists and is not a kubectl-aicr snapshot "
-                                           r"\(keys: Corefile\); refusing"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"cm://kube-system/coredns exists and is not a kubectl-aicr snapshot "
+        r"\(keys: Corefile\); refusing",
+    ):
         from kubectl_aicr.snapshot_io import ConfigMapRef
 
         cmstore.refuse_foreign(ConfigMapRef("kube-system", "coredns"), cm)
@@ -202,19 +231,30 @@ def test_only_our_snapshot_configmaps_may_be_replaced() -> None:
 
 
 def test_policy_env_values_and_credentials_are_redacted() -> None:
-    obj = {"metadata": {"name": "cluster-policy"}, "spec": {
-        "driver": {"version": "570", "env": [{"name": "HTTPS_PROXY", "value": "http://u:pw@proxy:3128"},
-                                             {"name": "K", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
-                   "args": ["--token=abc", "-v=2"], "licensingConfig": {"configMapName": "lic"}},
-        "toolkit": {"repoConfig": {"password": "hunter2"}, "installDir": "/usr/local/nvidia"},
-        "dcgmExporter": {"url": "https://x/metrics?token=s3cr3t&x=1", "apiKey": "k-123"}}}
+    obj = {
+        "metadata": {"name": "cluster-policy"},
+        "spec": {
+            "driver": {
+                "version": "570",
+                "env": [
+                    {"name": "HTTPS_PROXY", "value": "http://u:pw@proxy:3128"},
+                    {"name": "K", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                ],
+                "args": ["--token=abc", "-v=2"],
+                "licensingConfig": {"configMapName": "lic"},
+            },
+            "toolkit": {"repoConfig": {"password": "hunter2"}, "installDir": "/usr/local/nvidia"},
+            "dcgmExporter": {"url": "https://x/metrics?token=s3cr3t&x=1", "apiKey": "k-123"},
+        },
+    }
     sub = k8s.policy_subtype([obj])
     text = yaml.safe_dump(sub.to_wire())
     for secret in ("u:pw", "hunter2", "abc", "s3cr3t", "k-123"):
         assert secret not in text
     d = sub.data
-    assert d["driver.env"] == ('[{"name":"HTTPS_PROXY","value":"<redacted>"},'
-                               '{"name":"K","valueFrom":{"secretKeyRef":{"key":"k","name":"s"}}}]')
+    assert d["driver.env"] == (
+        '[{"name":"HTTPS_PROXY","value":"<redacted>"},{"name":"K","valueFrom":{"secretKeyRef":{"key":"k","name":"s"}}}]'
+    )
     assert d["driver.args"] == '["--token=<redacted>","-v=2"]'
     assert d["toolkit.repoConfig.password"] == "<redacted>"
     assert d["driver.licensingConfig.configMapName"] == "lic" and d["toolkit.installDir"] == "/usr/local/nvidia"
@@ -225,22 +265,43 @@ def test_policy_env_values_and_credentials_are_redacted() -> None:
 
 
 def test_images_come_from_the_nodes_status() -> None:
-    node = client.V1Node(metadata=client.V1ObjectMeta(name="n"), status=client.V1NodeStatus(images=[
-        client.V1ContainerImage(names=["nvcr.io/nvidia/driver@sha256:aa", "nvcr.io/nvidia/driver:570.86.15"]),
-        client.V1ContainerImage(names=["registry.k8s.io/pause:3.10"]),
-        client.V1ContainerImage(names=["r.io/only-digest@sha256:bb"])]))
-    assert k8s.image_data(node) == {"nvcr.io/nvidia/driver": "570.86.15", "r.io/only-digest": "@sha256:bb",
-                                    "registry.k8s.io/pause": "3.10"}
+    node = client.V1Node(
+        metadata=client.V1ObjectMeta(name="n"),
+        status=client.V1NodeStatus(
+            images=[
+                client.V1ContainerImage(names=["nvcr.io/nvidia/driver@sha256:aa", "nvcr.io/nvidia/driver:570.86.15"]),
+                client.V1ContainerImage(names=["registry.k8s.io/pause:3.10"]),
+                client.V1ContainerImage(names=["r.io/only-digest@sha256:bb"]),
+            ]
+        ),
+    )
+    assert k8s.image_data(node) == {
+        "nvcr.io/nvidia/driver": "570.86.15",
+        "r.io/only-digest": "@sha256:bb",
+        "registry.k8s.io/pause": "3.10",
+    }
 
 
 def test_node_facts_round_trip_without_annotations() -> None:
-    node = {"metadata": {"name": "gpu-1", "labels": {"a": "b"}, "annotations": {"secret": "x"},
-                         "managedFields": [{}]},
-            "spec": {"providerID": "aws:///x", "podCIDR": "10.0.0.0/24"},
-            "status": {"nodeInfo": {"kubeletVersion": "v1.35.4", "architecture": "amd64", "bootID": "", "kernelVersion": "",
-                                    "kubeProxyVersion": "", "containerRuntimeVersion": "", "machineID": "",
-                                    "operatingSystem": "linux", "osImage": "", "systemUUID": ""},
-                       "images": [{"names": ["x/y:1"]}]}}
+    node = {
+        "metadata": {"name": "gpu-1", "labels": {"a": "b"}, "annotations": {"secret": "x"}, "managedFields": [{}]},
+        "spec": {"providerID": "aws:///x", "podCIDR": "10.0.0.0/24"},
+        "status": {
+            "nodeInfo": {
+                "kubeletVersion": "v1.35.4",
+                "architecture": "amd64",
+                "bootID": "",
+                "kernelVersion": "",
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": "",
+                "machineID": "",
+                "operatingSystem": "linux",
+                "osImage": "",
+                "systemUUID": "",
+            },
+            "images": [{"names": ["x/y:1"]}],
+        },
+    }
     text = k8s.facts_document(node, "", [k8s.cluster_subtype([])])
     assert "annotations" not in text and "managedFields" not in text and "podCIDR" not in text
     (got, err), subs = k8s.parse_facts(text)
@@ -263,8 +324,14 @@ def test_agent_objects_are_namespaced_and_each_pod_privilege_has_its_reason() ->
     pod = objs[1]["spec"]["template"]["spec"]
     assert pod["hostPID"] is True  # systemd's credential check (see spec.py); no other host namespace but net/IPC
     assert {k for k in pod if k.startswith("host")} == {"hostPID", "hostNetwork", "hostIPC"}
-    assert spec.role(run)["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"],
-                                        "resourceNames": ["aicr-abc123-snapshot"]}]
+    assert spec.role(run)["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "verbs": ["get", "patch"],
+            "resourceNames": ["aicr-abc123-snapshot"],
+        }
+    ]
     owners = {run.job_name: {"apiVersion": "batch/v1", "kind": "Job", "name": run.job_name, "uid": "j1"}}
     for o in spec.manifests(run, create_namespace=False, owners=owners)[1:]:
         assert o["metadata"]["ownerReferences"][0]["uid"] == "j1", o["kind"]
@@ -274,10 +341,14 @@ def test_agent_objects_are_namespaced_and_each_pod_privilege_has_its_reason() ->
 
 def test_every_privilege_of_the_pod_is_explained() -> None:
     text = (REPO / "kubectl_aicr/deploy/spec.py").read_text()
-    for needle, why in [('"hostNetwork": True', "net.* sysctls"), ('"hostIPC": True', "shm"),
-                        ('"privileged": True', "nvidia-smi"), ('"mountPath": "/run/systemd"', "systemctl"),
-                        ('"mountPath": "/etc/os-release"', "os-release")]:
-        before = text[:text.index(needle)].splitlines()[-3:]
+    for needle, why in [
+        ('"hostNetwork": True', "net.* sysctls"),
+        ('"hostIPC": True', "shm"),
+        ('"privileged": True', "nvidia-smi"),
+        ('"mountPath": "/run/systemd"', "systemctl"),
+        ('"mountPath": "/etc/os-release"', "os-release"),
+    ]:
+        before = text[: text.index(needle)].splitlines()[-3:]
         assert any(why in line for line in before), (needle, before)
 
 
@@ -285,12 +356,17 @@ def test_every_privilege_of_the_pod_is_explained() -> None:
 
 
 def cfg(path: Path, **cluster: Any) -> Path:
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-           "clusters": [{"name": "main", "cluster": {"server": "https://127.0.0.1:6443", **cluster}},
-                        {"name": "other", "cluster": {"server": "https://10.9.9.9:6443",
-                                                      "insecure-skip-tls-verify": True}}],
-           "users": [{"name": "u", "user": {"token": "t-main"}}, {"name": "v", "user": {"token": "t-other"}}],
-           "contexts": [{"name": "c", "context": {"cluster": "main", "user": "u"}}]}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "c",
+        "clusters": [
+            {"name": "main", "cluster": {"server": "https://127.0.0.1:6443", **cluster}},
+            {"name": "other", "cluster": {"server": "https://10.9.9.9:6443", "insecure-skip-tls-verify": True}},
+        ],
+        "users": [{"name": "u", "user": {"token": "t-main"}}, {"name": "v", "user": {"token": "t-other"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "main", "user": "u"}}],
+    }
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -317,8 +393,13 @@ def test_cli_exits_2_with_one_error_line_for_a_bad_kubeconfig(tmp_path: Path, co
         cfg(p, **{"certificate-authority-data": "%%%"})
     else:
         p.write_bytes(content)
-    r = subprocess.run([sys.executable, "-m", "kubectl_aicr", "validate", "cm://a/b", "--kubeconfig", str(p)],
-                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", "validate", "cm://a/b", "--kubeconfig", str(p)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("error:") == 1 and "Traceback" not in r.stderr
 
@@ -328,7 +409,9 @@ def test_user_cluster_and_token_override_the_context(tmp_path: Path) -> None:
     k = connect(KubeOptions(kubeconfig=p))
     assert k.api_client.configuration.api_key["authorization"].endswith("t-main")
     k = connect(KubeOptions(kubeconfig=p, user="v", cluster="other"))
-    assert k.api_client.configuration.api_key["authorization"].endswith("t-other") and k.server == "https://10.9.9.9:6443"
+    assert (
+        k.api_client.configuration.api_key["authorization"].endswith("t-other") and k.server == "https://10.9.9.9:6443"
+    )
     k = connect(KubeOptions(kubeconfig=p, token="tok-1"))
     assert k.api_client.configuration.api_key["authorization"] == "Bearer tok-1"
     with pytest.raises(NotFound, match="--user 'nope': no such user"):

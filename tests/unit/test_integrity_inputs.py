@@ -35,10 +35,23 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "KUBECONFIG": "/nonexistent/kubeco
 IS_ROOT = os.geteuid() == 0
 
 
-def cli(*args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
-        preexec: Optional[Callable[[], None]] = None, cwd: Optional[Path] = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "kubectl_aicr", *args], stdin=stdin, stdout=stdout,
-                          stderr=subprocess.PIPE, preexec_fn=preexec, env=ENV, cwd=cwd, timeout=120)
+def cli(
+    *args: str,
+    stdin: Any = subprocess.DEVNULL,
+    stdout: Any = subprocess.PIPE,
+    preexec: Optional[Callable[[], None]] = None,
+    cwd: Optional[Path] = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", *args],
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        preexec_fn=preexec,
+        env=ENV,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def one_error(r: subprocess.CompletedProcess[bytes]) -> str:
@@ -49,15 +62,18 @@ def one_error(r: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def snap_yaml(data_lines: str) -> str:
-    return ("kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmeasurements:\n- type: GPU\n  subtypes:\n"
-            "  - subtype: smi\n    data:\n" + data_lines)
+    return (
+        "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmeasurements:\n- type: GPU\n  subtypes:\n"
+        "  - subtype: smi\n    data:\n" + data_lines
+    )
 
 
 def temp_files(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir() if p.name.startswith(".aicr-")]
 
 
-# ============================================================================ 1. -o FILE: what is replaced, what is written through
+# ================================================================ 1. -o FILE: what is replaced, what is written through
+
 
 def test_regular_file_is_replaced_atomically_keeping_its_mode(tmp_path: Path) -> None:
     target = tmp_path / "snap.yaml"
@@ -158,8 +174,13 @@ def test_special_files_are_refused_with_one_line(tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(sock_path))
     try:
-        cases = {str(tmp_path): "is a directory", str(sock_path): "is a socket",
-                 "/proc/version": "kernel file", "/proc/new-file": "kernel file", "/dev/stdin": "standard input"}
+        cases = {
+            str(tmp_path): "is a directory",
+            str(sock_path): "is a socket",
+            "/proc/version": "kernel file",
+            "/proc/new-file": "kernel file",
+            "/dev/stdin": "standard input",
+        }
         if IS_ROOT:
             blk = tmp_path / "blk"
             os.mknod(blk, 0o600 | stat.S_IFBLK, os.makedev(7, 0))
@@ -214,44 +235,86 @@ def test_disk_full_on_stdout_is_exit_2_one_line() -> None:
     assert r.returncode == 2 and one_error(r) == "error: cannot write the output: No space left on device"
 
 
-# ============================================================================ 10/12. inputs no snapshot can be: exit 2, one line
+# =================================================================== 10/12. inputs no snapshot can be: exit 2, one line
 
 DEEP = 990
 BAD_INPUTS = {
     "deep.json": ('{"kind":"Snapshot","measurements":' + "[" * DEEP + "]" * DEEP + "}", "nested more than 32 levels"),
     "deep-flow.yaml": ("kind: Snapshot\nmeasurements: " + "[" * DEEP + "]" * DEEP + "\n", "nested more than 32 levels"),
-    "deep-block.yaml": ("kind: Snapshot\nmeasurements:\n" + "".join("  " * i + f"- k{i}:\n" for i in range(DEEP)),
-                        "nested more than 32 levels"),
-    "int-digits.json": ('{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":'
-                        + "9" * 5000 + "}}]}]}", "4300 digits"),
+    "deep-block.yaml": (
+        "kind: Snapshot\nmeasurements:\n" + "".join("  " * i + f"- k{i}:\n" for i in range(DEEP)),
+        "nested more than 32 levels",
+    ),
+    "int-digits.json": (
+        '{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":'
+        + "9" * 5000
+        + "}}]}]}",
+        "4300 digits",
+    ),
     "int-digits.yaml": (snap_yaml("      x: " + "9" * 5000 + "\n"), "4300 digits"),
-    "int-hex.yaml": (snap_yaml("      x: 0x" + "f" * 50_000 + "\n"),
-                     "$.measurements[0].subtypes[0].data.x: an integer of about 60,205 digits is too large"),
-    "int-key.yaml": (snap_yaml("      1: one\n      b: two\n"),
-                     "$.measurements[0].subtypes[0].data: key 1 (int) is not a string"),
-    "bool-key.yaml": ("kind: Snapshot\nmetadata:\n  true: x\nmeasurements: []\n", "$.metadata: key True (bool) is not a string"),
-    "nan.json": ('{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":NaN}}]}]}',
-                 "NaN is not a number a snapshot can hold"),
-    "infinity.json": ('{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":-Infinity}}]}]}',
-                      "-Infinity is not a number a snapshot can hold"),
-    "overflow.json": ('{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":1e400}}]}]}',
-                      "$.measurements[0].subtypes[0].data.x: inf is not a number"),
+    "int-hex.yaml": (
+        snap_yaml("      x: 0x" + "f" * 50_000 + "\n"),
+        "$.measurements[0].subtypes[0].data.x: an integer of about 60,205 digits is too large",
+    ),
+    "int-key.yaml": (
+        snap_yaml("      1: one\n      b: two\n"),
+        "$.measurements[0].subtypes[0].data: key 1 (int) is not a string",
+    ),
+    "bool-key.yaml": (
+        "kind: Snapshot\nmetadata:\n  true: x\nmeasurements: []\n",
+        "$.metadata: key True (bool) is not a string",
+    ),
+    "nan.json": (
+        '{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":NaN}}]}]}',
+        "NaN is not a number a snapshot can hold",
+    ),
+    "infinity.json": (
+        '{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":-Infinity}}]}]}',
+        "-Infinity is not a number a snapshot can hold",
+    ),
+    "overflow.json": (
+        '{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":1e400}}]}]}',
+        "$.measurements[0].subtypes[0].data.x: inf is not a number",
+    ),
     "nan.yaml": (snap_yaml("      x: .nan\n"), "$.measurements[0].subtypes[0].data.x: nan is not a number"),
-    "inf.yaml": (snap_yaml("      ok: 1\n      x: -.inf\n"), "$.measurements[0].subtypes[0].data.x: -inf is not a number"),
-    "dup.json": ('{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":1,"x":2}}]}]}',
-                 "$.measurements[0].subtypes[0].data: duplicate key 'x'"),
+    "inf.yaml": (
+        snap_yaml("      ok: 1\n      x: -.inf\n"),
+        "$.measurements[0].subtypes[0].data.x: -inf is not a number",
+    ),
+    "dup.json": (
+        '{"kind":"Snapshot","measurements":[{"type":"GPU","subtypes":[{"subtype":"s","data":{"x":1,"x":2}}]}]}',
+        "$.measurements[0].subtypes[0].data: duplicate key 'x'",
+    ),
     "dup-top.json": ('{"kind":"Snapshot","kind":"Snapshot","measurements":[]}', "$: duplicate key 'kind'"),
-    "dup.yaml": (snap_yaml("      x: 1\n      y: 2\n      x: 3\n"), "$.measurements[0].subtypes[0].data: duplicate key 'x'"),
-    "dup-flow.yaml": ("kind: Snapshot\nmeasurements: [{type: GPU, type: OS}]\n", "$.measurements[0]: duplicate key 'type'"),
-    "dup-anchor.yaml": (snap_yaml("      a: &v 1\n      x: *v\n      x: 2\n"),
-                        "$.measurements[0].subtypes[0].data: duplicate key 'x'"),
+    "dup.yaml": (
+        snap_yaml("      x: 1\n      y: 2\n      x: 3\n"),
+        "$.measurements[0].subtypes[0].data: duplicate key 'x'",
+    ),
+    "dup-flow.yaml": (
+        "kind: Snapshot\nmeasurements: [{type: GPU, type: OS}]\n",
+        "$.measurements[0]: duplicate key 'type'",
+    ),
+    "dup-anchor.yaml": (
+        snap_yaml("      a: &v 1\n      x: *v\n      x: 2\n"),
+        "$.measurements[0].subtypes[0].data: duplicate key 'x'",
+    ),
     "dup-int.yaml": (snap_yaml("      1: a\n      01: b\n"), "duplicate key 1"),
-    "dup-tagged.yaml": (snap_yaml("      x: !!str 1\n      x: 2\n"), "$.measurements[0].subtypes[0].data: duplicate key 'x'"),
+    "dup-tagged.yaml": (
+        snap_yaml("      x: !!str 1\n      x: 2\n"),
+        "$.measurements[0].subtypes[0].data: duplicate key 'x'",
+    ),
 }
 
 
-@pytest.mark.parametrize("text, path", [("a: 1\nb: 2\na: 3\n", "block"), ("{a: 1, a: 2}\n", "composed"),
-                                         ("a: !!str 1\na: 2\n", "pyyaml"), ("<<: {a: 1}\na: 2\n", "pyyaml")])
+@pytest.mark.parametrize(
+    "text, path",
+    [
+        ("a: 1\nb: 2\na: 3\n", "block"),
+        ("{a: 1, a: 2}\n", "composed"),
+        ("a: !!str 1\na: 2\n", "pyyaml"),
+        ("<<: {a: 1}\na: 2\n", "pyyaml"),
+    ],
+)
 def test_every_yaml_path_reports_duplicates_and_still_loads_like_pyyaml(text: str, path: str) -> None:
     import yaml
 
@@ -272,8 +335,19 @@ def test_bad_inputs_are_refused_by_parse_document(name: str) -> None:
     assert message in e.value.message and e.value.message.startswith(f"{name}: ")
 
 
-@pytest.mark.parametrize("name", ["deep.json", "deep-flow.yaml", "int-digits.json", "int-hex.yaml", "int-key.yaml",
-                                  "nan.yaml", "dup.yaml", "dup.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "deep.json",
+        "deep-flow.yaml",
+        "int-digits.json",
+        "int-hex.yaml",
+        "int-key.yaml",
+        "nan.yaml",
+        "dup.yaml",
+        "dup.json",
+    ],
+)
 @pytest.mark.parametrize("command", ["validate", "diff"])
 def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, name: str, command: str) -> None:
     text, message = BAD_INPUTS[name]
@@ -293,11 +367,16 @@ def test_diff_with_mixed_key_types_exits_2(tmp_path: Path) -> None:
 def test_valid_documents_still_load_and_merge_keys_are_not_duplicates() -> None:
     doc = snapshot_io.parse_document((SNAPSHOTS / "fleet-20.yaml").read_bytes(), source="fleet")
     assert doc["kind"] == "SnapshotList"
-    merged = snap_yaml("      x: 1\n") + "- type: OS\n  subtypes:\n  - subtype: a\n    data: &d {k: 1}\n" \
+    merged = (
+        snap_yaml("      x: 1\n") + "- type: OS\n  subtypes:\n  - subtype: a\n    data: &d {k: 1}\n"
         "  - subtype: b\n    data:\n      <<: *d\n      k: 2\n"
+    )
     assert snapshot_io.parse_document(merged.encode(), source="m")["measurements"][1]["subtypes"][1]["data"] == {"k": 2}
     big = snap_yaml("      max: 18446744073709551615\n      f: 1.0e+300\n")
-    assert snapshot_io.parse_document(big.encode(), source="b")["measurements"][0]["subtypes"][0]["data"]["max"] == 2 ** 64 - 1
+    assert (
+        snapshot_io.parse_document(big.encode(), source="b")["measurements"][0]["subtypes"][0]["data"]["max"]
+        == 2**64 - 1
+    )
 
 
 def test_json_output_is_standard_json() -> None:
@@ -311,9 +390,13 @@ def test_json_output_is_standard_json() -> None:
 
 # ============================================================================ 10. closed streams
 
+
 def test_stdin_closed_is_exit_2_one_line() -> None:
     r = cli("diff", A, "-", stdin=None, preexec=lambda: os.close(0))
-    assert r.returncode == 2 and one_error(r) == "error: -: standard input is closed; pipe a snapshot in or give a file name"
+    assert (
+        r.returncode == 2
+        and one_error(r) == "error: -: standard input is closed; pipe a snapshot in or give a file name"
+    )
 
 
 @pytest.mark.parametrize("args", [("diff", A, DRIFT), ("diff", A, A), ("validate", A), ("schema",)])
@@ -329,8 +412,19 @@ def test_stdout_closed_does_not_matter_with_o_file(tmp_path: Path) -> None:
 
 # ============================================================================ 11. a closed pipe: 141, silent
 
-@pytest.mark.parametrize("args", [("diff", A, A), ("diff", A, DRIFT), ("validate", A), ("schema",), ("version",),
-                                  ("snapshot", "--local"), ("diff", A, DRIFT, "-o", "json")])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("diff", A, A),
+        ("diff", A, DRIFT),
+        ("validate", A),
+        ("schema",),
+        ("version",),
+        ("snapshot", "--local"),
+        ("diff", A, DRIFT, "-o", "json"),
+    ],
+)
 def test_writing_into_a_closed_pipe_exits_141_silently(args: tuple[str, ...]) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # like '| head -0': nobody will read
@@ -383,8 +477,11 @@ def _interrupt(*a, **k):
 """
 
 
-def _interrupted(tmp_path: Path, setup: str, preexec: Callable[[], None] = terminal_signals,
-                 ) -> tuple[subprocess.CompletedProcess[bytes], Path]:
+def _interrupted(
+    tmp_path: Path,
+    setup: str,
+    preexec: Callable[[], None] = terminal_signals,
+) -> tuple[subprocess.CompletedProcess[bytes], Path]:
     out = tmp_path / "snap.yaml"
     out.write_text("old\n")
     code = INTERRUPT_AT.format(out=str(out), setup=setup)
@@ -430,8 +527,9 @@ print(json.dumps({{"peak": tracemalloc.get_traced_memory()[1], "result": result}
 
 
 def measured(setup: str) -> dict[str, Any]:
-    r = subprocess.run([sys.executable, "-c", MEASURE.format(setup=setup)], capture_output=True, text=True, env=ENV,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", MEASURE.format(setup=setup)], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
     return out
@@ -477,8 +575,9 @@ def run():
     return "accepted"
 """
     m = measured(setup)
-    assert m["result"] == ("cm://ns/x: snapshot.yaml.gz: decompresses to more than the 52,428,800-byte limit "
-                           "for a snapshot; refusing it")
+    assert m["result"] == (
+        "cm://ns/x: snapshot.yaml.gz: decompresses to more than the 52,428,800-byte limit for a snapshot; refusing it"
+    )
     assert m["peak"] < 80 * 1024 * 1024  # the limit (50 MiB) plus one step; the old code inflated all 1 GB
 
 
@@ -507,8 +606,9 @@ def _no_controls(text: str) -> bool:
 @pytest.mark.parametrize("fmt", ["text", "markdown"])
 def test_diff_escapes_terminal_controls(tmp_path: Path, fmt: str) -> None:
     value = json.dumps(HOSTILE)
-    (tmp_path / "a.yaml").write_text(snap_yaml(f"      x: {value}\n      {value}: 1\n").replace(
-        "subtype: smi", f"subtype: {value}"))
+    (tmp_path / "a.yaml").write_text(
+        snap_yaml(f"      x: {value}\n      {value}: 1\n").replace("subtype: smi", f"subtype: {value}")
+    )
     (tmp_path / "b.yaml").write_text(snap_yaml("      x: plain\n").replace("subtype: smi", f"subtype: {value}"))
     r = cli("diff", "a.yaml", "b.yaml", "-o", fmt, "--color", "never", cwd=tmp_path)
     out = r.stdout.decode()
@@ -526,6 +626,7 @@ def test_error_messages_escape_terminal_controls(tmp_path: Path) -> None:
 
 # ============================================================================ 10. --timeout
 
+
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400", "infinity", "8d", "200h", "1e9"])
 def test_timeout_must_be_a_finite_reasonable_duration(text: str) -> None:
     from kubectl_aicr.deploy import flags
@@ -536,4 +637,7 @@ def test_timeout_must_be_a_finite_reasonable_duration(text: str) -> None:
 
 def test_timeout_nan_is_refused_before_any_connection() -> None:
     r = cli("snapshot", "--timeout", "nan")
-    assert r.returncode == 2 and one_error(r) == "error: --timeout: 'nan' is not a finite duration (examples: 90s, 5m, 1h30m)"
+    assert (
+        r.returncode == 2
+        and one_error(r) == "error: --timeout: 'nan' is not a finite duration (examples: 90s, 5m, 1h30m)"
+    )

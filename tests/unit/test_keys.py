@@ -38,13 +38,20 @@ def test_the_collectors_sysctl_exclusion_is_the_registrys() -> None:
     # what os_info adds by hand is not a volatile or secret key (those belong in the registry) but what is not a
     # setting at all: media state, per-CPU fan-out, write-only triggers
     by_hand = set(os_info.SYSCTL_EXCLUDE) - set(from_registry)
-    assert by_hand == {"dev/cdrom/", "kernel/sched_domain/", "vm/drop_caches", "vm/compact_memory", "vm/stat_refresh",
-                       "net/ipv4/route/flush", "net/ipv6/route/flush"}
+    assert by_hand == {
+        "dev/cdrom/",
+        "kernel/sched_domain/",
+        "vm/drop_caches",
+        "vm/compact_memory",
+        "vm/stat_refresh",
+        "net/ipv4/route/flush",
+        "net/ipv6/route/flush",
+    }
     # every volatile or secret sysctl the registry names, wildcards included, is left out by the collector's walk
     for rule in keys.rules_of(keys.VOLATILE, keys.SECRET):
         if (rule.type, rule.subtype) == ("OS", "sysctl"):
             for key in rule.keys:
-                rel = key[len(keys.SYSCTL_PREFIX):].replace("*", "eth0")
+                rel = key[len(keys.SYSCTL_PREFIX) :].replace("*", "eth0")
                 assert os_info.sysctl_excluded(rel), rel
 
 
@@ -56,12 +63,17 @@ def test_diff_hides_every_volatile_key_the_collector_leaves_out() -> None:
     assert flt.hides_key("GPU", "labels", "nvidia.com/gpu-driver-upgrade-state")
     assert not flt.hides_key("GPU", "labels", "nvidia.com/gpu.product")
     assert not engine.KeyFilter(engine.DiffOptions(include_volatile=True)).hides_key(
-        "GPU", "labels", "nvidia.com/gfd.timestamp")
+        "GPU", "labels", "nvidia.com/gfd.timestamp"
+    )
 
 
 def test_the_gpu_label_filter_is_the_registrys() -> None:
-    labels = {"nvidia.com/gfd.timestamp": "1712345678", "nvidia.com/gpu-driver-upgrade-state": "upgrade-done",
-              "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/cuda.driver.major": "570"}
+    labels = {
+        "nvidia.com/gfd.timestamp": "1712345678",
+        "nvidia.com/gpu-driver-upgrade-state": "upgrade-done",
+        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+        "nvidia.com/cuda.driver.major": "570",
+    }
     sub = gpu_host.labels_subtype(labels)
     assert sub.data == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/cuda.driver.major": "570"}
     volatile_labels = keys.matcher("GPU", "labels", keys.VOLATILE)
@@ -69,8 +81,28 @@ def test_the_gpu_label_filter_is_the_registrys() -> None:
     assert 1 not in volatile_labels and "x" not in keys.matcher("GPU", "labels", keys.IDENTITY)
 
 
-@pytest.mark.parametrize("name", ["password", "dbPassword", "token", "apiKey", "access_key", "privateKey", "auth",
-                                  "authorization", "cookie", "db_pw", "secretName", "tokenSecretRef",
-                                  "imagePullSecrets", "keyRef", "repository", "version", "passwordFile", "enabled"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "password",
+        "dbPassword",
+        "token",
+        "apiKey",
+        "access_key",
+        "privateKey",
+        "auth",
+        "authorization",
+        "cookie",
+        "db_pw",
+        "secretName",
+        "tokenSecretRef",
+        "imagePullSecrets",
+        "keyRef",
+        "repository",
+        "version",
+        "passwordFile",
+        "enabled",
+    ],
+)
 def test_secret_key_names_are_the_k8s_collectors(name: str) -> None:
     assert keys.secret_key_name(name) == k8s.sensitive_key(name)

@@ -15,13 +15,18 @@ from kubectl_aicr.errors import InvalidInput, NotFound
 from kubectl_aicr.kube import KubeOptions, connect, kubeconfig_paths, resolve_context
 
 
-def write_cfg(path: Path, current: str | None, contexts: dict[str, str | None], server: str = "https://127.0.0.1:6443") -> Path:
+def write_cfg(
+    path: Path, current: str | None, contexts: dict[str, str | None], server: str = "https://127.0.0.1:6443"
+) -> Path:
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
+        "apiVersion": "v1",
+        "kind": "Config",
         "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": n, "context": {"cluster": "c", "user": "u", **({"namespace": ns} if ns else {})}}
-                     for n, ns in contexts.items()],
+        "contexts": [
+            {"name": n, "context": {"cluster": "c", "user": "u", **({"namespace": ns} if ns else {})}}
+            for n, ns in contexts.items()
+        ],
     }
     if current:
         cfg["current-context"] = current

@@ -21,8 +21,9 @@ def kube(request_timeout: float = 30.0) -> Kube:
 
 def status_error(code: int, reason: str, message: str, *, http_reason: str = "") -> ApiException:
     e = ApiException(status=code, reason=http_reason or reason)
-    e.body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
-                         "message": message})
+    e.body = json.dumps(
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}
+    )
     return e
 
 
@@ -33,14 +34,25 @@ def raising(e: BaseException) -> Any:
     return fn
 
 
-@pytest.mark.parametrize("code,reason,expected", [
-    (400, "BadRequest", InvalidInput), (401, "Unauthorized", Forbidden), (403, "Forbidden", Forbidden),
-    (404, "NotFound", NotFound), (408, "Timeout", Timeout), (409, "AlreadyExists", Conflict),
-    (409, "Conflict", Conflict), (412, "PreconditionFailed", Conflict), (422, "Invalid", InvalidInput),
-    (501, "NotImplemented", Unavailable), (410, "Expired", AicrError),
-])
-def test_call_raises_the_type_of_the_answer_and_keeps_what_the_server_said(code: int, reason: str,
-                                                                            expected: type) -> None:
+@pytest.mark.parametrize(
+    "code,reason,expected",
+    [
+        (400, "BadRequest", InvalidInput),
+        (401, "Unauthorized", Forbidden),
+        (403, "Forbidden", Forbidden),
+        (404, "NotFound", NotFound),
+        (408, "Timeout", Timeout),
+        (409, "AlreadyExists", Conflict),
+        (409, "Conflict", Conflict),
+        (412, "PreconditionFailed", Conflict),
+        (422, "Invalid", InvalidInput),
+        (501, "NotImplemented", Unavailable),
+        (410, "Expired", AicrError),
+    ],
+)
+def test_call_raises_the_type_of_the_answer_and_keeps_what_the_server_said(
+    code: int, reason: str, expected: type
+) -> None:
     e = status_error(code, reason, f'configmaps "x" says {reason}', http_reason="Some Phrase")
     with pytest.raises(AicrError) as got:
         kube().call(raising(e), action="reading cm://ns/x")
@@ -120,8 +132,12 @@ def test_list_all_follows_every_continue_token() -> None:
         items, token = pages[kw.get("_continue")]
         return _Model(items, token)
 
-    assert kube().list_all(list_node, "ns", action="listing nodes", label_selector="x=y", limit=2) == \
-        ["a", "b", "c", "d"]
+    assert kube().list_all(list_node, "ns", action="listing nodes", label_selector="x=y", limit=2) == [
+        "a",
+        "b",
+        "c",
+        "d",
+    ]
     assert [c.get("_continue") for c in calls] == [None, "t1", "t2"]
     assert all(c["limit"] == 2 and c["label_selector"] == "x=y" and c["args"] == ("ns",) for c in calls)
     assert all(isinstance(c["_request_timeout"], tuple) for c in calls)
@@ -130,8 +146,13 @@ def test_list_all_follows_every_continue_token() -> None:
 
 def test_list_all_reads_custom_object_lists_and_raises_typed_errors() -> None:
     pages = {None: {"items": [{"n": 1}], "metadata": {"continue": "t"}}, "t": {"items": [{"n": 2}], "metadata": {}}}
-    got = kube().list_all(lambda *a, **kw: pages[kw.get("_continue")], "nvidia.com", "v1", "clusterpolicies",
-                          action="listing ClusterPolicies")
+    got = kube().list_all(
+        lambda *a, **kw: pages[kw.get("_continue")],
+        "nvidia.com",
+        "v1",
+        "clusterpolicies",
+        action="listing ClusterPolicies",
+    )
     assert got == [{"n": 1}, {"n": 2}] and kube().list_all(lambda **kw: _Model([], None), action="x") == []
     with pytest.raises(Forbidden, match="^listing nodes: nodes is forbidden"):
         kube().list_all(raising(status_error(403, "Forbidden", "nodes is forbidden")), action="listing nodes")

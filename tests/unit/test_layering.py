@@ -32,11 +32,26 @@ PACKAGES = ("kubectl_aicr", "collector")
 #: tomorrow's package; ``*schema`` is the JSON Schema checks (schema, quickschema). The package roots hold only the
 #: version and the Python version check.
 PURE = (
-    "kubectl_aicr", "collector", "collector.model", "collector.keys", "collector.keys.*",
-    "kubectl_aicr.errors", "kubectl_aicr.formats", "kubectl_aicr.formats.*", "kubectl_aicr.fastyaml",
-    "kubectl_aicr.*schema", "kubectl_aicr.diff", "kubectl_aicr.diff.*", "kubectl_aicr.diff_*",
-    "kubectl_aicr.policy", "kubectl_aicr.policy.*", "kubectl_aicr.reports", "kubectl_aicr.reports.*",
-    "kubectl_aicr.deploy.classify", "kubectl_aicr.deploy.scheduler", "kubectl_aicr.deploy.spec",
+    "kubectl_aicr",
+    "collector",
+    "collector.model",
+    "collector.keys",
+    "collector.keys.*",
+    "kubectl_aicr.errors",
+    "kubectl_aicr.formats",
+    "kubectl_aicr.formats.*",
+    "kubectl_aicr.fastyaml",
+    "kubectl_aicr.*schema",
+    "kubectl_aicr.diff",
+    "kubectl_aicr.diff.*",
+    "kubectl_aicr.diff_*",
+    "kubectl_aicr.policy",
+    "kubectl_aicr.policy.*",
+    "kubectl_aicr.reports",
+    "kubectl_aicr.reports.*",
+    "kubectl_aicr.deploy.classify",
+    "kubectl_aicr.deploy.scheduler",
+    "kubectl_aicr.deploy.spec",
     "kubectl_aicr.deploy.flags",
 )
 #: Not for the pure layers: the command line and the Kubernetes client (with its HTTP library).
@@ -46,8 +61,11 @@ LAZY = ("kubernetes", "jsonschema")
 
 #: (rule, module, imported module) -> why it is allowed for now. Each must still be a violation.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("pure", "kubectl_aicr.deploy.spec", "kubectl_aicr.cmstore"):
-        "the staging ConfigMaps' names and labels come from cmstore, which also holds its Kubernetes I/O",
+    (
+        "pure",
+        "kubectl_aicr.deploy.spec",
+        "kubectl_aicr.cmstore",
+    ): "the staging ConfigMaps' names and labels come from cmstore, which also holds its Kubernetes I/O",
 }
 
 
@@ -67,8 +85,12 @@ def module_name(path: Path) -> str:
 
 
 def sources() -> dict[str, Path]:
-    found = {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))
-             if "__pycache__" not in p.parts}
+    found = {
+        module_name(p): p
+        for pkg in PACKAGES
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
     assert "kubectl_aicr.cli" in found and "collector.model" in found
     return found
 
@@ -78,7 +100,8 @@ MODULES = sources()
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _resolve(name: str) -> str:
@@ -157,8 +180,11 @@ FOUND = violations()
 
 
 def unexpected(rule: str) -> list[str]:
-    return [f"{where}: {module} imports {target}" for (r, module, target), where in sorted(FOUND.items())
-            if r == rule and (r, module, target) not in KNOWN]
+    return [
+        f"{where}: {module} imports {target}"
+        for (r, module, target), where in sorted(FOUND.items())
+        if r == rule and (r, module, target) not in KNOWN
+    ]
 
 
 def test_collector_imports_neither_the_cli_nor_click() -> None:
@@ -223,8 +249,12 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path: Path) ->
     assert any(i.target == "kubernetes" and i.in_function for i in IMPORTS["kubectl_aicr.kube"])
     assert {"kubectl_aicr.errors", "kubectl_aicr.group"} <= {i.target for i in IMPORTS["kubectl_aicr.cli"]}
     assert any(i.target == "kubectl_aicr.completion" and i.in_function for i in IMPORTS["kubectl_aicr.cli"])
-    assert not any(i.target == "kubectl_aicr.cli" for imps in IMPORTS.values() for i in imps
-                   if i.importer != "kubectl_aicr.__main__")  # only `python -m kubectl_aicr` runs the entry point
+    assert not any(
+        i.target == "kubectl_aicr.cli"
+        for imps in IMPORTS.values()
+        for i in imps
+        if i.importer != "kubectl_aicr.__main__"
+    )  # only `python -m kubectl_aicr` runs the entry point
     assert matches("kubectl_aicr.diff.engine", PURE) and matches("kubectl_aicr.policy.model", PURE)
     assert matches("kubectl_aicr.quickschema", PURE) and matches("kubectl_aicr.reports.junit", PURE)
     assert not matches("kubectl_aicr.commands.diff", PURE) and not matches("kubectl_aicr.kube", PURE)

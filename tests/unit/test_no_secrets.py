@@ -16,8 +16,14 @@ def test_local_snapshot_contains_no_environment_values(tmp_path: Path) -> None:
     env = dict(os.environ, AICR_TEST_SECRET=secret, AWS_SECRET_ACCESS_KEY=secret, KUBECONFIG=str(tmp_path / "kc"))
     (tmp_path / "kc").write_text(f"users: [{{name: u, user: {{token: {secret}}}}}]\n")
     out = tmp_path / "snap.yaml"
-    r = subprocess.run([sys.executable, "-m", "kubectl_aicr", "snapshot", "--local", "-o", str(out)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "kubectl_aicr", "snapshot", "--local", "-o", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert "kind: Snapshot" in text
@@ -28,8 +34,15 @@ def test_collector_runs_no_shell_and_loads_no_unsafe_yaml() -> None:
     offenders = []
     for path in sorted((REPO / "collector").glob("*.py")) + sorted((REPO / "kubectl_aicr").rglob("*.py")):
         src = path.read_text()
-        for pattern in (r"shell\s*=\s*True", r"os\.system\(", r"os\.popen\(", r"yaml\.load\((?![^)]*Loader=)",
-                        r"yaml\.unsafe_load", r"\beval\(", r"pickle"):
+        for pattern in (
+            r"shell\s*=\s*True",
+            r"os\.system\(",
+            r"os\.popen\(",
+            r"yaml\.load\((?![^)]*Loader=)",
+            r"yaml\.unsafe_load",
+            r"\beval\(",
+            r"pickle",
+        ):
             if re.search(pattern, src):
                 offenders.append(f"{path.relative_to(REPO)}: {pattern}")
     assert offenders == []

@@ -30,10 +30,42 @@ def _load(path: Path) -> Any:
 
 #: Values a mutation puts somewhere: every JSON type, the types YAML adds, strings that break the patterns,
 #: the kinds and apiVersions, timestamps good and bad.
-PALETTE: list[Any] = [None, 0, 1, -1, True, False, 1.5, float("inf"), "", " ", "x y", "ok", "a" * 300, [], [1], {},
-                      {"": 1}, {1: "a"}, {"k": {"n": 1}}, {"k": [1]}, "Snapshot", "SnapshotList", "Pod",
-                      "aicr.nvidia.com/v1alpha1", "aicr.run/v1", "aicr.run/v1alpha2", "2026-11-27T06:00:00Z",
-                      "2026-02-30T06:00:00Z", "yesterday", "unavailable", "error", "GPU", "smi", ("tuple",)]
+PALETTE: list[Any] = [
+    None,
+    0,
+    1,
+    -1,
+    True,
+    False,
+    1.5,
+    float("inf"),
+    "",
+    " ",
+    "x y",
+    "ok",
+    "a" * 300,
+    [],
+    [1],
+    {},
+    {"": 1},
+    {1: "a"},
+    {"k": {"n": 1}},
+    {"k": [1]},
+    "Snapshot",
+    "SnapshotList",
+    "Pod",
+    "aicr.nvidia.com/v1alpha1",
+    "aicr.run/v1",
+    "aicr.run/v1alpha2",
+    "2026-11-27T06:00:00Z",
+    "2026-02-30T06:00:00Z",
+    "yesterday",
+    "unavailable",
+    "error",
+    "GPU",
+    "smi",
+    ("tuple",),
+]
 
 
 def _containers(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -63,7 +95,8 @@ def _mutants(doc: Any, rng: random.Random, n: int) -> Iterator[Any]:
                     del node[rng.choice(keys)]
                 else:
                     node[rng.choice(["extra", "status", "kind", "items", "type", ""])] = copy.deepcopy(
-                        rng.choice(PALETTE))
+                        rng.choice(PALETTE)
+                    )
             else:
                 if node and action < 0.5:
                     node[rng.randrange(len(node))] = copy.deepcopy(rng.choice(PALETTE))
@@ -122,8 +155,10 @@ def test_problems_is_unchanged_by_the_quick_check() -> None:
         if _header_problem(d) is not None or formats.detect(d) != formats.V1ALPHA1:
             continue
         errors = sorted(v.iter_errors(d), key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
-        expected = [f"{_json_path(e.absolute_path)}: {e.message if len(e.message) <= 240 else e.message[:237] + '...'}"
-                    for e in errors]
+        expected = [
+            f"{_json_path(e.absolute_path)}: {e.message if len(e.message) <= 240 else e.message[:237] + '...'}"
+            for e in errors
+        ]
         found = problems(d)
         if expected:
             broken += 1
@@ -133,19 +168,22 @@ def test_problems_is_unchanged_by_the_quick_check() -> None:
     assert broken > 100
 
 
-@pytest.mark.parametrize("bad", [
-    {"oneOf": [{"type": "string"}]},
-    {"patternProperties": {"x": {}}},
-    {"$ref": "https://example.com/other.json"},
-    {"$ref": "#/$defs/missing"},
-    {"const": 1},
-    {"enum": ["a", 1]},
-    {"format": "email"},
-    {"type": "any"},
-    {"properties": {"a": {"$id": "https://example.com/nested"}}},
-    {"$schema": "http://json-schema.org/draft-07/schema#"},
-    {"anyOf": []},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"oneOf": [{"type": "string"}]},
+        {"patternProperties": {"x": {}}},
+        {"$ref": "https://example.com/other.json"},
+        {"$ref": "#/$defs/missing"},
+        {"const": 1},
+        {"enum": ["a", 1]},
+        {"format": "email"},
+        {"type": "any"},
+        {"properties": {"a": {"$id": "https://example.com/nested"}}},
+        {"$schema": "http://json-schema.org/draft-07/schema#"},
+        {"anyOf": []},
+    ],
+)
 def test_what_it_cannot_check_exactly_it_refuses(bad: dict[str, Any]) -> None:
     with pytest.raises(quickschema.Unsupported):
         quickschema.compile(bad)
@@ -154,21 +192,64 @@ def test_what_it_cannot_check_exactly_it_refuses(bad: dict[str, Any]) -> None:
 def test_each_keyword_against_jsonschema() -> None:
     """Small schemas, one keyword each, over values of every type (including YAML's and Python's extras)."""
     schemas: list[dict[str, Any]] = [
-        {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
-        {"type": "array"}, {"type": "object"}, {"type": ["string", "null"]}, {"const": "a"}, {"enum": ["a", "b"]},
-        {"pattern": "^[A-Z]"}, {"pattern": "b"}, {"minLength": 2}, {"minimum": 0}, {"minimum": 1.5},
-        {"format": "date-time"}, {"format": "date"}, {"required": ["a"]}, {"properties": {"a": {"type": "string"}}},
-        {"additionalProperties": False, "properties": {"a": True}}, {"additionalProperties": {"type": "integer"}},
-        {"propertyNames": {"minLength": 1}}, {"propertyNames": {"pattern": "^a"}}, {"items": {"type": "integer"}},
-        {"items": False}, {"if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"required": ["c"]}},
-        {"if": {"required": ["a"]}}, {"then": False}, {"anyOf": [{"type": "string"}, {"minimum": 3}]},
-        {"$defs": {"s": {"type": "string"}}, "items": {"$ref": "#/$defs/s"}}, True, False,
+        {"type": "string"},
+        {"type": "integer"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array"},
+        {"type": "object"},
+        {"type": ["string", "null"]},
+        {"const": "a"},
+        {"enum": ["a", "b"]},
+        {"pattern": "^[A-Z]"},
+        {"pattern": "b"},
+        {"minLength": 2},
+        {"minimum": 0},
+        {"minimum": 1.5},
+        {"format": "date-time"},
+        {"format": "date"},
+        {"required": ["a"]},
+        {"properties": {"a": {"type": "string"}}},
+        {"additionalProperties": False, "properties": {"a": True}},
+        {"additionalProperties": {"type": "integer"}},
+        {"propertyNames": {"minLength": 1}},
+        {"propertyNames": {"pattern": "^a"}},
+        {"items": {"type": "integer"}},
+        {"items": False},
+        {"if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"required": ["c"]}},
+        {"if": {"required": ["a"]}},
+        {"then": False},
+        {"anyOf": [{"type": "string"}, {"minimum": 3}]},
+        {"$defs": {"s": {"type": "string"}}, "items": {"$ref": "#/$defs/s"}},
+        True,
+        False,
     ]
     import datetime
 
-    values: list[Any] = PALETTE + [2, 3, 1.0, -0.5, "A", "ab", "b", "2026-01-01", datetime.date(2026, 1, 1),
-                                   {"a": 1}, {"a": "x"}, {"a": 1, "b": 2}, {"c": 1}, {"b": 1}, {"x": 1}, {"": "x"},
-                                   {2: 1}, [1, 2], [1, "a"], ["a"], [None]]
+    values: list[Any] = PALETTE + [
+        2,
+        3,
+        1.0,
+        -0.5,
+        "A",
+        "ab",
+        "b",
+        "2026-01-01",
+        datetime.date(2026, 1, 1),
+        {"a": 1},
+        {"a": "x"},
+        {"a": 1, "b": 2},
+        {"c": 1},
+        {"b": 1},
+        {"x": 1},
+        {"": "x"},
+        {2: 1},
+        [1, 2],
+        [1, "a"],
+        ["a"],
+        [None],
+    ]
     for s in schemas:
         quick = quickschema.compile(s)
         for x in values:

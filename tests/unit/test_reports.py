@@ -4,8 +4,8 @@ GitHub's limits (1 MiB step summary, 64 KB comment) with every table well-formed
 from __future__ import annotations
 
 import copy
-import functools
 import datetime as dt
+import functools
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -31,16 +31,26 @@ NODE_A = load("node-a.yaml")
 DRIFT = load("node-a-drift.yaml")
 FLEET = load("fleet-20.yaml")["items"]
 
-POLICY = {"apiVersion": "aicr.nvidia.com/v1alpha1", "kind": "Policy", "metadata": {"name": "h100"},
-          "rules": [{"id": "driver", "type": "GPU", "subtype": "smi", "key": "driver",
-                     "expect": {"version": ">= 570.86, < 571"}},
-                    {"id": "pool", "type": "K8s", "subtype": "labels", "key": "pool", "expect": {"equals": "training"}},
-                    {"id": "ecc", "type": "GPU", "subtype": "gpu-*", "key": "ecc-mode-current",
-                     "expect": {"equals": "Enabled"}}],
-          "waivers": [{"rule": "pool", "nodes": ["gpu-node-13"], "reason": "inference pilot", "owner": "ml-infra",
-                       "expires": "2026-12-31"},
-                      {"rule": "driver", "nodes": ["gpu-node-99"], "reason": "gone", "owner": "me",
-                       "expires": "2026-12-31"}]}
+POLICY = {
+    "apiVersion": "aicr.nvidia.com/v1alpha1",
+    "kind": "Policy",
+    "metadata": {"name": "h100"},
+    "rules": [
+        {"id": "driver", "type": "GPU", "subtype": "smi", "key": "driver", "expect": {"version": ">= 570.86, < 571"}},
+        {"id": "pool", "type": "K8s", "subtype": "labels", "key": "pool", "expect": {"equals": "training"}},
+        {"id": "ecc", "type": "GPU", "subtype": "gpu-*", "key": "ecc-mode-current", "expect": {"equals": "Enabled"}},
+    ],
+    "waivers": [
+        {
+            "rule": "pool",
+            "nodes": ["gpu-node-13"],
+            "reason": "inference pilot",
+            "owner": "ml-infra",
+            "expires": "2026-12-31",
+        },
+        {"rule": "driver", "nodes": ["gpu-node-99"], "reason": "gone", "owner": "me", "expires": "2026-12-31"},
+    ],
+}
 
 
 def fleet_result(snaps: list[dict[str, Any]] = FLEET, doc: dict[str, Any] = POLICY) -> CheckResult:
@@ -68,6 +78,7 @@ def big_result() -> CheckResult:
 
 # ============================================================================ JUnit
 
+
 def parse_junit(text: str) -> ET.Element:
     root = ET.fromstring(text.encode("utf-8"))
     assert root.tag == "testsuites"
@@ -75,9 +86,12 @@ def parse_junit(text: str) -> ET.Element:
     for suite in root:
         assert suite.tag == "testsuite" and suite.get("name")
         cases = suite.findall("testcase")
-        counts = {"tests": len(cases), "failures": sum(1 for c in cases if c.find("failure") is not None),
-                  "errors": sum(1 for c in cases if c.find("error") is not None),
-                  "skipped": sum(1 for c in cases if c.find("skipped") is not None)}
+        counts = {
+            "tests": len(cases),
+            "failures": sum(1 for c in cases if c.find("failure") is not None),
+            "errors": sum(1 for c in cases if c.find("error") is not None),
+            "skipped": sum(1 for c in cases if c.find("skipped") is not None),
+        }
         assert {k: int(suite.get(k, "-1")) for k in counts} == counts
         for k in total:
             total[k] += counts[k]
@@ -176,10 +190,13 @@ def test_check_markdown_small() -> None:
     text = check_report.render(fleet_result(), "markdown")
     tables = assert_well_formed(text)
     assert text.startswith("### ❌ kubectl aicr check: not compliant: 1 violation on 1 node")
-    assert "| error | `driver` | `gpu-node-07` | `GPU/smi/driver` | 575.51.03, expected version >= 570.86, < 571 |" \
-        in text
-    assert "| `pool` | `gpu-node-13` | `K8s/labels/pool` | inference, expected training | inference pilot | ml-infra " \
-           "| 2026-12-31 |" in text
+    assert (
+        "| error | `driver` | `gpu-node-07` | `GPU/smi/driver` | 575.51.03, expected version >= 570.86, < 571 |" in text
+    )
+    assert (
+        "| `pool` | `gpu-node-13` | `K8s/labels/pool` | inference, expected training | inference pilot | ml-infra "
+        "| 2026-12-31 |" in text
+    )
     assert len(tables) == 4 and "Left out" not in text
 
 
@@ -192,30 +209,49 @@ def test_check_markdown_is_capped_and_counts_what_it_left_out(fmt: str, limit: i
     assert len(text.encode("utf-8")) > limit * 0.9  # the room is used
     tables = assert_well_formed(text)
     shown = len(tables[1]) - 2
-    m = re.search(r"\*Left out to fit ([\d,]+) bytes: ([\d,]+) more violations(, [^;]+)?; "
-                  r"run with `-o json` for the full report\.\*\n\Z", text)
+    m = re.search(
+        r"\*Left out to fit ([\d,]+) bytes: ([\d,]+) more violations(, [^;]+)?; "
+        r"run with `-o json` for the full report\.\*\n\Z",
+        text,
+    )
     assert m is not None and int(m.group(1).replace(",", "")) == limit, text[-500:]
     assert shown + int(m.group(2).replace(",", "")) == total == 5250
 
 
 def test_cap_never_breaks_a_table_whatever_the_cut() -> None:
     rows = [markdown.row([f"`k{i}`", "x" * (i % 97)]) for i in range(400)]
-    text = "\n".join(["### title", "", *markdown.header(["Key", "Value"]), *rows, "", "#### next", "",
-                      *markdown.header(["A", "B"]), *rows[:50], ""])
+    text = "\n".join(
+        [
+            "### title",
+            "",
+            *markdown.header(["Key", "Value"]),
+            *rows,
+            "",
+            "#### next",
+            "",
+            *markdown.header(["A", "B"]),
+            *rows[:50],
+            "",
+        ]
+    )
     full = len(text.encode())
     for limit in range(700, full + 200, 97):
         out = markdown.cap(text, limit)
         assert len(out.encode()) <= limit or out == text
         assert_well_formed(out)
         if out != text:
-            assert re.search(r"\*… truncated to fit [\d,]+ bytes: [\d,]+ more table rows and [\d,]+ more lines not "
-                             r"shown; run with `-o json` for the full report\.\*\n\Z", out)
+            assert re.search(
+                r"\*… truncated to fit [\d,]+ bytes: [\d,]+ more table rows and [\d,]+ more lines not "
+                r"shown; run with `-o json` for the full report\.\*\n\Z",
+                out,
+            )
 
 
 def test_diff_markdown_is_capped_for_a_comment_and_fits_a_summary() -> None:
     current = copy.deepcopy(NODE_A)
-    sysctl = next(s for m in current["measurements"] if m["type"] == "OS" for s in m["subtypes"]
-                  if s["subtype"] == "sysctl")["data"]
+    sysctl = next(
+        s for m in current["measurements"] if m["type"] == "OS" for s in m["subtypes"] if s["subtype"] == "sysctl"
+    )["data"]
     for i in range(3000):
         sysctl[f"/proc/sys/net/ipv4/conf/eth{i}/some_long_setting_name"] = "v" * 150
     result = engine.diff_snapshots(NODE_A, current)
@@ -240,8 +276,24 @@ def test_json_report_shape() -> None:
     doc = json.loads(check_report.render(fleet_result(), "json"))
     assert doc["compliant"] is False and doc["summary"]["checks"] == 60
     failing = [c for c in doc["checks"] if c["status"] == "fail"]
-    assert failing == [{"rule": "driver", "node": "gpu-node-07", "severity": "error", "status": "fail", "checked": 1,
-                        "violations": [{"path": "GPU/smi/driver", "message": "575.51.03, expected version >= 570.86, "
-                                        "< 571", "actual": "575.51.03", "missing": False, "waived": False,
-                                        "waiver": None, "expired_waiver": None}]}]
+    assert failing == [
+        {
+            "rule": "driver",
+            "node": "gpu-node-07",
+            "severity": "error",
+            "status": "fail",
+            "checked": 1,
+            "violations": [
+                {
+                    "path": "GPU/smi/driver",
+                    "message": "575.51.03, expected version >= 570.86, < 571",
+                    "actual": "575.51.03",
+                    "missing": False,
+                    "waived": False,
+                    "waiver": None,
+                    "expired_waiver": None,
+                }
+            ],
+        }
+    ]
     assert [w["stale"] for w in doc["waivers"]] == [False, True]

@@ -26,8 +26,16 @@ def sample() -> dict:
         {"timestamp": "2026-11-27T06:00:00Z", "version": "0.1.0", "source-node": "gpu-1"},
         [
             Measurement("OS", [reading("release", {"ID": "ubuntu", "VERSION_ID": "22.04"}, source="/etc/os-release")]),
-            Measurement("GPU", [reading("smi", {"driver": "570.86.15", "gpu-count": 8, "x": 1.5, "y": True, "z": None},
-                                        source="nvidia-smi -q -x")]),
+            Measurement(
+                "GPU",
+                [
+                    reading(
+                        "smi",
+                        {"driver": "570.86.15", "gpu-count": 8, "x": 1.5, "y": True, "z": None},
+                        source="nvidia-smi -q -x",
+                    )
+                ],
+            ),
             Measurement("SystemD", [missing("containerd.service", source="systemctl", reason="no systemd")]),
         ],
     )
@@ -57,19 +65,38 @@ def test_original_tool_snapshot_loads() -> None:
     assert doc["measurements"][0]["type"] == "K8s"
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d.update(kind="Pod"), "$.kind: 'Pod' is not a snapshot"),
-    (lambda d: d.update(apiVersion="aicr.run/v2"), "$.apiVersion: 'aicr.run/v2' is not supported; supported: aicr.nvidia.com/v1alpha1, aicr.run/v1alpha2, aicr.run/v1"),
-    (lambda d: d["measurements"][0]["subtypes"][0]["data"].update(bad={"nested": 1}),
-     "$.measurements[0].subtypes[0].data.bad: {'nested': 1} is not of type"),
-    (lambda d: d["measurements"][1].update(type="has space"), "$.measurements[1].type: 'has space' does not match"),
-    (lambda d: d["metadata"].update(timestamp="yesterday"), "$.metadata.timestamp: 'yesterday' is not a 'date-time'"),
-    (lambda d: d.update(extra=1), "$: Additional properties are not allowed ('extra' was unexpected)"),
-    (lambda d: d["measurements"][0]["subtypes"][0].pop("data"), "$.measurements[0].subtypes[0]: 'data' is a required property"),
-    (lambda d: d["measurements"][2]["subtypes"][0]["context"].update(status="weird"),
-     "$.measurements[2].subtypes[0].context.status: 'weird' is not one of"),
-    (lambda d: d["measurements"].append({"type": "GPU"}), "$.measurements[3].type: duplicate measurement type 'GPU'"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d.update(kind="Pod"), "$.kind: 'Pod' is not a snapshot"),
+        (
+            lambda d: d.update(apiVersion="aicr.run/v2"),
+            "$.apiVersion: 'aicr.run/v2' is not supported; supported: aicr.nvidia.com/v1alpha1, aicr.run/v1alpha2, aicr.run/v1",  # noqa: E501
+        ),
+        (
+            lambda d: d["measurements"][0]["subtypes"][0]["data"].update(bad={"nested": 1}),
+            "$.measurements[0].subtypes[0].data.bad: {'nested': 1} is not of type",
+        ),
+        (lambda d: d["measurements"][1].update(type="has space"), "$.measurements[1].type: 'has space' does not match"),
+        (
+            lambda d: d["metadata"].update(timestamp="yesterday"),
+            "$.metadata.timestamp: 'yesterday' is not a 'date-time'",
+        ),
+        (lambda d: d.update(extra=1), "$: Additional properties are not allowed ('extra' was unexpected)"),
+        (
+            lambda d: d["measurements"][0]["subtypes"][0].pop("data"),
+            "$.measurements[0].subtypes[0]: 'data' is a required property",
+        ),
+        (
+            lambda d: d["measurements"][2]["subtypes"][0]["context"].update(status="weird"),
+            "$.measurements[2].subtypes[0].context.status: 'weird' is not one of",
+        ),
+        (
+            lambda d: d["measurements"].append({"type": "GPU"}),
+            "$.measurements[3].type: duplicate measurement type 'GPU'",
+        ),
+    ],
+)
 def test_schema_problems_name_the_json_path(mutate, expected) -> None:
     doc = sample()
     mutate(doc)
@@ -89,14 +116,17 @@ def test_every_error_is_reported_sorted_by_path() -> None:
     assert found[0].startswith("$.measurements[0]") and found[1].startswith("$.measurements[1]")
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"", "empty document"),
-    (b"\xff\xfe\x00garbage", "not UTF-8 text"),
-    (b"a: [1, 2\n", "not valid YAML"),
-    (b"{\"kind\": ", "not valid JSON"),
-    (b"a: 1\n---\nb: 2\n", "expected one YAML document, found 2"),
-    (b"x: &a [1, 2]\ny: *a\n", "YAML aliases"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "empty document"),
+        (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+        (b"a: [1, 2\n", "not valid YAML"),
+        (b'{"kind": ', "not valid JSON"),
+        (b"a: 1\n---\nb: 2\n", "expected one YAML document, found 2"),
+        (b"x: &a [1, 2]\ny: *a\n", "YAML aliases"),
+    ],
+)
 def test_unparseable_inputs_get_one_clear_line(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidInput) as e:
         snapshot_io.parse_document(raw, source="in.yaml")
@@ -111,7 +141,10 @@ def test_yaml_and_json_round_trip_keep_types(tmp_path: Path) -> None:
         snapshot_io.write_file_atomic(str(p), snapshot_io.dumps(doc, fmt))
         back = snapshot_io.load(snapshot_io.FilePath(str(p)))
         assert back == doc
-    assert yaml.safe_load((tmp_path / "s.yaml").read_text())["measurements"][0]["subtypes"][0]["data"]["driver"] == "570.86.15"
+    assert (
+        yaml.safe_load((tmp_path / "s.yaml").read_text())["measurements"][0]["subtypes"][0]["data"]["driver"]
+        == "570.86.15"
+    )
 
 
 def test_directory_missing_and_huge_files(tmp_path: Path) -> None:
@@ -131,18 +164,23 @@ def test_stdin(tmp_path: Path) -> None:
     assert snapshot_io.load(snapshot_io.Stdio(), stdin=io.BytesIO(raw)) == sample()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("-", snapshot_io.Stdio()),
-    ("", snapshot_io.Stdio()),
-    ("cm://gpu-ops/baseline", snapshot_io.ConfigMapRef("gpu-ops", "baseline")),
-    ("out/snap.yaml", snapshot_io.FilePath("out/snap.yaml")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("-", snapshot_io.Stdio()),
+        ("", snapshot_io.Stdio()),
+        ("cm://gpu-ops/baseline", snapshot_io.ConfigMapRef("gpu-ops", "baseline")),
+        ("out/snap.yaml", snapshot_io.FilePath("out/snap.yaml")),
+    ],
+)
 def test_parse_location(text: str, expected: object) -> None:
     assert snapshot_io.parse_location(text) == expected
 
 
-@pytest.mark.parametrize("text", ["cm://", "cm://ns", "cm://ns/", "cm:///name", "cm://Bad_NS/x", "cm://ns/Bad Name",
-                                  "https://example.com/s.yaml"])
+@pytest.mark.parametrize(
+    "text",
+    ["cm://", "cm://ns", "cm://ns/", "cm:///name", "cm://Bad_NS/x", "cm://ns/Bad Name", "https://example.com/s.yaml"],
+)
 def test_bad_locations(text: str) -> None:
     with pytest.raises(InvalidInput):
         snapshot_io.parse_location(text)
@@ -196,8 +234,10 @@ def test_schema_command_prints_the_shipped_schema() -> None:
 
 
 def test_help_does_not_import_kubernetes_or_jsonschema() -> None:
-    code = ("import sys; from kubectl_aicr.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'jsonschema', 'urllib3')))")
+    code = (
+        "import sys; from kubectl_aicr.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'jsonschema', 'urllib3')))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip().splitlines()[-1] == "[]"

@@ -22,8 +22,10 @@ SHIPPED = sorted((ROOT / "kubectl_aicr").glob("**/*.schema.json"))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "KUBECONFIG": "/nonexistent/kubeconfig"}
 
 #: A value each declared format accepts and one it refuses; a format declared without an entry here fails the walk.
-EXAMPLES: dict[str, tuple[str, str]] = {"date-time": ("2026-11-27T06:00:00Z", "2026-11-27 06:00:00"),
-                                        "date": ("2026-12-31", "2026-02-30")}
+EXAMPLES: dict[str, tuple[str, str]] = {
+    "date-time": ("2026-11-27T06:00:00Z", "2026-11-27 06:00:00"),
+    "date": ("2026-12-31", "2026-02-30"),
+}
 
 
 def _declared() -> set[str]:
@@ -65,8 +67,12 @@ def test_a_format_we_do_not_check_is_refused_loudly() -> None:
 
 
 def test_an_invalid_timestamp_is_still_an_error_with_the_same_message() -> None:
-    doc = {"kind": "Snapshot", "apiVersion": formats.V1ALPHA1, "measurements": [],
-           "metadata": {"timestamp": "2026-11-27T25:00:00Z"}}
+    doc = {
+        "kind": "Snapshot",
+        "apiVersion": formats.V1ALPHA1,
+        "measurements": [],
+        "metadata": {"timestamp": "2026-11-27T25:00:00Z"},
+    }
     assert problems(doc) == ["$.metadata.timestamp: '2026-11-27T25:00:00Z' is not a 'date-time'"]
     doc["metadata"]["timestamp"] = "2026-11-27t06:00:00.5z"  # lower case, as jsonschema allows
     assert problems(doc) == []
@@ -74,31 +80,63 @@ def test_an_invalid_timestamp_is_still_an_error_with_the_same_message() -> None:
 
 def _corpus() -> list[str]:
     """Values around the edges of both formats: each field broken in turn, calendar corners, case, odd digits."""
-    good = ["2026-11-27T06:00:00Z", "2026-11-27T06:00:00.123456+05:30", "1999-12-31T23:59:59-23:59",
-            "2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "0001-01-01T00:00:00Z"]
+    good = [
+        "2026-11-27T06:00:00Z",
+        "2026-11-27T06:00:00.123456+05:30",
+        "1999-12-31T23:59:59-23:59",
+        "2024-02-29T00:00:00Z",
+        "2000-02-29T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+    ]
     out = list(good)
     for g in good:
         for i in range(len(g)):
             for c in "0 9:T-Z.x\n٣":
-                out.append(g[:i] + c + g[i + 1:])
-            out.append(g[:i] + g[i + 1:])
+                out.append(g[:i] + c + g[i + 1 :])
+            out.append(g[:i] + g[i + 1 :])
         out += [g.lower(), g + "\n", g + "\n\n", " " + g, g + " ", g.replace("T", " "), g[:10]]
-    out += ["1900-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "0000-01-01T00:00:00Z", "2026-04-31T00:00:00Z",
-            "2026-11-27T24:00:00Z", "2026-11-27T23:60:00Z", "2026-11-27T23:59:60Z", "2026-11-27T06:00:00+24:00",
-            "2026-11-27T06:00:00.Z", "2026-11-27T06:00:00", "20261127", "2026-W48-5", "2026-331", "2026-1-1",
-            "2026-12-31", "2024-02-29", "2023-02-29", "0000-01-01", "2026-13-01", "2026-00-10", "", "ſ", "2026-11-27ſ",
-            "２０２６-１１-２７", "2026-11-27T06:00:00ſ", "2026-11-27T06:00:00Z\r"]
+    out += [
+        "1900-02-29T00:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-11-27T24:00:00Z",
+        "2026-11-27T23:60:00Z",
+        "2026-11-27T23:59:60Z",
+        "2026-11-27T06:00:00+24:00",
+        "2026-11-27T06:00:00.Z",
+        "2026-11-27T06:00:00",
+        "20261127",
+        "2026-W48-5",
+        "2026-331",
+        "2026-1-1",
+        "2026-12-31",
+        "2024-02-29",
+        "2023-02-29",
+        "0000-01-01",
+        "2026-13-01",
+        "2026-00-10",
+        "",
+        "ſ",
+        "2026-11-27ſ",
+        "２０２６-１１-２７",
+        "2026-11-27T06:00:00ſ",
+        "2026-11-27T06:00:00Z\r",
+    ]
     return out
 
 
 def test_format_verdicts_are_jsonschemas_own() -> None:
     """Our checks against jsonschema's full FORMAT_CHECKER, in an interpreter where nothing was blocked."""
     values = _corpus()
-    code = ("import json, sys\nfrom jsonschema import Draft202012Validator as V\nvalues = json.load(sys.stdin)\n"
-            "assert {'date', 'date-time'} <= set(V.FORMAT_CHECKER.checkers)\n"
-            "print(json.dumps({f: [V.FORMAT_CHECKER.conforms(v, f) for v in values] for f in ('date', 'date-time')}))")
-    r = subprocess.run([sys.executable, "-c", code], input=json.dumps(values), capture_output=True, text=True,
-                       timeout=60, env=ENV)
+    code = (
+        "import json, sys\nfrom jsonschema import Draft202012Validator as V\nvalues = json.load(sys.stdin)\n"
+        "assert {'date', 'date-time'} <= set(V.FORMAT_CHECKER.checkers)\n"
+        "print(json.dumps({f: [V.FORMAT_CHECKER.conforms(v, f) for v in values] for f in ('date', 'date-time')}))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(values), capture_output=True, text=True, timeout=60, env=ENV
+    )
     assert r.returncode == 0, r.stderr
     theirs: dict[str, list[bool]] = json.loads(r.stdout)
     for fmt, verdicts in theirs.items():
@@ -124,7 +162,7 @@ def _imported(*args: str, stdin: bytes | None = None) -> tuple[set[str], subproc
     """The modules ``kubectl-aicr ARGS`` loaded (checked to leave no name blocked behind), and the process."""
     r = subprocess.run([sys.executable, "-c", _RUN, *args], input=stdin, capture_output=True, env=ENV, timeout=120)
     line = [ln for ln in r.stderr.decode().splitlines() if ln.startswith("MODULES ")][-1]
-    loaded, left_blocked = json.loads(line[len("MODULES "):])
+    loaded, left_blocked = json.loads(line[len("MODULES ") :])
     assert not set(left_blocked) & set(UNUSED_FORMAT_MODULES), left_blocked
     return set(loaded), r
 
@@ -140,8 +178,12 @@ def test_validating_a_valid_snapshot_imports_no_jsonschema_and_no_format_library
 
 
 def test_validating_an_invalid_snapshot_uses_jsonschema_without_unused_format_libraries() -> None:
-    doc: dict[str, Any] = {"kind": "Snapshot", "apiVersion": formats.V1ALPHA1, "measurements": [],
-                           "metadata": {"timestamp": "yesterday"}}
+    doc: dict[str, Any] = {
+        "kind": "Snapshot",
+        "apiVersion": formats.V1ALPHA1,
+        "measurements": [],
+        "metadata": {"timestamp": "yesterday"},
+    }
     names, r = _imported("validate", "-", stdin=json.dumps(doc).encode())
     assert r.returncode == 2 and "$.metadata.timestamp: 'yesterday' is not a 'date-time'" in r.stderr.decode()
     assert "jsonschema._format" in names

@@ -17,8 +17,10 @@ from kubectl_aicr.kube import Kube
 
 
 def doc() -> dict[str, Any]:
-    return build_snapshot({"timestamp": "2026-11-27T06:00:00Z", "version": "0.1.0", "source-node": "gpu-1"},
-                          [Measurement("OS", [reading("release", {"ID": "ubuntu"}, source="/etc/os-release")])])
+    return build_snapshot(
+        {"timestamp": "2026-11-27T06:00:00Z", "version": "0.1.0", "source-node": "gpu-1"},
+        [Measurement("OS", [reading("release", {"ID": "ubuntu"}, source="/etc/os-release")])],
+    )
 
 
 def never() -> Kube:
@@ -46,5 +48,3 @@ def test_a_configmap_needs_a_connection_both_ways() -> None:
         snapshot_io.save(doc(), ref, "yaml")
     with pytest.raises(InvalidInput, match="^cm://ns/x: reading a ConfigMap needs a cluster connection"):
         snapshot_io.load(ref)
-
-
