@@ -20,11 +20,15 @@ from collector.model import now_rfc3339
 from kubectl_aicr import __version__
 from kubectl_aicr.errors import AicrError, Conflict, InvalidInput, NotFound
 from kubectl_aicr.kube import Kube
-from kubectl_aicr.locations import MAX_DOCUMENT_BYTES, ConfigMapRef
+from kubectl_aicr.locations import ConfigMapRef
 
 #: The API server refuses objects over 1 MiB; keep room for metadata.
 CM_PAYLOAD_LIMIT = 1024 * 1024 - 16 * 1024
 SNAPSHOT_KEYS = ("snapshot.yaml", "snapshot.json")
+
+#: Most bytes a ConfigMap's gzip-compressed snapshot may inflate to (1 MB of gzip can hold 1 GB): memory stays below
+#: this plus one step. Snapshots compress 10-20x, so what fits in a ConfigMap inflates to far less.
+MAX_INFLATED_BYTES = 50 * 1024 * 1024
 
 BASE_LABELS = {
     "app.kubernetes.io/name": "aicr",
@@ -70,10 +74,10 @@ def decode(data: dict[str, str] | None, binary: dict[str, str] | None, *, source
                 d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
                 chunk = rest
                 while not d.eof:
-                    out += d.decompress(chunk, MAX_DOCUMENT_BYTES + 1 - len(out))
-                    if len(out) > MAX_DOCUMENT_BYTES:
+                    out += d.decompress(chunk, MAX_INFLATED_BYTES + 1 - len(out))
+                    if len(out) > MAX_INFLATED_BYTES:
                         raise InvalidInput(
-                            f"{where}: decompresses to more than the {MAX_DOCUMENT_BYTES:,}-byte "
+                            f"{where}: decompresses to more than the {MAX_INFLATED_BYTES:,}-byte "
                             "limit for a snapshot; refusing it"
                         )
                     chunk = d.unconsumed_tail
