@@ -17,7 +17,9 @@ Callers never pass ``_request_timeout``: the boundary sets it on every request (
 A connection is handed around as a :data:`Connect` (see :func:`connector`): made on first use, then shared.
 
 The ``kubernetes`` package costs over a second to import, so nothing here imports it at module level:
-commands that never touch a cluster (``--help``, ``diff`` of two files, ``validate FILE``) stay fast.
+commands that never touch a cluster (``--help``, ``diff`` of two files, ``validate FILE``) stay fast. Before it
+first imports it, it installs :mod:`kubectl_aicr.kubelazy`, which loads the client's API classes and models on
+first use instead of all of them at once (the same objects).
 
 Differences from the Python client's defaults that we correct (they matter to kubectl users):
 
@@ -459,6 +461,7 @@ def connect(opts: KubeOptions) -> Kube:
         raise InvalidInput("--as-group needs --as (Kubernetes impersonates groups only together with a user)")
     paths = kubeconfig_paths(opts.kubeconfig)
     ctx, ctx_ns = resolve_context(paths, opts.context)
+    _lazy_kubernetes()
     from kubernetes import client
     from kubernetes.config.config_exception import ConfigException
     from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
@@ -493,6 +496,7 @@ def connect(opts: KubeOptions) -> Kube:
 
 def connect_in_cluster(request_timeout: float = 30.0) -> Kube:
     """The pod's own ServiceAccount, as every in-cluster client does."""
+    _lazy_kubernetes()
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -508,6 +512,14 @@ def connect_in_cluster(request_timeout: float = 30.0) -> Kube:
         ns = "default"
     cfg.retries = False  # Kube.request retries transient failures itself
     return Kube(client.ApiClient(configuration=cfg), ns, None, cfg.host, request_timeout)
+
+
+def _lazy_kubernetes() -> None:
+    """From here on ``kubernetes`` imports lazily (:mod:`kubectl_aicr.kubelazy`: the same objects, loaded on first
+    use); called before this module first imports it, so that commands that never connect never load either."""
+    from kubectl_aicr import kubelazy
+
+    kubelazy.install()
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -606,6 +618,7 @@ def answer_of(err: BaseException) -> Answer | None:
     got = getattr(err, "answer", None)
     if isinstance(got, Answer):
         return got
+    _lazy_kubernetes()
     from kubernetes.client.exceptions import ApiException
 
     return answer_from(err) if isinstance(err, ApiException) else None
@@ -613,6 +626,7 @@ def answer_of(err: BaseException) -> Answer | None:
 
 def api_error(exc: BaseException, *, action: str, server: str | None = None) -> AicrError:
     """Map a client exception raised while doing ``action`` to one of our error types."""
+    _lazy_kubernetes()
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(exc, AicrError):
