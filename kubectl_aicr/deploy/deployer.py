@@ -42,6 +42,8 @@ WATCH_CHUNK = 3
 #: What cleanup and the watch retry, besides the kube client's transient set.
 _GONE = 404
 _PRECONDITION_FAILED = 409
+#: Pod phases after which no container runs: such a pod is deleted at once at cleanup (grace period 0).
+_FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
 @dataclass(frozen=True)
@@ -773,15 +775,16 @@ class Deployer:
         return failures
 
     def _wait_pods_gone(self, run: RunSpec, *, failures: list[str]) -> None:
-        """Wait for the agent pods to go. Force-delete the ones whose node is gone (no kubelet will confirm),
-        those still there after :data:`POD_GRACE` seconds, and, with little time left, all of them (their
-        containers are ours and stop anyway)."""
+        """Wait for the agent pods to go. Force-delete the ones that have already finished (Succeeded or Failed:
+        no container left to stop, so nothing for the kubelet to confirm), those whose node is gone (no kubelet
+        will confirm), those still there after :data:`POD_GRACE` seconds, and, with little time left, all of them
+        (their containers are ours and stop anyway). Each force-deletion is of the pod listed (uid precondition)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
         kube = self.kube
         selector = f"{spec.RUN_LABEL}={run.run_id}"
-        delay = 0.1
+        delay = 0.02  # finished pods are force-deleted at once: the first look again usually finds them gone
         forced: set[str] = set()
         started = time.monotonic()
         while True:
@@ -810,7 +813,8 @@ class Deployer:
                 if name in forced:
                     continue
                 node = p.spec.node_name if p.spec else None
-                if time_left < 2.0 or overdue or not node or self._node_gone(node):
+                finished = getattr(p.status, "phase", None) in _FINISHED_PHASES
+                if finished or time_left < 2.0 or overdue or not node or self._node_gone(node):
                     forced.add(name)
                     body = client.V1DeleteOptions(
                         grace_period_seconds=0, preconditions=client.V1Preconditions(uid=p.metadata.uid)
