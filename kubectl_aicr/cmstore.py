@@ -188,35 +188,12 @@ def write(
         ) from None
 
 
-def patch_into(kube: Kube, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> tuple[str, str]:
-    """Fill a ConfigMap that already exists (the agent's pre-created staging ConfigMap); ``drop``: data keys
-    to remove in the same write. Returns the (uid, resourceVersion) the write produced.
-
-    A merge patch keeps its labels and ownerReference, and needs only ``patch`` on that one object.
-    """
+def patch_body(text: str, fmt: str, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The merge patch that fills an existing ConfigMap (the agent's pre-created staging ConfigMap) with a snapshot:
+    :func:`encode`'s data (and binaryData), and ``drop``: data keys removed in the same write. A merge patch keeps
+    the object's labels and ownerReference, and needs only ``patch`` on that one object. Pure."""
     data, binary = encode(text, fmt)
     body: dict[str, Any] = {"data": {**{k: None for k in drop}, **data}}
     if binary:
         body["binaryData"] = binary
-    cm = kube.call(
-        kube.core.patch_namespaced_config_map, ref.name, ref.namespace, body, action=f"writing the snapshot into {ref}"
-    )
-    return str(cm.metadata.uid), str(cm.metadata.resource_version)
-
-
-def wait_for_key(
-    kube: Kube, ref: ConfigMapRef, key: str, *, timeout: float, poll: float = 0.25
-) -> tuple[str, str] | None:
-    """Poll a ConfigMap until ``data[key]`` exists: (its value, the resourceVersion it was read at), or None
-    after ``timeout`` seconds."""
-    import time
-
-    end = time.monotonic() + timeout
-    while True:
-        cm = read_object(kube, ref)
-        value = (cm.data or {}).get(key)
-        if value is not None:
-            return value, str(cm.metadata.resource_version)
-        if time.monotonic() >= end:
-            return None
-        time.sleep(poll)
+    return body

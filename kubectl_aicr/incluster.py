@@ -359,8 +359,8 @@ def read_configmap(kube: InCluster, ref: ConfigMapRef) -> dict[str, Any]:
 def wait_for_key(
     kube: InCluster, ref: ConfigMapRef, key: str, *, timeout: float, poll: float = 0.25
 ) -> tuple[str, str] | None:
-    """:func:`kubectl_aicr.cmstore.wait_for_key`: poll until ``data[key]`` exists: (its value, the resourceVersion
-    it was read at), or None after ``timeout`` seconds."""
+    """Poll the ConfigMap until ``data[key]`` exists: (its value, the resourceVersion it was read at), or None after
+    ``timeout`` seconds."""
     end = time.monotonic() + timeout
     while True:
         cm = read_configmap(kube, ref)
@@ -375,15 +375,11 @@ def wait_for_key(
 def patch_into(
     kube: InCluster, ref: ConfigMapRef, text: str, fmt: str, *, drop: tuple[str, ...] = ()
 ) -> tuple[str, str]:
-    """:func:`kubectl_aicr.cmstore.patch_into`: fill the existing staging ConfigMap (its labels and ownerReference
-    stay; only ``patch`` on that object is needed), removing the ``drop`` data keys in the same write. Returns the
-    (uid, resourceVersion) the write produced."""
-    from kubectl_aicr.cmstore import encode
+    """Fill the existing staging ConfigMap with :func:`kubectl_aicr.cmstore.patch_body` (its labels and ownerReference
+    stay; only ``patch`` on that object is needed). Returns the (uid, resourceVersion) the write produced."""
+    from kubectl_aicr.cmstore import patch_body
 
-    data, binary = encode(text, fmt)
-    body: dict[str, Any] = {"data": {**{k: None for k in drop}, **data}}
-    if binary:
-        body["binaryData"] = binary
+    body = patch_body(text, fmt, drop=drop)
     cm = kube.request(
         "PATCH", _cm_path(ref), body=body, content_type=PATCH_TYPE, action=f"writing the snapshot into {ref}"
     )

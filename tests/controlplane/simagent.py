@@ -8,7 +8,7 @@ small machine that measures the machine, not the plane and the CLI. A node label
 1. polls its staging ConfigMap until the CLI handed over the node facts (``GET`` every 0.25 s, 60 s at most),
 2. writes a pre-collected snapshot (the kubelet config's ``simulated_agent_template``: a snapshot file, or a
 SnapshotList whose first item is taken) into
-   it with one ``PATCH`` (the same body as :func:`kubectl_aicr.incluster.patch_into`: the facts key dropped),
+   it with one ``PATCH`` (:func:`kubectl_aicr.cmstore.patch_body`, as the agent writes it: the facts key dropped),
    varied per node: ``source-node``, ``run-id``, ``timestamp`` and every string naming the template's node,
 3. logs the same two lines the agent logs, the last being the write receipt the CLI verifies
    (:mod:`kubectl_aicr.deploy.verify`), and exits 0 (1 with the error in the log when a step fails).
@@ -127,7 +127,7 @@ class SimulatedProcess:
 
     def _agent(self) -> int:
         from kubectl_aicr import snapshot_io
-        from kubectl_aicr.cmstore import encode
+        from kubectl_aicr.cmstore import patch_body
         from kubectl_aicr.deploy import verify
 
         location = _arg(self.argv, "--output", "-o")
@@ -148,11 +148,7 @@ class SimulatedProcess:
             return 143
         doc = node_document(self.template, self.node, run_id)
         text = snapshot_io.dumps(doc, "yaml")
-        data, binary = encode(text, "yaml")
-        body: dict[str, Any] = {"data": {FACTS_KEY: None, **data}}
-        if binary:
-            body["binaryData"] = binary
-        cm = self.api.patch_namespaced_config_map(name, ns, body)
+        cm = self.api.patch_namespaced_config_map(name, ns, patch_body(text, "yaml", drop=(FACTS_KEY,)))
         self._say(f"[agent] snapshot of {self.node} stored in {location} ({len(text):,} bytes) (simulated)")
         receipt = verify.Receipt(
             uid=str(cm.metadata.uid),
