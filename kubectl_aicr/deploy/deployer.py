@@ -281,8 +281,7 @@ class Deployer:
         subs = []
         if self.nodes is not None:
             if self._cluster is None:  # the same for every node of the run: built once (O(nodes) each time)
-                nodes = [self.kube.api_client.deserialize(_Json(n), "V1Node") for n in self.nodes]
-                self._cluster = k8s.cluster_subtype(nodes, source="GET /api/v1/nodes (by the CLI)")
+                self._cluster = k8s.cluster_subtype(self.nodes, source="GET /api/v1/nodes (by the CLI)")
             subs.append(self._cluster)
         else:
             subs.append(
@@ -869,15 +868,6 @@ def _each(fn: Callable[[_In], _Out], items: list[_In], workers: int) -> list[_Ou
 
 class _Skipped(Exception):
     """Not sent, because an earlier item of the same :func:`_each` failed."""
-
-
-class _Json:
-    """A response-like holder, so the client's deserializer turns a dict into a model object."""
-
-    def __init__(self, obj: Any) -> None:
-        import json
-
-        self.data = json.dumps(obj)
 
 
 def _status(err: BaseException) -> int | None:
