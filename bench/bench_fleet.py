@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from apimetrics import request_counts  # noqa: E402
+
 from tests.controlplane.cluster import ControlPlane, locate_binaries  # noqa: E402
 from tests.controlplane.handle import ProcessKubelet  # noqa: E402
 from tests.controlplane.nodes import H100_XML, gpu_node  # noqa: E402
@@ -45,29 +46,6 @@ RUN_LABEL = "aicr.nvidia.com/run-id"
 GOAL_SECONDS_PER_NODE = 180.0 / 1000
 GOAL_RSS_MB = 1024.0
 POLL_S = 2.0
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def request_counts(api: Any) -> Counter[tuple[str, str, str]]:
-    """apiserver_request_total summed by (verb, resource, subresource)."""
-    text = api.api_client.call_api(
-        "/metrics", "GET", auth_settings=["BearerToken"], response_type="str", _preload_content=False
-    )[0].data.decode()
-    out: Counter[tuple[str, str, str]] = Counter()
-    for line in text.splitlines():
-        m = _METRIC.match(line)
-        if m:
-            labels = dict(_LABEL.findall(m["labels"]))
-            out[(labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))] += int(
-                float(m["value"])
-            )
-    return out
-
-
-def heartbeat(key: tuple[str, str, str]) -> bool:
-    verb, resource, sub = key
-    return resource == "leases" or (resource == "nodes" and verb in ("PATCH", "UPDATE") and sub == "status")
 
 
 class ObjectPoller(threading.Thread):
@@ -162,7 +140,7 @@ def measure(plane: ControlPlane, api: Any, batch: Any, name: str, n: int, out: P
     poller.stop_now.set()
     poller.join()
     after = request_counts(api)
-    diff = Counter({k: after[k] - before.get(k, 0) for k in after if not heartbeat(k)})
+    diff = Counter({k: after[k] - before.get(k, 0) for k in after})
     diff[("LIST", "pods", "")] -= poller.requests // 3
     diff[("LIST", "jobs", "")] -= poller.requests // 3
     diff[("LIST", "configmaps", "")] -= poller.requests // 3

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from apimetrics import request_counts  # noqa: E402
+
 from tests.controlplane.cluster import ControlPlane, locate_binaries  # noqa: E402
 from tests.controlplane.handle import ProcessKubelet  # noqa: E402
 from tests.controlplane.nodes import H100_XML, gpu_node  # noqa: E402
@@ -65,8 +66,6 @@ GOAL_OVERHEAD_S = 0.5
 GOAL_WALL_S = 1.3  # NVIDIA aicr v0.11.1 (Go) on this plane, issue #15
 NODE = "bench-snap-h100-1"
 CLI = [sys.executable, "-m", "kubectl_aicr"]
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 class PodWatch(threading.Thread):
@@ -118,23 +117,6 @@ class PodWatch(threading.Thread):
                 time.sleep(0.1)
             finally:
                 w.stop()
-
-
-def request_counts(api: Any) -> Counter[tuple[str, str, str]]:
-    """apiserver_request_total summed by (verb, resource, subresource), the kubelet's heartbeats left out."""
-    text = api.api_client.call_api(
-        "/metrics", "GET", auth_settings=["BearerToken"], response_type="str", _preload_content=False
-    )[0].data.decode()
-    out: Counter[tuple[str, str, str]] = Counter()
-    for line in text.splitlines():
-        m = _METRIC.match(line)
-        if m:
-            labels = dict(_LABEL.findall(m["labels"]))
-            key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
-            if key[1] == "leases" or (key[1] == "nodes" and key[0] in ("PATCH", "UPDATE") and key[2] == "status"):
-                continue
-            out[key] += int(float(m["value"]))
-    return out
 
 
 def run_cli(plane: ControlPlane, out: Path, launcher: list[str]) -> dict[str, Any]:
