@@ -30,6 +30,8 @@ API_VERSION = "aicr.nvidia.com/v1alpha1"
 #: ``kind`` of one node's document, and of the document holding many (``snapshot --all-nodes``).
 KIND = "Snapshot"
 LIST_KIND = "SnapshotList"
+#: ``kind`` of the document of several clusters (``snapshot --context a --context b``, ``--all-contexts``).
+CLUSTER_LIST_KIND = "ClusterSnapshotList"
 
 #: The type of every value in ``data``: readings keep their real JSON type.
 Scalar = Union[str, int, float, bool, None]
@@ -100,6 +102,47 @@ Document = Union[SnapshotDoc, SnapshotListDoc]
 def is_list(doc: Document) -> TypeIs[SnapshotListDoc]:
     """Whether ``doc`` is a SnapshotList (``kind``), so that the type checker knows which document it holds."""
     return doc.get("kind") == LIST_KIND
+
+
+class ClusterItemDoc(TypedDict):
+    """One cluster of a ClusterSnapshotList: the kubeconfig context and the document its run produced (a
+    Snapshot, or a SnapshotList with ``--all-nodes``), exactly as a run against that context alone writes it."""
+
+    context: str
+    snapshot: Document
+
+
+class ClusterFailureDoc(TypedDict):
+    """A cluster (kubeconfig context) of a multi-cluster run that gave no document, and why."""
+
+    context: str
+    reason: str
+
+
+class ClusterSnapshotListDoc(TypedDict, total=False):
+    """Several clusters captured in one run::
+
+        kind: ClusterSnapshotList
+        apiVersion: aicr.nvidia.com/v1alpha1        # every item's document is written in this version too
+        metadata: {timestamp: ..., version: ..., context-count: "3"}
+        items:                                      # in the order the contexts were given
+          - context: prod
+            snapshot: {kind: Snapshot, ...}         # or a SnapshotList (--all-nodes)
+        failures:                                   # left out when every cluster gave its document
+          - {context: lab, reason: "..."}
+
+    A context appears once, in ``items`` or in ``failures`` (the schema module checks it)."""
+
+    kind: str
+    apiVersion: str
+    metadata: dict[str, str]
+    items: list[ClusterItemDoc]
+    failures: list[ClusterFailureDoc]
+
+
+def is_cluster_list(doc: Mapping[str, Any]) -> TypeIs[ClusterSnapshotListDoc]:
+    """Whether ``doc`` is a ClusterSnapshotList (``kind``)."""
+    return doc.get("kind") == CLUSTER_LIST_KIND
 
 
 # ============================================================================ building
@@ -202,6 +245,26 @@ def snapshot_list(
     }
     if failures:
         out["failures"] = sorted(failures, key=lambda f: f["node"])
+    return out
+
+
+def cluster_snapshot_list(
+    items: Sequence[ClusterItemDoc],
+    metadata: Mapping[str, str],
+    *,
+    failures: Sequence[ClusterFailureDoc] = (),
+    api_version: str = API_VERSION,
+) -> ClusterSnapshotListDoc:
+    """The ClusterSnapshotList of a multi-cluster run: items and failures in the order the contexts were given
+    (the first is the default baseline of ``diff --across-clusters``); ``failures`` is left out when empty."""
+    out: ClusterSnapshotListDoc = {
+        "kind": CLUSTER_LIST_KIND,
+        "apiVersion": api_version,
+        "metadata": {k: str(v) for k, v in metadata.items()},
+        "items": list(items),
+    }
+    if failures:
+        out["failures"] = list(failures)
     return out
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any, Iterator, cast, overload
 
-from collector.model import KIND, LIST_KIND, Document
+from collector.model import CLUSTER_LIST_KIND, KIND, LIST_KIND, Document
 from kubectl_aicr import formats, quickschema
 from kubectl_aicr.errors import SnapshotInvalid
 
@@ -154,8 +154,8 @@ def _header_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
         return f"$: expected a Snapshot mapping, got {type(doc).__name__}"
     kind = doc.get("kind")
-    if kind is not None and kind not in (KIND, LIST_KIND):
-        return f"$.kind: {kind!r} is not a snapshot (expected {KIND!r} or {LIST_KIND!r})"
+    if kind is not None and kind not in (KIND, LIST_KIND, CLUSTER_LIST_KIND):
+        return f"$.kind: {kind!r} is not a snapshot (expected {KIND!r}, {LIST_KIND!r} or {CLUSTER_LIST_KIND!r})"
     if "apiVersion" in doc and doc["apiVersion"] not in formats.SUPPORTED:
         return formats.unsupported_message(doc["apiVersion"])
     if kind is None and "measurements" not in doc:
@@ -233,10 +233,23 @@ def _without_valid_data(doc: Any, keep: int = MAX_PROBLEMS + 1) -> Any:
             out_ms.append(m)
         return {**s, "measurements": out_ms}
 
-    if doc.get("kind") == LIST_KIND:
+    def document(d: Any) -> Any:
+        if type(d) is dict and d.get("kind") == LIST_KIND:
+            items = d.get("items")
+            return {**d, "items": [snapshot(i) for i in items]} if type(items) is list else d
+        return snapshot(d)
+
+    if doc.get("kind") == CLUSTER_LIST_KIND:
         items = doc.get("items")
-        return {**doc, "items": [snapshot(i) for i in items]} if type(items) is list else doc
-    return snapshot(doc)
+        if type(items) is not list:
+            return doc
+        return {
+            **doc,
+            "items": [
+                {**i, "snapshot": document(i["snapshot"])} if type(i) is dict and "snapshot" in i else i for i in items
+            ],
+        }
+    return document(doc)
 
 
 def stopped_note(limit: int) -> str:
@@ -264,11 +277,33 @@ def problems(doc: Any, *, limit: int = MAX_PROBLEMS) -> list[str]:
     if stopped:
         out.append(stopped_note(limit))
     if not out:
-        if doc.get("kind") == LIST_KIND:
-            for i, item in enumerate(doc.get("items") or []):
-                out.extend(_duplicates(item, ["items", i]))
+        out.extend(_document_duplicates(doc, []))
+    return out
+
+
+def _document_duplicates(doc: dict[str, Any], prefix: list[Any]) -> list[str]:
+    """The rules the schema cannot express, in a schema-valid document: unique measurement types and subtypes in
+    each snapshot; in a ClusterSnapshotList, each context once (in ``items`` or ``failures``)."""
+    kind = doc.get("kind")
+    if kind == LIST_KIND:
+        return [p for i, item in enumerate(doc.get("items") or []) for p in _duplicates(item, [*prefix, "items", i])]
+    if kind != CLUSTER_LIST_KIND:
+        return _duplicates(doc, prefix)
+    out: list[str] = []
+    seen: dict[str, str] = {}
+    entries = [("items", i, e) for i, e in enumerate(doc.get("items") or [])]
+    entries += [("failures", i, e) for i, e in enumerate(doc.get("failures") or [])]
+    for section, i, entry in entries:
+        where = f"{section}[{i}]"
+        name = entry["context"]
+        if name in seen:
+            out.append(
+                f"{_json_path([*prefix, section, i, 'context'])}: duplicate context {name!r} (first at {seen[name]})"
+            )
         else:
-            out.extend(_duplicates(doc, []))
+            seen[name] = where
+        if section == "items":
+            out.extend(_document_duplicates(entry["snapshot"], [*prefix, section, i, "snapshot"]))
     return out
 
 
@@ -281,7 +316,8 @@ def validate(doc: object, *, source: str) -> Document: ...
 
 
 def validate(doc: object, *, source: str) -> Document | dict[str, Any]:
-    """Return ``doc`` if it is a valid Snapshot (or SnapshotList), typed as one; raise :class:`SnapshotInvalid`
+    """Return ``doc`` if it is a valid Snapshot (or SnapshotList, or ClusterSnapshotList: typed as a Document,
+    tell it apart with :func:`collector.model.is_cluster_list`), typed as one; raise :class:`SnapshotInvalid`
     otherwise. (A ``dict[str, Any]`` comes back as one, for callers whose documents are not typed yet.)"""
     found = problems(doc)
     if found:
