@@ -258,19 +258,28 @@ def save(
     """Serialise ``doc`` (:func:`dumps`) and write it to ``dest``: standard output, a file (:func:`write_file_atomic`)
     or a ConfigMap through ``connect`` (:func:`kubectl_aicr.cmstore.write`: replaced only when it is one of our
     snapshots, unless ``overwrite``). Returns where it went, for messages: ``stdout``, the path or ``cm://ns/name``."""
-    text = dumps(doc, fmt)
+    return save_text((dumps(doc, fmt),), dest, fmt, connect=connect, overwrite=overwrite)
+
+
+def save_text(
+    chunks: Iterable[str], dest: Location, fmt: str, *, connect: Connect | None = None, overwrite: bool = False
+) -> str:
+    """:func:`save` of a document already serialised in ``fmt``, given as consecutive pieces of its text (e.g. one
+    node of a SnapshotList at a time, see :mod:`kubectl_aicr.fleetdoc`): standard output and files are written
+    piece by piece as they come (a file still atomically); a ConfigMap is one object, so its text is joined first."""
     if isinstance(dest, Stdio):
-        sys.stdout.write(text)
+        for chunk in chunks:
+            sys.stdout.write(chunk)
         sys.stdout.flush()
         return "stdout"
     if isinstance(dest, FilePath):
-        write_file_atomic(dest.path, text)
+        write_file_chunks(dest.path, (chunk.encode("utf-8") for chunk in chunks))
         return dest.path
     if connect is None:
         raise InvalidInput(f"{dest}: writing a ConfigMap needs a cluster connection")
     from kubectl_aicr import cmstore
 
-    cmstore.write(connect(), dest, text, fmt, overwrite=overwrite)
+    cmstore.write(connect(), dest, "".join(chunks), fmt, overwrite=overwrite)
     return str(dest)
 
 
@@ -369,13 +378,14 @@ def _write_error(where: str, e: OSError, *, replaced_nothing: bool = False) -> I
     return InvalidInput(f"{where}: cannot write the snapshot: {what}", hint=hint)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, chunks: Iterable[bytes]) -> None:
+    for data in chunks:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
-def _write_fd(plan: WritePlan, data: bytes, shown: str) -> None:
+def _write_fd(plan: WritePlan, data: Iterable[bytes], shown: str) -> None:
     for stream in (sys.stdout, sys.stderr):
         if stream is not None and getattr(stream, "fileno", None) is not None:
             try:
@@ -395,7 +405,7 @@ def _write_fd(plan: WritePlan, data: bytes, shown: str) -> None:
         raise _write_error(shown, e) from None
 
 
-def _write_through(path: str, data: bytes, shown: str) -> None:
+def _write_through(path: str, data: Iterable[bytes], shown: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))  # no O_CREAT, no O_TRUNC
     except OSError as e:
@@ -413,7 +423,7 @@ def _write_through(path: str, data: bytes, shown: str) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: str, data: bytes, shown: str) -> None:
+def _write_atomic(path: str, data: Iterable[bytes], shown: str) -> None:
     directory = os.path.dirname(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".aicr-", suffix=".tmp", dir=directory)
@@ -450,15 +460,21 @@ def write_file_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` as :func:`plan_write` decides: a regular (or new) file is replaced atomically
     through a temporary file in its directory, so a failed run (disk full, Ctrl-C) leaves it untouched and no
     temporary file behind; devices, FIFOs and ``/dev/std*`` are written through. Errors are :class:`InvalidInput`."""
+    write_file_chunks(path, (text.encode("utf-8"),))
+
+
+def write_file_chunks(path: str, chunks: Iterable[bytes]) -> None:
+    """:func:`write_file_atomic` of the bytes ``chunks`` yields, each written as it comes (the whole is never held).
+    An exception raised while producing them leaves a regular file untouched (the temporary file is removed);
+    a device or FIFO keeps what was written before it."""
     plan = plan_write(path)
     shown = path if plan.path == os.path.abspath(path) else f"{path} (-> {plan.path})"
-    data = text.encode("utf-8")
     if plan.how == "fd":
-        _write_fd(plan, data, shown)
+        _write_fd(plan, chunks, shown)
     elif plan.how == "through":
-        _write_through(plan.path, data, shown)
+        _write_through(plan.path, chunks, shown)
     else:
-        _write_atomic(plan.path, data, shown)
+        _write_atomic(plan.path, chunks, shown)
 
 
 def check_writable(loc: Location) -> None:
