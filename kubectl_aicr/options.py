@@ -25,16 +25,29 @@ def kube_options(command: F) -> F:
     """kubectl's connection flags, which a plugin must parse itself (``--kubeconfig``, ``--context``,
     ``-n/--namespace``, ``--request-timeout``, ``--cluster``, ``--user``, ``--token``, ``--as``, ``--as-group``),
     handed to the command as one checked :class:`~kubectl_aicr.kube.KubeOptions` parameter named ``kube``."""
+    return _kube_options(command, repeat_context=False)
 
+
+def kube_options_contexts(command: F) -> F:
+    """As :func:`kube_options`, with ``--context`` repeatable (``snapshot`` of several clusters): the command also
+    gets ``contexts``, every ``--context`` in the order given. With exactly one, ``kube.context`` is it (the
+    single-cluster path, unchanged); with none or several, ``kube.context`` is None and the caller picks."""
+    return _kube_options(command, repeat_context=True)
+
+
+def _kube_options(command: F, *, repeat_context: bool) -> F:
     @functools.wraps(command)
     def with_kube_options(
         *args: Any,
         kubeconfig: str | None,
-        context: str | None,
+        context: str | tuple[str, ...] | None,
         namespace: str | None,
         request_timeout: float,
         **kwargs: Any,
     ) -> Any:
+        if isinstance(context, tuple):
+            kwargs["contexts"] = context
+            context = context[0] if len(context) == 1 else None
         return command(*args, kube=kube_opts(kubeconfig, context, namespace, request_timeout), **kwargs)
 
     f: F = with_kube_options
@@ -62,7 +75,16 @@ def kube_options(command: F) -> F:
         help="Timeout of each API request.",
     )(f)
     f = click.option("-n", "--namespace", metavar="NS", help="Namespace (default: the context's, else 'default').")(f)
-    f = click.option("--context", metavar="NAME", help="kubeconfig context to use (default: current-context).")(f)
+    if repeat_context:
+        f = click.option(
+            "--context",
+            metavar="NAME",
+            multiple=True,
+            help="kubeconfig context to use (default: current-context); repeat it to capture several clusters at "
+            "once into one ClusterSnapshotList.",
+        )(f)
+    else:
+        f = click.option("--context", metavar="NAME", help="kubeconfig context to use (default: current-context).")(f)
     f = click.option(
         "--kubeconfig",
         metavar="FILE",

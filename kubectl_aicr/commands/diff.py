@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 import click
 
+from collector.model import is_cluster_list
 from kubectl_aicr import formats
 from kubectl_aicr.commands._inputs import load_inputs
 from kubectl_aicr.errors import DRIFT, OK, InvalidInput
@@ -23,8 +24,9 @@ from kubectl_aicr.options import kube_options
 
 EPILOG = """\b
 Exit codes (as diff(1)): 0 no drift, 1 drift (with --across-nodes: a node deviates or has no
-snapshot), 2 error: an input is unreadable, not a snapshot or schema-invalid, a cm:// ConfigMap
-is missing or the cluster cannot be read, or the flags are wrong; 141 when the report's reader
+snapshot; --across-clusters: a node or a cluster does), 2 error: an input is unreadable, not
+a snapshot or schema-invalid, a cm:// ConfigMap is missing or the cluster cannot be read, or
+the flags are wrong; 141 when the report's reader
 closed the pipe early (e.g. '| head'), as a shell reports SIGPIPE, never 1.
 
 \b
@@ -40,6 +42,7 @@ Examples:
   kubectl aicr diff a.yaml b.yaml --only GPU --only OS/sysctl --ignore '*/*/gpu.uuid'
   kubectl aicr diff a.yaml b.yaml -o markdown > drift.md
   kubectl aicr diff --across-nodes fleet.yaml
+  kubectl aicr diff --across-clusters clusters.yaml --baseline prod
   kubectl aicr diff --list-ignored -o json"""
 
 
@@ -86,8 +89,50 @@ def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, co
     return text + "\n" + head + "\n" + "\n".join(lines) + "\n"
 
 
+def _two_cluster_lists(
+    base_source: str, base: Any, current_source: str, current: Any, options: Any, fmt: str, color: bool
+) -> tuple[str, bool]:
+    """``diff A B`` of two ClusterSnapshotLists: each context (each node, within fleets) both hold compared
+    two-way; a context (or node) only one side holds is drift. Returns the report and whether anything drifted."""
+    from kubectl_aicr.diff import render as diff_render
+    from kubectl_aicr.diff.clusters import pairs
+    from kubectl_aicr.errors import safe_text
+    from kubectl_aicr.reports.markdown import code_span
+
+    if fmt == "junit":
+        raise InvalidInput("-o junit: not for two ClusterSnapshotLists; use -o json, or --across-clusters")
+    paired = pairs(base_source, base, current_source, current)
+    results = []
+    for label, a, b in paired.both:
+        result, one_sided = formats.compare(
+            a, b, options, base_source=f"{base_source} ({label})", current_source=f"{current_source} ({label})"
+        )
+        results.append((label, result, one_sided))
+    drift = paired.one_sided or any(r.drift for _, r, _ in results)
+    if fmt in ("json", "yaml"):
+        doc: dict[str, Any] = {"drift": drift, "contexts": []}
+        for label, result, one_sided in results:
+            entry = {"context": label, **diff_render.to_dict(result)}
+            if one_sided:
+                entry["one_sided"] = formats.one_sided_dict(one_sided)
+            doc["contexts"].append(entry)
+        doc["only_in_base"], doc["only_in_current"] = paired.only_base, paired.only_current
+        return diff_render.dump_machine(doc, fmt), drift
+    sections = []
+    for label, result, one_sided in results:
+        head = f"== context {safe_text(label)} ==" if fmt == "text" else f"## context {code_span(label)}"
+        sections.append(head + "\n" + _render_two(result, one_sided, fmt, color))
+    for side, names in (("base", paired.only_base), ("current", paired.only_current)):
+        if names:
+            shown = ", ".join(safe_text(n) if fmt == "text" else code_span(n) for n in names)
+            sections.append(f"only in {side}: {shown} (drift)\n")
+    return "\n".join(sections), drift
+
+
 @click.command("diff", epilog=EPILOG)
-@click.argument("inputs", nargs=-1, type=click.Path(), metavar="BASE CURRENT | --across-nodes FILE...")
+@click.argument(
+    "inputs", nargs=-1, type=click.Path(), metavar="BASE CURRENT | --across-nodes FILE... | --across-clusters FILE..."
+)
 @click.option(
     "-o",
     "--output",
@@ -136,6 +181,19 @@ def _render_two(result: Any, one_sided: Optional[formats.OneSided], fmt: str, co
     help="Compare the nodes of a SnapshotList (or several snapshots) with each other: group identical "
     "configurations, take the largest as baseline and list every node that deviates from it.",
 )
+@click.option(
+    "--across-clusters",
+    is_flag=True,
+    help="Compare the clusters of a ClusterSnapshotList (snapshot --context A --context B) as --across-nodes "
+    "compares nodes, each node named CONTEXT/NODE, against the first cluster (or --baseline); also compares the "
+    "API server version, the images and the ClusterPolicy. Two ClusterSnapshotLists without it: context by context.",
+)
+@click.option(
+    "--baseline",
+    metavar="CONTEXT",
+    default=None,
+    help="With --across-clusters: the cluster the others are compared against (default: the first).",
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when drift is found (errors still exit 2).")
 @click.option(
     "--list-ignored",
@@ -153,6 +211,8 @@ def command(
     ignore: tuple[str, ...],
     only: tuple[str, ...],
     across_nodes: bool,
+    across_clusters: bool,
+    baseline: str | None,
     exit_zero: bool,
     list_ignored: bool,
     kube: KubeOptions,
@@ -180,7 +240,20 @@ def command(
         include_volatile=include_volatile, ignore_identity=ignore_identity, ignore=tuple(ignore), only=tuple(only)
     )
     use_color = _color_enabled(color, fmt)
-    if across_nodes:
+    if baseline is not None and not across_clusters:
+        raise click.UsageError("--baseline CONTEXT goes with --across-clusters")
+    if across_nodes and across_clusters:
+        raise click.UsageError("--across-nodes and --across-clusters: pick one")
+    if across_clusters:
+        if not inputs:
+            raise click.UsageError("--across-clusters needs a ClusterSnapshotList file")
+        from kubectl_aicr.diff.clusters import across_clusters as compare_clusters
+        from kubectl_aicr.reports.diff_report import fleet_report
+
+        loaded = load_inputs(inputs, kube)
+        fleet = compare_clusters(loaded, options, baseline=baseline, normalise=formats.normalise)
+        report, drift = fleet_report(fleet, fmt, color=use_color), fleet.drift
+    elif across_nodes:
         if not inputs:
             raise click.UsageError("--across-nodes needs a SnapshotList file (or several snapshot files)")
         # any supported apiVersion, compared by meaning
@@ -195,6 +268,10 @@ def command(
                 + ("; to compare the nodes of a SnapshotList use --across-nodes FILE" if len(inputs) == 1 else "")
             )
         (base_source, base), (current_source, current) = load_inputs(inputs, kube)
+        if is_cluster_list(base) or is_cluster_list(current):
+            report, drift = _two_cluster_lists(base_source, base, current_source, current, options, fmt, use_color)
+            click.echo(report, nl=False, color=use_color)
+            return DRIFT if drift and not exit_zero else OK
         base_snapshot = engine.require_snapshot(base_source, base)
         current_snapshot = engine.require_snapshot(current_source, current)
         result, one_sided = formats.compare(

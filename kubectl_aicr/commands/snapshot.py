@@ -14,7 +14,7 @@ import click
 from kubectl_aicr import __version__, formats, snapshot_io
 from kubectl_aicr.errors import EXIT_CODES_HELP, InvalidInput
 from kubectl_aicr.kube import KubeOptions, connector
-from kubectl_aicr.options import format_option, kube_options
+from kubectl_aicr.options import format_option, kube_options_contexts
 
 if TYPE_CHECKING:
     from kubectl_aicr.deploy.run import RunOptions, RunOutcome
@@ -76,7 +76,13 @@ class _StatusLine:
     help="Snapshot version to write: ours (the default, as the original aicr before "
     "v0.20), or aicr.run/v1 for aicr >= v0.22 (adds the fingerprint and the items it uses).",
 )
-@kube_options
+@kube_options_contexts
+@click.option(
+    "--all-contexts",
+    is_flag=True,
+    help="Capture every context of the kubeconfig at once into one ClusterSnapshotList (as repeated --context); "
+    "compare the clusters with 'diff --across-clusters'.",
+)
 @click.option(
     "--image",
     default=None,
@@ -162,6 +168,8 @@ def command(
     fmt: str,
     api_version: str,
     kube: KubeOptions,
+    contexts: tuple[str, ...],
+    all_contexts: bool,
     image: str | None,
     job_name: str,
     service_account_name: str | None,
@@ -189,10 +197,16 @@ def command(
     kubectl aicr snapshot -n gpu-ops -o cm://gpu-ops/baseline
     kubectl aicr snapshot --local
     kubectl aicr snapshot --dry-run=client > manifests.yaml
+    kubectl aicr snapshot --context prod --context staging -o clusters.yaml
     """
     t0 = time.monotonic()
     dest = snapshot_io.parse_location(output)
     snapshot_io.check_writable(dest)
+    from kubectl_aicr import clusters
+
+    several = clusters.pick_contexts(contexts, all_contexts, kube.kubeconfig)
+    if several is not None:
+        clusters.check_flags(dest, kube, local=local, dry_run=dry_run)
     if dry_run != "none" and isinstance(dest, snapshot_io.ConfigMapRef):
         raise InvalidInput(f"--dry-run={dry_run} prints manifests: -o must be '-' or a file, not {output}")
     if local or os.environ.get("AICR_AGENT_MODE") == "true":
@@ -230,6 +244,11 @@ def command(
         parallelism=parallelism,
         no_cleanup=no_cleanup,
     )
+    if several is not None:
+        clusters.snapshot_clusters(
+            several, dest, fmt, kube, run_options, api_version=api_version, rate=(qps, burst), started_at=t0
+        )
+        return
     outcome = _deploy(
         dest,
         fmt,

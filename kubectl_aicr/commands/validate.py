@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from collector.model import is_cluster_list
 from kubectl_aicr import formats, snapshot_io
 from kubectl_aicr.errors import SnapshotInvalid
 from kubectl_aicr.kube import KubeOptions, connector
@@ -26,6 +27,11 @@ def command(source: str, kube: KubeOptions) -> None:
         errors = f"{n} error{'s' if n > 1 else ''}" if n == len(found) else f"the first {n} errors"
         raise SnapshotInvalid(f"{loc}: not a valid snapshot ({errors})", details=found)
     kind = doc.get("kind", "Snapshot")
+    if is_cluster_list(doc):
+        items, failed = len(doc.get("items") or []), len(doc.get("failures") or [])
+        clusters = f"{items} cluster snapshot{'s' if items != 1 else ''}" + (f", {failed} failed" if failed else "")
+        click.echo(f"{loc}: valid {kind} ({clusters}), {formats.describe(doc)}")
+        return
     count = len(doc.get("items") or []) if kind == "SnapshotList" else len(doc.get("measurements") or [])
     what = "node snapshots" if kind == "SnapshotList" else "measurements"
     click.echo(f"{loc}: valid {kind} ({count} {what}), {formats.describe(doc)}")

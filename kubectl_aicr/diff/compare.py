@@ -25,7 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from collector.model import STATUS_OK, Document, Scalar, SnapshotDoc, is_list, node_name, status_of, type_sort_key
+from collector.model import (
+    STATUS_OK,
+    Document,
+    Scalar,
+    SnapshotDoc,
+    is_cluster_list,
+    is_list,
+    node_name,
+    status_of,
+    type_sort_key,
+)
 from kubectl_aicr.diff.keyfilter import DiffOptions, KeyFilter
 from kubectl_aicr.diff.values import canonical
 from kubectl_aicr.errors import InvalidInput
@@ -83,6 +93,12 @@ def index_snapshot(snapshot: SnapshotDoc) -> Index:
 def require_snapshot(source: str, doc: Document) -> SnapshotDoc:
     """``doc``, when it is one node's snapshot; a SnapshotList where one is expected (a two-way diff) is refused,
     saying how to compare it."""
+    if is_cluster_list(doc):
+        raise InvalidInput(
+            f"{source}: is a ClusterSnapshotList of {len(doc.get('items') or [])} cluster(s), not a single snapshot",
+            hint=f"compare its clusters with 'kubectl aicr diff --across-clusters {source}', or two of them "
+            "context by context with 'kubectl aicr diff BASE CURRENT'",
+        )
     if is_list(doc):
         count = len(doc.get("items") or [])
         raise InvalidInput(

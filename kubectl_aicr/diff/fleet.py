@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from collector.model import Document, FailureDoc, SnapshotDoc, is_list, node_name
+from collector.model import Document, FailureDoc, SnapshotDoc, is_cluster_list, is_list, node_name
 from kubectl_aicr.diff.compare import Change, Index, diff_indexes, index_snapshot
 from kubectl_aicr.diff.keyfilter import DiffOptions, KeyFilter
 from kubectl_aicr.diff.rules import CLUSTER_WIDE
@@ -57,6 +57,10 @@ class FleetResult:
     deviations: list[Deviation]
     failures: list[Failure]
     options: DiffOptions = field(default_factory=DiffOptions)
+    #: the flag that made the comparison, as reports name it
+    mode: str = "--across-nodes"
+    #: why ``groups[0]`` is the baseline: None when it is the largest group, else what chose it (``context prod``)
+    chosen: Optional[str] = None
 
     @property
     def nodes(self) -> int:
@@ -76,10 +80,10 @@ class FleetResult:
         return bool(self.deviations or self.failures)
 
 
-def fleet_options(options: DiffOptions) -> DiffOptions:
+def fleet_options(options: DiffOptions, ignored: Sequence[str] = CLUSTER_WIDE) -> DiffOptions:
     """Grouping always ignores per-node identity (node name, hostname label, GPU uuid/serial...) and the
-    cluster-wide facts (:data:`~kubectl_aicr.diff.rules.CLUSTER_WIDE`)."""
-    return DiffOptions(options.include_volatile, True, tuple(options.ignore) + CLUSTER_WIDE, options.only)
+    cluster-wide facts (:data:`~kubectl_aicr.diff.rules.CLUSTER_WIDE`; ``ignored``: the patterns left out instead)."""
+    return DiffOptions(options.include_volatile, True, tuple(options.ignore) + tuple(ignored), options.only)
 
 
 def fingerprint(idx: Index, flt: KeyFilter) -> tuple[Any, ...]:
@@ -115,14 +119,18 @@ def group_by_configuration(
     *,
     names: Sequence[str] | None = None,
     failures: Iterable[FailureDoc] = (),
+    ignored: Sequence[str] = CLUSTER_WIDE,
+    baseline: str | None = None,
 ) -> FleetResult:
     """Group node snapshots whose comparable content is identical (volatile and identity keys ignored).
 
     The largest group is the baseline (ties: the group holding the alphabetically first node); its first node (by
     name) is the reference every deviating node is compared against. ``names`` default to :func:`node_name`, else
-    ``items[i]``; duplicated names get a ``#2`` suffix so every node stays visible.
+    ``items[i]``; duplicated names get a ``#2`` suffix so every node stays visible. ``ignored``: the cluster-wide
+    patterns left out (:func:`fleet_options`). ``baseline``: the name of the node to compare against instead; its
+    group is the baseline.
     """
-    opts = fleet_options(options)
+    opts = fleet_options(options, ignored)
     flt = KeyFilter(opts)
     labels: list[str] = []
     seen: dict[str, int] = {}
@@ -136,6 +144,13 @@ def group_by_configuration(
         by_print.setdefault(fingerprint(idx, flt), []).append(i)
     members = [sorted(positions, key=lambda i: labels[i]) for positions in by_print.values()]
     members.sort(key=lambda positions: (-len(positions), labels[positions[0]]))
+    if baseline is not None:
+        if baseline not in labels:
+            raise InvalidInput(f"{baseline}: no such node to compare against")
+        at = labels.index(baseline)
+        chosen = next(positions for positions in members if at in positions)
+        members.remove(chosen)
+        members.insert(0, [at, *(i for i in chosen if i != at)])
     groups = [NodeGroup(tuple(labels[i] for i in positions)) for positions in members]
     deviations: list[Deviation] = []
     if members:
@@ -150,10 +165,15 @@ def group_by_configuration(
 
 def flatten(docs: Iterable[Document]) -> tuple[list[SnapshotDoc], list[FailureDoc]]:
     """The node snapshots and the failed nodes of some documents: a SnapshotList gives its ``items`` and
-    ``failures``, any other document is one node's snapshot."""
+    ``failures``, any other document is one node's snapshot; a ClusterSnapshotList is refused (it holds clusters)."""
     snapshots: list[SnapshotDoc] = []
     failures: list[FailureDoc] = []
     for doc in docs:
+        if is_cluster_list(doc):
+            raise InvalidInput(
+                f"a ClusterSnapshotList of {len(doc.get('items') or [])} cluster(s) where node snapshots are expected",
+                hint="compare its clusters with 'kubectl aicr diff --across-clusters FILE'",
+            )
         if is_list(doc):
             snapshots.extend(doc.get("items") or [])
             failures.extend(doc.get("failures") or [])

@@ -28,6 +28,8 @@ Machine form of ``--across-nodes``::
     deviations: [{node, group, summary: {added, removed, changed}, changes: [..as above..]}]
     failures: [{node, reason}]
     options: {...}
+    mode: --across-clusters                         # only for --across-clusters (nodes named CONTEXT/NODE)
+    chosen: context NAME                            # only then: what chose the baseline
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ def fleet_to_dict(result: FleetResult) -> dict[str, Any]:
         ],
         "failures": [{"node": f.node, "reason": f.reason} for f in result.failures],
         "options": _options_dict(result.options),
-    }
+    } | ({"mode": result.mode, "chosen": result.chosen} if result.mode != "--across-nodes" else {})
 
 
 def dump_machine(doc: dict[str, Any], fmt: str) -> str:
@@ -307,7 +309,7 @@ def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
     if base is None:
         lines.append("no node snapshots to compare")
     else:
-        kind = "majority" if result.majority else "largest group, no majority"
+        kind = result.chosen or ("majority" if result.majority else "largest group, no majority")
         lines.append(
             f"{_plural(result.nodes, 'node')}, {_plural(len(result.groups), 'configuration')}; "
             f"baseline: {_plural(len(base.nodes), 'node')} ({kind}), reference {safe_text(base.reference)}"
@@ -422,11 +424,11 @@ def render_fleet_markdown(result: FleetResult) -> str:
     )
     if result.failures:
         head += f", {_plural(len(result.failures), 'node')} without a snapshot"
-    lines = [f"### kubectl aicr diff --across-nodes: {head}", ""]
+    lines = [f"### kubectl aicr diff {result.mode}: {head}", ""]
     if base is not None:
         lines += [
             f"**baseline**: {_plural(len(base.nodes), 'node')} "
-            f"({'majority' if result.majority else 'largest group, no majority'}), "
+            f"({result.chosen or ('majority' if result.majority else 'largest group, no majority')}), "
             f"reference {md_code(base.reference)}",
             "",
             "| Configuration | Nodes | Count |",

@@ -1,0 +1,322 @@
+"""Several clusters in one run: ``snapshot --context a --context b ...`` and ``snapshot --all-contexts``.
+
+Each kubeconfig context is captured by the single-cluster path as it is (:func:`kubectl_aicr.deploy.run.plan` and
+:func:`~kubectl_aicr.deploy.run.execute`), with its own :class:`~kubectl_aicr.kube.KubeOptions` (the context named,
+every other connection flag as given: ``-n`` applies to all) and its own :class:`~kubectl_aicr.kube.Kube` (and rate
+limit), each in a thread of its own, all at once. The kubeconfig is only ever read: its ``current-context`` is never
+written, so nothing the user runs meanwhile in another shell sees a switched context (the seed use case's shell loop
+over ``kubectl config use-context`` does exactly that).
+
+Each run hands its document (a Snapshot, or a SnapshotList with ``--all-nodes``, in ``--api-version``) to a
+``deliver`` that keeps it instead of writing it; once every run has finished, the one
+:func:`~collector.model.cluster_snapshot_list` of them all is written to ``-o`` (standard output or a file: a
+``cm://`` destination would be in one of several clusters, and is refused).
+
+A cluster whose run fails (unreachable, unknown context, forbidden, no matching node, its agent failed) is recorded
+in ``failures`` as ``{context, reason}``, as a fleet records a node, and the others are still written. Exit codes
+(:mod:`kubectl_aicr.errors`), as a fleet of nodes: 0 when every cluster gave a complete document; 7
+(:data:`~kubectl_aicr.errors.AGENT_FAILED`) when some cluster failed, or some node of a cluster's ``--all-nodes``
+run did; when every cluster failed, the first one's (in the order given) own code, e.g. 6 for an unreachable
+cluster, the document of failures written all the same. Ctrl-C (or SIGTERM) reaches every run, each cleans up
+what it created, then the command exits 130.
+
+Progress lines go to stderr, each prefixed with its context; a fleet run's status line is printed, prefixed, every
+:data:`STATUS_EVERY` seconds and at its end (several clusters cannot share one line rewritten in place).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
+
+from collector.model import (
+    ClusterFailureDoc,
+    ClusterItemDoc,
+    ClusterSnapshotListDoc,
+    cluster_snapshot_list,
+    now_rfc3339,
+)
+from kubectl_aicr import __version__, formats, snapshot_io
+from kubectl_aicr.errors import INTERNAL, AgentFailed, AicrError, InvalidInput
+
+if TYPE_CHECKING:
+    from kubectl_aicr.deploy.run import RunOptions, RunOutcome
+    from kubectl_aicr.kube import KubeOptions
+
+#: A fleet run's status line is printed at most this often per cluster (and once at its end).
+STATUS_EVERY = 10.0
+#: How often the main thread wakes while it waits for the runs (so that Ctrl-C is seen at once).
+_JOIN_POLL = 0.2
+
+Echo = Callable[[str], None]
+
+
+def list_contexts(kubeconfig: str | None) -> tuple[str, ...]:
+    """Every context of the kubeconfig kubectl would read (``--kubeconfig``, else ``$KUBECONFIG``'s files, else
+    ~/.kube/config), in file order, each once (the first file naming a context wins, as kubectl merges them)."""
+    from kubectl_aicr.kube import _load_yaml, kubeconfig_paths
+
+    paths = kubeconfig_paths(kubeconfig)
+    names: list[str] = []
+    for path in paths:
+        for entry in _load_yaml(path).get("contexts") or []:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name and name not in names:
+                names.append(name)
+    if not names:
+        raise InvalidInput(f"--all-contexts: the kubeconfig ({', '.join(paths)}) has no contexts")
+    return tuple(names)
+
+
+def pick_contexts(given: Sequence[str], all_contexts: bool, kubeconfig: str | None) -> tuple[str, ...] | None:
+    """The contexts of a multi-cluster run, or None for the single-cluster path (no ``--context`` or one, and no
+    ``--all-contexts``). Refuses ``--all-contexts`` beside ``--context``, an empty name and a name given twice."""
+    if all_contexts:
+        if given:
+            raise InvalidInput("--all-contexts captures every context of the kubeconfig: drop --context or it")
+        return list_contexts(kubeconfig)
+    if len(given) < 2:
+        return None
+    seen: set[str] = set()
+    for name in given:
+        if not name:
+            raise InvalidInput("--context: must not be empty")
+        if name in seen:
+            raise InvalidInput(f"--context {name!r} is given twice; name each context once")
+        seen.add(name)
+    return tuple(given)
+
+
+def check_flags(dest: snapshot_io.Location, kube: KubeOptions, *, local: bool, dry_run: str) -> None:
+    """The flags that mean one cluster, refused before any I/O when several are captured."""
+    if local:
+        raise InvalidInput("--local collects on this machine: drop it, or drop the extra --context/--all-contexts")
+    if dry_run != "none":
+        raise InvalidInput(f"--dry-run={dry_run} prints one cluster's manifests: give one --context")
+    if isinstance(dest, snapshot_io.ConfigMapRef):
+        raise InvalidInput(
+            f"-o {dest}: with several contexts the ConfigMap would be in one of several clusters; "
+            "write the ClusterSnapshotList to a file or '-'"
+        )
+    for flag, value in (("--cluster", kube.cluster), ("--user", kube.user)):
+        if value is not None:
+            raise InvalidInput(f"{flag} replaces one context's kubeconfig entry: with several contexts, drop it")
+
+
+@dataclass
+class ClusterResult:
+    """One context's run: its document (as delivered) and outcome, or the error that ended it."""
+
+    context: str
+    document: dict[str, Any] | None = None
+    outcome: RunOutcome | None = None
+    error: BaseException | None = None
+
+    @property
+    def reason(self) -> str:
+        err = self.error
+        if isinstance(err, AicrError):
+            return err.message
+        if isinstance(err, KeyboardInterrupt):
+            return "interrupted"
+        return f"internal error: {type(err).__name__}: {err}"
+
+
+class _Lines:
+    """stderr lines of all the runs, one whole line at a time, each prefixed with its context."""
+
+    def __init__(self, echo: Echo, clock: Callable[[], float] = time.monotonic) -> None:
+        self.echo, self.clock = echo, clock
+        self.lock = threading.Lock()
+        self.status_at: dict[str, float] = {}
+
+    def progress(self, context: str) -> Callable[[str], None]:
+        def say(msg: str) -> None:
+            with self.lock:
+                self.echo(f"[aicr] {context}: {msg}")
+
+        return say
+
+    def status(self, context: str) -> Callable[[str, bool], None]:
+        def show(line: str, final: bool) -> None:
+            now = self.clock()
+            with self.lock:
+                if final or now - self.status_at.get(context, -STATUS_EVERY) >= STATUS_EVERY:
+                    self.status_at[context] = now
+                    self.echo(f"[aicr] {context}: {line}")
+
+        return show
+
+
+def _run_one(
+    result: ClusterResult,
+    kube_opts: KubeOptions,
+    run_options: RunOptions,
+    lines: _Lines,
+    *,
+    api_version: str,
+    rate: tuple[float, int],
+    started_at: float,
+) -> None:
+    """One context's whole run, in its own thread; whatever ends it is kept in ``result``, never raised."""
+    from kubectl_aicr.deploy import run as agent_run
+    from kubectl_aicr.kube import TokenBucket, connect
+    from kubectl_aicr.schema import validate
+
+    ctx = result.context
+    progress = lines.progress(ctx)
+    try:
+        kube = connect(dataclasses.replace(kube_opts, context=ctx))
+    except BaseException as e:  # noqa: BLE001 - recorded as this cluster's failure
+        result.error = e
+        return
+    if rate[0] > 0:
+        kube.limiter = TokenBucket(rate[0], rate[1])
+
+    def deliver(doc: dict[str, Any]) -> str:
+        if api_version != formats.detect(doc):
+            doc = validate(formats.convert(doc, api_version), source=f"snapshot of context {ctx} as {api_version}")
+        result.document = doc
+        return "the ClusterSnapshotList"
+
+    try:
+        planned = agent_run.plan(kube, run_options, progress, started_at=started_at, status=lines.status(ctx))
+        result.outcome = agent_run.execute(planned, progress, deliver)
+    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt included: the main thread re-raises it
+        result.error = e
+    finally:
+        kube.close()
+
+
+def _interrupt(threads: Sequence[threading.Thread]) -> None:
+    """Raise KeyboardInterrupt in each run still going, as Ctrl-C does in a single-cluster run: each one's cleanup
+    (``finally``) then removes what it created."""
+    import ctypes
+
+    for t in threads:
+        if t.is_alive() and t.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(KeyboardInterrupt))
+
+
+def capture(
+    contexts: Sequence[str],
+    kube: KubeOptions,
+    run_options: RunOptions,
+    *,
+    api_version: str = formats.DEFAULT_WRITE,
+    rate: tuple[float, int] = (0.0, 1),
+    started_at: float | None = None,
+    echo: Echo | None = None,
+) -> tuple[ClusterSnapshotListDoc, list[ClusterResult]]:
+    """Run every context at once and return the ClusterSnapshotList and each context's result (in the order given).
+    ``rate``: (--qps, --burst), a limit per cluster. ``echo``: where the progress lines go (default: stderr).
+    KeyboardInterrupt, once every run has cleaned up, is raised again."""
+    if echo is None:
+        import click
+
+        def echo(line: str) -> None:
+            click.echo(line, err=True)
+
+    lines = _Lines(echo)
+    t0 = time.monotonic() if started_at is None else started_at
+    results = [ClusterResult(ctx) for ctx in contexts]
+    threads = [
+        threading.Thread(
+            target=_run_one,
+            args=(r, kube, run_options, lines),
+            kwargs={"api_version": api_version, "rate": rate, "started_at": t0},
+            name=f"aicr-context-{r.context}",
+            daemon=True,
+        )
+        for r in results
+    ]
+    for t in threads:
+        t.start()
+    interrupted = False
+    while any(t.is_alive() for t in threads):
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(_JOIN_POLL)
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                echo(f"[aicr] interrupted: stopping the runs of {len(contexts)} contexts, each cleans up first")
+                _interrupt(threads)
+    if interrupted or any(isinstance(r.error, KeyboardInterrupt) for r in results):
+        raise KeyboardInterrupt
+    return document(results, api_version=api_version), results
+
+
+def document(results: Sequence[ClusterResult], *, api_version: str = formats.DEFAULT_WRITE) -> ClusterSnapshotListDoc:
+    """The ClusterSnapshotList of the runs (items and failures in the order given), checked against the schema."""
+    from kubectl_aicr.schema import validate
+
+    items: list[ClusterItemDoc] = []
+    failures: list[ClusterFailureDoc] = []
+    for r in results:
+        if r.document is not None and r.error is None:
+            items.append({"context": r.context, "snapshot": validate(r.document, source=f"context {r.context}")})
+        else:
+            failures.append({"context": r.context, "reason": r.reason})
+    meta = {"timestamp": now_rfc3339(), "version": __version__, "context-count": str(len(results))}
+    doc = cluster_snapshot_list(items, meta, failures=failures, api_version=api_version)
+    validate(doc, source="multi-cluster snapshot")
+    return doc
+
+
+def raise_for_failures(results: Sequence[ClusterResult]) -> None:
+    """After the document was written: exit 7 when some cluster (or some node of one) gave nothing; when every
+    cluster failed, the first one's error, under its own exit code."""
+    failed = [r for r in results if r.error is not None or r.document is None]
+    partial = [r for r in results if r.outcome is not None and r.outcome.failures]
+    if not failed and not partial:
+        return
+    details = [f"{r.context}: {r.reason.splitlines()[0] if r.reason else 'failed'}" for r in failed]
+    details += [
+        f"{r.context}: {len(r.outcome.failures)} of {r.outcome.targets} nodes produced no snapshot"
+        for r in partial
+        if r.outcome is not None
+    ]
+    if failed and len(failed) == len(results):
+        first = failed[0].error
+        err = AicrError(
+            f"none of the {len(results)} contexts gave a snapshot; first: {failed[0].context}: {failed[0].reason}",
+            hint=first.hint if isinstance(first, AicrError) else None,
+            details=details,
+        )
+        err.exit_code = first.exit_code if isinstance(first, AicrError) else INTERNAL
+        raise err
+    what = f"{len(failed)} of {len(results)} contexts gave no snapshot" if failed else ""
+    if partial:
+        nodes = f"{len(partial)} context(s) are missing nodes"
+        what = f"{what}; {nodes}" if what else nodes
+    raise AgentFailed(
+        what,
+        details=details,
+        hint="the snapshots of the other clusters were written; 'failures' in the output lists these",
+    )
+
+
+def snapshot_clusters(
+    contexts: Sequence[str],
+    dest: snapshot_io.Location,
+    fmt: str,
+    kube: KubeOptions,
+    run_options: RunOptions,
+    *,
+    api_version: str,
+    rate: tuple[float, int],
+    started_at: float,
+) -> None:
+    """``snapshot`` of several contexts (see the module docstring): capture, write to ``dest``, raise for failures."""
+    import click
+
+    doc, results = capture(contexts, kube, run_options, api_version=api_version, rate=rate, started_at=started_at)
+    where = snapshot_io.save(cast(dict[str, Any], doc), dest, fmt)  # save takes any document as a mapping
+    ok = len(doc.get("items") or [])
+    click.echo(f"[aicr] snapshots of {ok} of {len(contexts)} contexts written to {where}", err=True)
+    raise_for_failures(results)
