@@ -84,7 +84,8 @@ def tricky(doc: dict[str, Any], node: str) -> dict[str, Any]:
     }
     out["measurements"][0]["subtypes"][0]["data"].update(extra)
     out["measurements"][0]["subtypes"].append({"subtype": "empty-one", "data": {}, "context": {}})
-    return validate(out, source=node)
+    checked: dict[str, Any] = validate(out, source=node)
+    return checked
 
 
 def whole_list(docs: list[dict[str, Any]], failures: list[FailureDoc], meta: dict[str, str], api: str, fmt: str) -> str:
