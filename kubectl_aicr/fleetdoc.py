@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
-from collector.model import LIST_KIND, FailureDoc, node_name, snapshot_list
+from collector.model import KIND, FailureDoc, node_name, snapshot_list
 from kubectl_aicr import fastyaml, formats
 from kubectl_aicr.errors import InvalidInput
 
@@ -88,9 +88,10 @@ def _placeholder(api_version: str) -> dict[str, Any]:
 
 def _belongs(doc: Any, api_version: str) -> bool:
     """Whether a snapshot valid on its own is also valid as an item of an ``api_version`` SnapshotList: a mapping
-    whose kind is not SnapshotList (validated alone it would be checked as a list) written in that apiVersion
-    (its own schema is the list's then; a missing apiVersion is read as v1alpha1, as when it is alone)."""
-    if not isinstance(doc, dict) or doc.get("kind") == LIST_KIND:
+    whose kind is Snapshot or absent (alone, any other kind is checked as that kind of document; in the list, as a
+    Snapshot) written in that apiVersion (its own schema is the list's then; a missing apiVersion is read as
+    v1alpha1, as when it is alone)."""
+    if not isinstance(doc, dict) or doc.get("kind", KIND) != KIND:
         return False
     try:
         return formats.detect(doc) == api_version

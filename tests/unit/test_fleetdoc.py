@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from collector.model import FailureDoc, snapshot_list
+from collector.model import FailureDoc, cluster_snapshot_list, snapshot_list
 from kubectl_aicr import fleetdoc, formats, snapshot_io
 from kubectl_aicr.errors import InvalidInput, SnapshotInvalid
 from kubectl_aicr.schema import validate
@@ -223,6 +223,9 @@ def test_an_item_that_does_not_belong_in_the_list_is_refused_with_the_same_messa
     msg = both_refuse([*items, validate(v1, source="v1")], [], META)
     assert "$.items[" in msg
     both_refuse([items[0], as_list, items[1]], [], META)  # a SnapshotList as an item
+    first: Any = items[0]
+    clusters = validate(cluster_snapshot_list([{"context": "a", "snapshot": first}], META), source="clusters")
+    both_refuse([items[0], clusters], [], META)  # a ClusterSnapshotList as an item
     both_refuse([*items, v1, v1], [{"node": "x", "reason": 1}], {**META, "timestamp": "no"})
     # ... and written as v1, the same: the list is checked before it is converted
     both_refuse([*items, v1], [], META, api=formats.V1)
