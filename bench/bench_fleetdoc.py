@@ -2,7 +2,7 @@
 """The CLI's memory for a fleet's SnapshotList at 1,000 nodes, against issue #16's goal (<= 1 GB peak).
 
 Two ways to turn 1,000 fetched node snapshots into the ``-o`` file, each in a child process of its own (peak RSS
-from ``os.wait4``, so this process's memory is not counted):
+measured by GNU time, so this process's memory is not counted):
 
 * ``list``: the whole-list path the fleet run had: every node parsed and validated, kept in a list,
   ``snapshot_list`` + ``validate``, ``formats.convert`` when ``--api-version`` differs, ``snapshot_io.save``;
@@ -113,17 +113,25 @@ def child(mode: str, nodes: int, node_kb: float, fmt: str, api: str, out: str) -
 
 
 def measure(mode: str, a: argparse.Namespace, fmt: str, out: str) -> tuple[dict[str, Any], float]:
-    """(the child's timings, its peak RSS in MB)."""
-    cmd = [sys.executable, __file__, "--child", mode, "--nodes", str(a.nodes), "--node-kb", str(a.node_kb)]
-    cmd += ["--formats", fmt, "--api-version", a.api_version, "--out", out]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None
-    text = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise SystemExit(f"{mode} child failed with exit {p.returncode}")
-    return json.loads(text.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+    """(the child's timings, its peak RSS in MB), measured by GNU time: the CLI-like child's own figure (a child
+    forked from this process would start as a copy of it, and its peak would count this process's memory)."""
+    with tempfile.NamedTemporaryFile("r", prefix="bench-fleetdoc-time-") as rss_file:
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, sys.executable, __file__, "--child", mode]
+        cmd += ["--nodes", str(a.nodes), "--node-kb", str(a.node_kb), "--formats", fmt]
+        cmd += ["--api-version", a.api_version, "--out", out]
+        r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+        if r.returncode != 0:
+            raise SystemExit(f"{mode} child failed with exit {r.returncode}")
+        kb = int(rss_file.read().strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1]), kb / 1024
+
+
+def digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def codecs(node_kb: float) -> None:
@@ -170,8 +178,7 @@ def main() -> int:
             for mode in ("list", "stream"):
                 out = os.path.join(tmp, f"{mode}.{fmt}")
                 t, rss = measure(mode, a, fmt, out)
-                with open(out, "rb") as f:
-                    digests[mode] = hashlib.sha256(f.read()).hexdigest()
+                digests[mode] = digest(out)
                 held = f", items held {t['held'] / 1e6:.0f} MB" if mode == "stream" else ""
                 mb = os.path.getsize(out) / 1e6
                 print(
