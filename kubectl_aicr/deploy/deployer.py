@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 from kubectl_aicr import cmstore
@@ -44,6 +44,12 @@ _GONE = 404
 _PRECONDITION_FAILED = 409
 #: Pod phases after which no container runs: such a pod is deleted at once at cleanup (grace period 0).
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+#: Kinds whose objects (one per node in a fleet) are created several at a time, with which kinds.
+_BATCHED_WITH = {
+    "Job": frozenset({"Job"}),
+    "ConfigMap": frozenset({"ConfigMap", "Pod"}),
+    "Pod": frozenset({"ConfigMap", "Pod"}),
+}
 
 
 @dataclass(frozen=True)
@@ -54,17 +60,33 @@ class CreatedObject:
     uid: str
 
 
-@dataclass
 class CreatedObjects:
-    """What this run created, in creation order (deleted in reverse, pods first), each with its uid."""
+    """What this run created, in creation order (deleted in reverse, pods first), each with its uid. Safe to use
+    from several threads (a fleet creates and removes its per-node objects from a pool)."""
 
-    objects: list[CreatedObject] = field(default_factory=list)
+    def __init__(self) -> None:
+        import threading
+
+        self._by_key: dict[tuple[str, str], CreatedObject] = {}  # insertion order = creation order
+        self._lock = threading.Lock()
+
+    @property
+    def objects(self) -> list[CreatedObject]:
+        with self._lock:
+            return list(self._by_key.values())
 
     def add(self, kind: str, name: str, namespace: str | None, uid: str = "") -> None:
-        self.objects.append(CreatedObject(kind, name, namespace, uid))
+        with self._lock:
+            self._by_key[(kind, name)] = CreatedObject(kind, name, namespace, uid)
 
     def uid_of(self, kind: str, name: str) -> str:
-        return next((o.uid for o in self.objects if o.kind == kind and o.name == name), "")
+        got = self._by_key.get((kind, name))
+        return got.uid if got else ""
+
+    def remove(self, kind: str, name: str) -> None:
+        """Forget an object that is gone (deleted during the run), so cleanup does not ask for it again."""
+        with self._lock:
+            self._by_key.pop((kind, name), None)
 
 
 def _to_dict(kube: Kube, obj: Any) -> dict[str, Any]:
@@ -98,6 +120,15 @@ class Deployer:
         self.facts_rv: dict[str, str] = {}  # job name -> resourceVersion of the staging CM after the facts
         self._policy: Any = None
         self._cluster: Any = None  # the cluster subtype of the node facts, from the preflight node list
+        self._node_index: dict[str, dict[str, Any]] | None = None  # the preflight node list by name
+        self._owner: dict[str, Any] | None = None  # a fleet's owner Job (ownerReference), once created
+        self._pods_mode = False  # run_jobs of a fleet: bare pods bound to their nodes, harvested as they end
+        self._pool: Any = None  # the fleet's worker threads (per-node creates, fetches, deletes)
+        self._launches: dict[str, Any] = {}  # target -> the future creating its ConfigMap and pod
+        self._harvests: list[Any] = []  # futures handing finished targets to on_result and deleting their objects
+        self._on_result: Callable[[TargetResult], None] | None = None
+        self._release = True
+        self._created: CreatedObjects | None = None
         self._can_read_nodes = True
 
     # ------------------------------------------------------------ preflight
@@ -185,22 +216,27 @@ class Deployer:
             "Role": kube.rbac.create_namespaced_role,
             "RoleBinding": kube.rbac.create_namespaced_role_binding,
             "ConfigMap": kube.core.create_namespaced_config_map,
+            "Pod": kube.core.create_namespaced_pod,
         }
 
     def create(
         self, run: RunSpec, created: CreatedObjects, *, create_namespace: bool, dry_run: bool = False
     ) -> list[str]:
-        """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet.
+        """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet. A fleet:
+        the owner Job and the RBAC it owns; each node's ConfigMap and pod come with :meth:`launch`.
 
-        ``dry_run``: send every create with ``dryRun=All`` (admission answers, nothing persists); returns what
-        the server accepted."""
+        ``dry_run``: send every create with ``dryRun=All`` (admission answers, nothing persists), a fleet's
+        per-node objects included; returns what the server accepted."""
         creators = self._creators()
         owners: dict[str, dict[str, Any]] = {}
-        owner_of_cm = {t.staging_cm: t.job_name for t in run.targets}
+        fleet = bool(run.nodes)
+        owner_of_cm = {t.staging_cm: run.job_name if fleet else t.job_name for t in run.targets}
 
         def one(manifest: dict[str, Any]) -> str:
             kind, meta = manifest["kind"], manifest["metadata"]
-            if kind != "Namespace" and kind != "Job":
+            if kind == "Pod":
+                meta["ownerReferences"] = [r for r in owners.values() if r.get("uid")]
+            elif kind != "Namespace" and kind != "Job":
                 refs = [owners[owner_of_cm[meta["name"]]]] if kind == "ConfigMap" else list(owners.values())
                 refs = [r for r in refs if r.get("uid")]
                 if refs:
@@ -217,10 +253,14 @@ class Deployer:
             )
             if kind == "Job":
                 owners[meta["name"]] = spec.owner_ref(_to_dict(self.kube, obj))
+                if fleet:
+                    self._owner = owners[meta["name"]]
             return f"{kind} {meta['name']}"
 
         accepted: list[str] = []
         manifests = spec.manifests(run, create_namespace=create_namespace)
+        if fleet and not dry_run:
+            manifests = [m for m in manifests if m["kind"] not in ("ConfigMap", "Pod")]
         i = 0
         while i < len(manifests):
             kind, meta = manifests[i]["kind"], manifests[i]["metadata"]
@@ -232,9 +272,10 @@ class Deployer:
                     "checked by the server until it does"
                 )
                 return accepted
-            # A fleet's Jobs, and then its staging ConfigMaps, are created several at a time.
+            # A fleet's per-node objects are created several at a time.
             same = 1
-            while kind in ("Job", "ConfigMap") and i + same < len(manifests) and manifests[i + same]["kind"] == kind:
+            together = _BATCHED_WITH.get(kind, frozenset())
+            while i + same < len(manifests) and manifests[i + same]["kind"] in together:
                 same += 1
             accepted += _each(one, manifests[i : i + same], self._workers())
             i += same
@@ -257,27 +298,22 @@ class Deployer:
 
     # ------------------------------------------------------------ node facts for the agent
 
-    def _node_facts(self, node_name: str) -> str:
-        """The facts the agent may not read itself, read with the user's credentials (pure data, no secrets)."""
-        from kubernetes.client.exceptions import ApiException
+    def _node_facts(self, node_name: str, *, listed: bool = False) -> str:
+        """The facts the agent may not read itself, read with the user's credentials (pure data, no secrets).
+        ``listed``: take the node from the preflight's node list (a fleet: one request less per node) when it is
+        there."""
 
         from collector import k8s
         from collector.model import STATUS_ERROR, missing
 
         node: dict[str, Any] | None = None
         node_error = ""
-        try:
-            node = _to_dict(
-                self.kube, self.kube.request(self.kube.core.read_node, node_name, action=f"reading node {node_name!r}")
-            )
-        except ApiException as e:
-            node_error = f"the CLI could not read node {node_name!r}: {e.status} {e.reason}"
-            if e.status == 403:
-                node_error = f"you may not get node {node_name!r} (403), so its facts are missing"
-        except AicrError:
-            raise
-        except Exception as e:  # noqa: BLE001 - recorded in the snapshot
-            node_error = f"the CLI could not read node {node_name!r}: {e}"
+        if listed and self.nodes is not None:
+            if self._node_index is None:
+                self._node_index = {str((n.get("metadata") or {}).get("name")): n for n in self.nodes}
+            node = self._node_index.get(node_name)
+        if node is None:
+            node, node_error = self._read_node(node_name)
         subs = []
         if self.nodes is not None:
             if self._cluster is None:  # the same for every node of the run: built once (O(nodes) each time)
@@ -291,6 +327,22 @@ class Deployer:
             )
         subs.append(self._policy_subtype())
         return k8s.facts_document(node, node_error, subs)
+
+    def _read_node(self, node_name: str) -> tuple[dict[str, Any] | None, str]:
+        """The node as the API server has it now, or None and why it could not be read (recorded in the facts)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            got = self.kube.request(self.kube.core.read_node, node_name, action=f"reading node {node_name!r}")
+            return _to_dict(self.kube, got), ""
+        except ApiException as e:
+            if e.status == 403:
+                return None, f"you may not get node {node_name!r} (403), so its facts are missing"
+            return None, f"the CLI could not read node {node_name!r}: {e.status} {e.reason}"
+        except AicrError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded in the snapshot
+            return None, f"the CLI could not read node {node_name!r}: {e}"
 
     def _policy_subtype(self) -> Any:
         from collector import k8s
@@ -338,6 +390,63 @@ class Deployer:
             action=f"handing the node facts to the agent in {ref}",
         )
         self.facts_rv[target.job_name] = str(cm.metadata.resource_version)
+
+    def launch_pod(self, run: RunSpec, target: spec.Target, created: CreatedObjects) -> None:
+        """Start a fleet's agent on one node: its staging ConfigMap, created holding the node facts (the node is
+        known before the pod exists), then its pod, bound to the node; both owned by the run's owner Job."""
+        from collector import k8s
+
+        kube = self.kube
+        owner = [self._owner] if self._owner else []
+        node = target.node or ""
+        cm = spec.staging_configmap(
+            run, target, cmstore.BASE_LABELS, {k8s.FACTS_KEY: self._node_facts(node, listed=True)}
+        )
+        if owner:
+            cm["metadata"]["ownerReferences"] = owner
+        made = self._create(
+            created,
+            "ConfigMap",
+            kube.core.create_namespaced_config_map,
+            run.namespace,
+            cm,
+            name=target.staging_cm,
+            namespace=run.namespace,
+        )
+        self.facts_rv[target.job_name] = str(_to_dict(kube, made)["metadata"].get("resourceVersion") or "")
+        self._create(
+            created,
+            "Pod",
+            kube.core.create_namespaced_pod,
+            run.namespace,
+            spec.agent_pod(run, target, self._owner),
+            name=target.job_name,
+            namespace=run.namespace,
+        )
+
+    def release_node(self, run: RunSpec, result: TargetResult, created: CreatedObjects) -> None:
+        """Delete a finished fleet node's pod and staging ConfigMap at once (each only with the uid it was created
+        with), so a fleet never holds more than ``--parallelism`` nodes' objects; what fails here is left for
+        :meth:`cleanup`. A succeeded pod runs no container any more: it goes without a grace period."""
+        from kubernetes import client
+
+        kube = self.kube
+        target = result.target
+        for kind, name, delete, grace in (
+            ("Pod", target.job_name, kube.core.delete_namespaced_pod, 0 if result.ok else None),
+            ("ConfigMap", target.staging_cm, kube.core.delete_namespaced_config_map, None),
+        ):
+            uid = created.uid_of(kind, name)
+            if not uid:
+                continue
+            body = client.V1DeleteOptions(grace_period_seconds=grace, preconditions=client.V1Preconditions(uid=uid))
+            try:
+                kube.call(delete, name, run.namespace, body=body, action=f"deleting {kind} {name}", cap=10)
+            except NotFound:
+                pass
+            except AicrError:
+                continue  # cleanup tries again
+            created.remove(kind, name)
 
     # ------------------------------------------------------------ wait
 
@@ -447,26 +556,49 @@ class Deployer:
         fail_fast: bool = True,
         reported_timeout: float | None = None,
         created: CreatedObjects | None = None,
+        on_result: Callable[[TargetResult], None] | None = None,
+        release: bool = True,
     ) -> dict[str, TargetResult]:
         """Start the Jobs (at most ``parallelism`` at once) and watch their pods until each succeeds or fails.
+
+        A fleet (``run.nodes``) has no Job per node: each node's ConfigMap and pod are created when its turn
+        comes (:meth:`launch_pod`), and as each pod ends ``on_result`` gets its result and, with ``release``, its
+        objects are deleted (:meth:`release_node`); both on a few worker threads, while the others run.
 
         With ``fail_fast`` (one node) the first failure raises. Otherwise a node's failure is recorded and the
         others go on - except an image that cannot be pulled, which would fail on every node. Transient API
         failures (a restarting API server) are retried until ``timeout``. The decisions are the
         :class:`~kubectl_aicr.deploy.scheduler.Scheduler`'s; this method lists, watches and acts.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         deadline = time.monotonic() + timeout
-        job_uids = {t.job_name: created.uid_of("Job", t.job_name) for t in run.targets} if created else {}
+        self._pods_mode = bool(run.nodes)
+        if self._pods_mode:
+            anchor = created.uid_of("Job", run.job_name) if created else ""
+            job_uids = {t.job_name: anchor for t in run.targets} if anchor else {}
+        else:
+            job_uids = {t.job_name: created.uid_of("Job", t.job_name) for t in run.targets} if created else {}
         sched = Scheduler(run.targets, parallelism=parallelism, fail_fast=fail_fast, job_uids=job_uids)
         selector = f"{spec.RUN_LABEL}={run.run_id}"
+        self._on_result, self._release, self._created = on_result, release, created
+        self._launches, self._harvests = {}, []
+        self._pool = ThreadPoolExecutor(max_workers=self._workers()) if self._pods_mode else None
 
         self._started_at = time.monotonic()
-        self._launch(run, sched)
+        ok = False
         try:
+            self._launch(run, sched)
             self._wait_all(run, sched, deadline, timeout, reported_timeout, selector)
+            ok = True
         finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=not ok)
+                self._pool = None
             if sched.total > 1 and self.status is not None:
                 self.status(sched.status_line(time.monotonic() - self._started_at), True)
+        for future in self._harvests:
+            future.result()  # on_result's own failure (each node's are recorded by it)
         return sched.results
 
     def _wait_all(
@@ -585,13 +717,35 @@ class Deployer:
         return True
 
     def _launch(self, run: RunSpec, sched: Scheduler) -> None:
+        if self._pods_mode:
+            self._launched(run, sched)
         launched = sched.launch()
         for target in launched:
-            self.start(run, target)
+            if self._pool is not None and self._created is not None:
+                self._launches[target.job_name] = self._pool.submit(self.launch_pod, run, target, self._created)
+            else:
+                self.start(run, target)
         if launched:
             self._fleet_status(sched)
 
-    def _settle(self, sched: Scheduler, result: TargetResult) -> None:
+    def _launched(self, run: RunSpec, sched: Scheduler) -> None:
+        """Settle the fleet nodes whose ConfigMap or pod could not be created. Permission and deadline errors
+        would be the same for every node: they end the run."""
+        for job_name, future in list(self._launches.items()):
+            if not future.done():
+                continue
+            del self._launches[job_name]
+            err = future.exception()
+            if err is None or job_name in sched.results:
+                continue
+            if isinstance(err, (Forbidden, Timeout)) or not isinstance(err, AicrError):
+                raise err
+            node = sched.targets[job_name].node
+            self._fail(run, sched, job_name, f"could not start the agent on node {node}: {err}", "create", None, node)
+
+    def _settle(self, run: RunSpec, sched: Scheduler, result: TargetResult) -> None:
+        if self._pool is not None:
+            self._harvests.append(self._pool.submit(self._harvest, run, result))
         if sched.total <= 1:
             return
         if not result.ok:
@@ -603,12 +757,22 @@ class Deployer:
                 f"({result.target.job_name}: {'ok' if result.ok else 'failed'})"
             )
 
+    def _harvest(self, run: RunSpec, result: TargetResult) -> None:
+        """A fleet node is done: hand its result over (the caller fetches and checks the snapshot), then delete its
+        pod and ConfigMap (a failed one's too: the reason is recorded)."""
+        try:
+            if self._on_result is not None:
+                self._on_result(result)
+        finally:
+            if self._release and self._created is not None:
+                self.release_node(run, result, self._created)
+
     def _fail(
         self, run: RunSpec, sched: Scheduler, job_name: str, text: str, kind: str, pod: str | None, node: str | None
     ) -> None:
         if sched.aborts(kind):
             raise AgentFailed(text, hint=_hint_for(kind, run))
-        self._settle(sched, sched.fail(job_name, text, pod, node, now=time.monotonic()))
+        self._settle(run, sched, sched.fail(job_name, text, pod, node, now=time.monotonic()))
 
     def _judge(self, run: RunSpec, sched: Scheduler, pod_obj: Any, deleted: bool = False) -> None:
         """Act on what one listed or watched pod says (see :meth:`Scheduler.observe`)."""
@@ -616,7 +780,7 @@ class Deployer:
         if update is None:
             return
         job_name, name, verdict = update.job_name, update.pod, update.verdict
-        if update.bound_now and verdict.node:
+        if update.bound_now and verdict.node and not self._pods_mode:  # a fleet's facts are in place already
             self.hand_over_facts(run, sched.targets[job_name], verdict.node)
         if update.vanished:
             node = verdict.node or ""
@@ -644,7 +808,7 @@ class Deployer:
         if update.new_state is not None and (sched.total <= 1 or self.status is None):
             self.progress(f"pod {name}: {update.new_state}")  # a fleet shows its status line instead
         if verdict.done:
-            self._settle(sched, sched.succeed(job_name, name, verdict.node, now=time.monotonic()))
+            self._settle(run, sched, sched.succeed(job_name, name, verdict.node, now=time.monotonic()))
         elif verdict.failure:
             text = verdict.failure
             if verdict.kind == "container":
@@ -657,7 +821,7 @@ class Deployer:
         """Look for what pod status does not show: the Job failed as a whole, its node went away, or the
         kubelet cannot start the pod (an event only)."""
         target = sched.targets[job_name]
-        problem = self._job_problem(run, target, seen)
+        problem = None if self._pods_mode else self._job_problem(run, target, seen)
         if problem:
             # The Job's verdict can overtake the pod status listed above (its pod failed since): the pod says
             # why (exit code, last log lines), so read it again before settling for the Job's.
@@ -742,6 +906,7 @@ class Deployer:
             "Role": kube.rbac.delete_namespaced_role,
             "RoleBinding": kube.rbac.delete_namespaced_role_binding,
             "ConfigMap": kube.core.delete_namespaced_config_map,
+            "Pod": kube.core.delete_namespaced_pod,
             "Namespace": kube.core.delete_namespace,
         }
 
@@ -762,12 +927,12 @@ class Deployer:
 
         with _signals_deferred():
             order = list(reversed(created.objects))
-            jobs = [o for o in order if o.kind == "Job"]
+            first = [o for o in order if o.kind in ("Job", "Pod")]
             workers = self._workers()
-            _each(delete, jobs, workers)
-            if jobs:
+            _each(delete, first, workers)
+            if first:
                 self._wait_pods_gone(run, failures=failures)
-            _each(delete, [o for o in order if o.kind not in ("Job", "Namespace")], workers)
+            _each(delete, [o for o in order if o.kind not in ("Job", "Pod", "Namespace")], workers)
             for o in order:
                 if o.kind == "Namespace":
                     delete(o)

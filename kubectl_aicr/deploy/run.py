@@ -18,6 +18,7 @@ the document through ``deliver``; the command turns the outcome into an exit cod
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -27,6 +28,7 @@ from kubectl_aicr import __version__, snapshot_io
 from kubectl_aicr.deploy import flags
 from kubectl_aicr.deploy.deployer import CreatedObjects, Deployer, Progress, Status
 from kubectl_aicr.deploy.flags import Toleration
+from kubectl_aicr.deploy.scheduler import TargetResult
 from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, new_run_id
 from kubectl_aicr.errors import InvalidInput
 from kubectl_aicr.kube import Kube
@@ -287,6 +289,35 @@ def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcom
         progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
         deployer.create(run, created, create_namespace=planned.create_namespace)
         wait_for = (kube.deadline - time.monotonic() - cleanup_reserve(opts.timeout)) if kube.deadline else opts.timeout
+        docs: list[dict[str, Any]] = []
+        failures: list[FailureDoc] = []
+        fetched = {"last_done": 0.0, "bytes": 0}
+        lock = threading.Lock()
+
+        def take(res: TargetResult) -> None:
+            """One node's result: its snapshot fetched, checked and kept, or why there is none (a fleet records
+            it; one node raises)."""
+            node = res.target.node or res.node or "?"
+            if not res.ok:
+                with lock:
+                    failures.append({"node": node, "reason": res.failure or "failed"})
+                return
+            source = f"agent snapshot from {res.node}"
+            try:
+                raw = deployer.fetch(run, res.target, res, created)
+                one = validate(snapshot_io.parse_document(raw, source=source), source=source)
+                deployer.check_document(run, res, one)
+            except Exception as e:  # noqa: BLE001 - recorded per node in a fleet, raised for one node
+                if not fleet:
+                    raise
+                with lock:
+                    failures.append({"node": node, "reason": str(e)})
+                return
+            with lock:
+                docs.append(one)
+                fetched["bytes"] += len(raw)
+                fetched["last_done"] = max(fetched["last_done"], res.finished_at)
+
         results = deployer.run_jobs(
             run,
             timeout=wait_for,
@@ -294,27 +325,13 @@ def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcom
             fail_fast=not fleet,
             reported_timeout=opts.timeout,
             created=created,
+            on_result=take if fleet else None,
+            release=not opts.no_cleanup,
         )
-        docs: list[dict[str, Any]] = []
-        failures: list[FailureDoc] = []
-        last_done = 0.0
-        total_bytes = 0
-        for res in results.values():
-            if not res.ok:
-                failures.append({"node": res.target.node or res.node or "?", "reason": res.failure or "failed"})
-                continue
-            source = f"agent snapshot from {res.node}"
-            try:
-                raw = deployer.fetch(run, res.target, res, created)
-                one = validate(snapshot_io.parse_document(raw, source=source), source=source)
-                deployer.check_document(run, res, one)
-                docs.append(one)
-                total_bytes += len(raw)
-            except Exception as e:  # noqa: BLE001 - recorded per node in a fleet, raised for one node
-                if not fleet:
-                    raise
-                failures.append({"node": res.target.node or "?", "reason": str(e)})
-            last_done = max(last_done, res.finished_at)
+        if not fleet:
+            for res in results.values():
+                take(res)
+        last_done, total_bytes = float(fetched["last_done"]), int(fetched["bytes"])
         if fleet:
             doc = fleet_document(run, docs, failures)
             validate(doc, source="fleet snapshot")

@@ -1,7 +1,7 @@
-"""The decisions of waiting for a run's agent Jobs, on plain data: which Job to start next (at most
-``parallelism`` running), which pod belongs to which Job, when a pod was bound to a node (its node facts are
-due), what changed enough to report, which Jobs are finished and how, whether one failure ends the whole run,
-and what was left when the deadline came.
+"""The decisions of waiting for a run's agents, on plain data: which target (a Job, or a fleet's pod for one
+node) to start next (at most ``parallelism`` running), which pod belongs to which target, when a pod was bound
+to a node (its node facts are due), what changed enough to report, which targets are finished and how, whether
+one failure ends the whole run, and what was left when the deadline came.
 
 No I/O and no clock: the :class:`~kubectl_aicr.deploy.deployer.Deployer` lists and watches the pods, feeds
 each pod (a camelCase dict) to :meth:`Scheduler.observe` and does what the answers say; times are passed in.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from kubectl_aicr.deploy.classify import PodVerdict, pod_verdict
-from kubectl_aicr.deploy.spec import Target
+from kubectl_aicr.deploy.spec import TARGET_LABEL, Target
 
 #: The state of a started Job whose pod was not seen yet.
 NO_POD_YET = "Job started; no pod yet"
@@ -55,9 +55,9 @@ class PodUpdate:
 
 
 def job_of(pod: Mapping[str, Any]) -> str | None:
-    """The name of the Job a pod belongs to, by its labels."""
+    """The name of the target (the Job, or a fleet's pod) a pod belongs to, by its labels."""
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or labels.get(TARGET_LABEL)
     return str(name) if name else None
 
 
@@ -134,9 +134,11 @@ class Scheduler:
         if job_name is None or job_name not in self.targets or job_name in self.results:
             return None
         meta = pod.get("metadata") or {}
-        owner_uids = {r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")}
+        refs = meta.get("ownerReferences") or []
+        # A Job's pod names its Job as controller; a fleet's pod names the run's owner Job, not as controller.
+        owner_uids = {r.get("uid") for r in refs if r.get("controller") or TARGET_LABEL in (meta.get("labels") or {})}
         if self.job_uids.get(job_name) and self.job_uids[job_name] not in owner_uids:
-            return None  # not our Job's pod (someone else's pod with our labels)
+            return None  # not our pod (someone else's pod with our labels)
         name = str(meta.get("name"))
         verdict = pod_verdict(pod)
         bound_now = bool(verdict.node) and job_name not in self.bound

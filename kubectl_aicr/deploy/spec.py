@@ -6,12 +6,19 @@ other's objects. Least privilege:
 * Role ``<run>``: get/patch only the run's staging ConfigMap(s) (resourceNames); the CLI pre-creates them.
   That is the agent's *only* permission: it reads nothing cluster-wide. The facts that need cluster-scoped
   reads (its Node, the node counts, the ClusterPolicy) are read by the CLI with the user's credentials and
-  handed over in the staging ConfigMap (key ``node-facts.json``) once the pod is bound to a node.
+  handed over in the staging ConfigMap (key ``node-facts.json``) once the pod is bound to a node (a fleet's
+  ConfigMaps are created with them: the CLI binds each pod to its node itself).
 * No ClusterRole or ClusterRoleBinding: cluster-scoped objects cannot be owned by a namespaced Job, so they
   would outlive a killed CLI, and a binding by ServiceAccount *name* would serve whoever re-creates that
   name. Every object a run creates is namespaced and carries an ownerReference to the Job, so if the CLI is
   killed the Job's ``ttlSecondsAfterFinished`` (or ``activeDeadlineSeconds``) lets the garbage collector
   remove them all.
+
+Two shapes. One node: a Job (created suspended, started once the RBAC it owns exists), placed by the
+scheduler. A fleet (``--all-nodes``): one owner Job that never runs a pod (:func:`anchor_job`) and, per node, a
+staging ConfigMap and a pod bound to the node by ``spec.nodeName``, all owned by it. Per node that is two
+objects and no controller work (no Job to sync, no scheduling), which is what lets a 1,000-node run finish in
+minutes; one owner keeps a killed CLI's leftovers collectable by the garbage collector.
 """
 
 from __future__ import annotations
@@ -31,8 +38,12 @@ CONTAINER_NAME = "collector"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 MANAGED_BY = "kubectl-aicr"
 RUN_LABEL = "aicr.nvidia.com/run-id"
+#: On a fleet's agent pods: which target (node) the pod is for (the pod's name, as a label to select on).
+TARGET_LABEL = "aicr.nvidia.com/target"
 NAME_LABEL = "app.kubernetes.io/name"
 JOB_TTL_SECONDS = 600
+#: How soon after its deadline a fleet run's owner Job is deleted (with everything it owns).
+ANCHOR_TTL_SECONDS = 5
 
 
 def new_run_id() -> str:
@@ -154,13 +165,15 @@ def agent_args(run: RunSpec, target: Target) -> list[str]:
     return ["--output", f"cm://{run.namespace}/{target.staging_cm}", "--run-id", run.run_id]
 
 
-def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> dict[str, Any]:
-    """An agent Job. Created suspended, so the RBAC it owns exists before its pod starts."""
-    target = target or run.targets[0]
-    pod_labels = dict(run.labels)
+def pod_spec(run: RunSpec, target: Target, *, bound: bool = False) -> dict[str, Any]:
+    """The agent pod's spec. ``bound``: the pod names its node itself (``spec.nodeName``: a fleet's pods, which
+    the CLI placed on nodes it checked), so no scheduler is involved; else the scheduler places it (a target's
+    node by a required node affinity, else the node selector, else a preference for GPU nodes)."""
     affinity: dict[str, Any] | None = None
-    node_selector = dict(run.node_selector)
-    if target.node:
+    node_selector = {} if bound else dict(run.node_selector)
+    if bound:
+        pass  # placed by spec.nodeName below
+    elif target.node:
         # Pinned by node name through the scheduler (taints and resources still apply), as DaemonSets do.
         affinity = {
             "nodeAffinity": {
@@ -185,7 +198,7 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
                 ]
             }
         }
-    pod_spec: dict[str, Any] = {
+    spec: dict[str, Any] = {
         "serviceAccountName": run.sa_name,
         "automountServiceAccountToken": True,
         "restartPolicy": "Never",
@@ -260,12 +273,28 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
             {"name": "host-boot", "hostPath": {"path": "/boot"}},
         ],
     }
+    if bound and target.node:
+        spec["nodeName"] = target.node
+        # The pod's own deadline (a Job's would be the Job's): it never outlives the CLI's wait by much.
+        spec["activeDeadlineSeconds"] = _deadline_seconds(run)
     if node_selector:
-        pod_spec["nodeSelector"] = node_selector
+        spec["nodeSelector"] = node_selector
     if affinity:
-        pod_spec["affinity"] = affinity
+        spec["affinity"] = affinity
     if run.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in run.image_pull_secrets]
+        spec["imagePullSecrets"] = [{"name": s} for s in run.image_pull_secrets]
+    return spec
+
+
+def _deadline_seconds(run: RunSpec) -> int:
+    """How long anything a run started may live, even if the CLI is killed: the run's --timeout and 2 minutes."""
+    return int(run.timeout_seconds) + 120
+
+
+def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> dict[str, Any]:
+    """An agent Job (one node, placed by the scheduler). Created suspended, so the RBAC it owns exists before its
+    pod starts."""
+    target = target or run.targets[0]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -277,31 +306,77 @@ def job(run: RunSpec, target: Target | None = None, *, suspend: bool = True) -> 
             "parallelism": 1,
             "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
             # The pod never outlives the CLI's wait by much, even if the CLI is killed.
-            "activeDeadlineSeconds": int(run.timeout_seconds) + 120,
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+            "activeDeadlineSeconds": _deadline_seconds(run),
+            "template": {"metadata": {"labels": dict(run.labels)}, "spec": pod_spec(run, target)},
         },
     }
+
+
+def anchor_job(run: RunSpec) -> dict[str, Any]:
+    """A fleet run's one owner object: a Job that never starts a pod (``parallelism: 0``) and fails when its
+    ``activeDeadlineSeconds`` pass; its ``ttlSecondsAfterFinished`` then has it deleted, and with it the garbage
+    collector removes everything the run made (each object names it as owner). So a killed CLI leaves nothing
+    behind for longer than the deadline plus the TTL, whatever the fleet's size, and no controller works per node.
+    The template is never run: it only has to be a valid pod template."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(run.job_name, run),
+        "spec": {
+            "parallelism": 0,
+            "completions": 1,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": _deadline_seconds(run),
+            "ttlSecondsAfterFinished": ANCHOR_TTL_SECONDS,
+            "template": {
+                "metadata": {"labels": dict(run.labels)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "anchor", "image": run.image, "command": ["true"]}],
+                },
+            },
+        },
+    }
+
+
+def agent_pod(run: RunSpec, target: Target, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A fleet's agent pod for one node: bound to it by ``spec.nodeName`` (the CLI checked the node's selector and
+    taints), owned by the run's :func:`anchor_job` (``owner``: its ownerReference, not as controller, so the Job
+    controller never adopts or releases it)."""
+    meta = _meta(target.job_name, run)
+    meta["labels"][TARGET_LABEL] = target.job_name
+    if owner:
+        meta["ownerReferences"] = [owner]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec(run, target, bound=True)}
 
 
 def cleanup_commands(run: RunSpec) -> list[str]:
     """kubectl commands that delete what a run created (printed with --no-cleanup)."""
     sel = f"{RUN_LABEL}={run.run_id}"
-    cmds = [f"kubectl delete job,serviceaccount,role,rolebinding,configmap -n {run.namespace} -l {sel}"]
-    return cmds
+    kinds = (
+        "job,pod,serviceaccount,role,rolebinding,configmap"
+        if run.nodes
+        else "job,serviceaccount,role,rolebinding,configmap"
+    )
+    return [f"kubectl delete {kinds} -n {run.namespace} -l {sel}"]
 
 
 def manifests(
     run: RunSpec, *, create_namespace: bool, owners: dict[str, dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """Every object a run creates, in creation order (Namespace, Jobs suspended, ServiceAccount, Role,
-    RoleBinding, staging ConfigMaps). ``owners``: job name -> ownerReference (known only once the Jobs
+    """Every object a run creates, in creation order. One node: Namespace, the Job (suspended), ServiceAccount,
+    Role, RoleBinding, staging ConfigMap. A fleet (``run.nodes``): Namespace, the owner Job (:func:`anchor_job`),
+    ServiceAccount, Role, RoleBinding, then per node its staging ConfigMap and agent pod (created as the run
+    goes, at most ``--parallelism`` at a time). ``owners``: Job name -> ownerReference (known only once the Jobs
     exist); without it the namespaced objects carry none (``--dry-run=client``). Pure."""
     from kubectl_aicr import cmstore
 
     out: list[dict[str, Any]] = []
     if create_namespace:
         out.append(namespace(run))
-    out += [job(run, t, suspend=True) for t in run.targets]
+    fleet = bool(run.nodes)
+    out += [anchor_job(run)] if fleet else [job(run, t, suspend=True) for t in run.targets]
     shared = list((owners or {}).values())
 
     def owned(m: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -314,15 +389,21 @@ def manifests(
     out.append(owned(role(run), shared))
     out.append(owned(role_binding(run), shared))
     for t in run.targets:
-        ref = (owners or {}).get(t.job_name)
+        ref = (owners or {}).get(run.job_name if fleet else t.job_name)
         out.append(owned(staging_configmap(run, t, cmstore.BASE_LABELS), [ref] if ref else []))
+        if fleet:
+            out.append(agent_pod(run, t, ref))
     return out
 
 
-def staging_configmap(run: RunSpec, target: Target, base_labels: dict[str, str]) -> dict[str, Any]:
+def staging_configmap(
+    run: RunSpec, target: Target, base_labels: dict[str, str], data: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Where the agent writes its snapshot. ``data``: what it holds from the start (a fleet's node facts, known
+    before its pod exists)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": target.staging_cm, "namespace": run.namespace, "labels": {**base_labels, **run.labels}},
-        "data": {},
+        "data": dict(data or {}),
     }
