@@ -23,17 +23,17 @@
 * :func:`deliver` checks, then writes to ``-o`` through :func:`kubectl_aicr.snapshot_io.save_text`: standard output
   and files (atomically) are written as the pieces come; a ConfigMap is one object, so its text is joined first.
 
-The item store is :data:`CODECS` (``pickle`` by default: the fastest both ways; ``json``: compact canonical JSON) then
-zlib at level :data:`ZLIB_LEVEL`; bench/bench_fleetdoc.py measures them.
+An item is kept as its compact canonical JSON (``ensure_ascii``: every string, even a lone surrogate, comes back
+exactly; dict order and types too) compressed by zlib at level :data:`ZLIB_LEVEL`; bench/bench_fleetdoc.py measures
+the choices.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 import zlib
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
+from typing import IO, TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from collector.model import KIND, FailureDoc, node_name, snapshot_list
 from kubectl_aicr import fastyaml, formats
@@ -49,21 +49,12 @@ LIST_SOURCE = "fleet snapshot"
 ZLIB_LEVEL = 1
 
 
-def _json_encode(doc: Any) -> bytes:
+def _encode(doc: Any) -> bytes:
+    """The compact canonical JSON of an item (what :func:`_decode` gives back exactly)."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
-def _pickle_encode(doc: Any) -> bytes:
-    return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-#: How an item is kept in memory: (encode, decode) of its data before zlib. Both give back the same document
-#: (dict order, types, every string exactly: JSON escapes non-ASCII, so even a lone surrogate round-trips).
-CODECS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
-    "pickle": (_pickle_encode, pickle.loads),
-    "json": (_json_encode, json.loads),
-}
-DEFAULT_CODEC = "pickle"
+_decode = json.loads
 #: The JSON text a serialised document ends with, as :func:`kubectl_aicr.snapshot_io.dumps` writes it.
 _INDENT = 2
 
@@ -106,14 +97,9 @@ class FleetDocument:
     :data:`collector.model.API_VERSION`, as :func:`collector.model.snapshot_list` builds it, and converted when
     that differs, exactly as ``snapshot`` converts any document it writes."""
 
-    def __init__(
-        self, *, api_version: str = formats.DEFAULT_WRITE, codec: str = DEFAULT_CODEC, level: int = ZLIB_LEVEL
-    ) -> None:
+    def __init__(self, *, api_version: str = formats.DEFAULT_WRITE, level: int = ZLIB_LEVEL) -> None:
         formats.check_write_version(api_version)
-        if codec not in CODECS:
-            raise ValueError(f"unknown codec {codec!r}; use one of: {', '.join(CODECS)}")
         self.api_version = api_version
-        self._encode, self._decode = CODECS[codec]
         self._level = level
         self._items: list[_Item] = []
         self._failures: list[FailureDoc] = []
@@ -159,10 +145,10 @@ class FleetDocument:
         return list(self._failures)
 
     def _pack(self, doc: Any) -> bytes:
-        return zlib.compress(self._encode(doc), self._level)
+        return zlib.compress(_encode(doc), self._level)
 
     def _unpack(self, blob: bytes) -> Any:
-        return self._decode(zlib.decompress(blob))
+        return _decode(zlib.decompress(blob))
 
     def _sorted(self) -> list[_Item]:
         return sorted(self._items, key=lambda i: i.node)  # stable, as snapshot_list's sort
