@@ -18,6 +18,7 @@ from kubectl_aicr.options import format_option, kube_options_contexts
 
 if TYPE_CHECKING:
     from kubectl_aicr.deploy.run import RunOptions, RunOutcome
+    from kubectl_aicr.fleetdoc import FleetDocument
     from kubectl_aicr.kube import Connect
 
 
@@ -348,7 +349,13 @@ def _deploy(
         def deliver(doc: dict[str, Any]) -> str:
             return _deliver(doc, dest, fmt, connect=lambda: kube, overwrite=overwrite, api_version=api_version)
 
-        return agent_run.execute(planned, progress, deliver)
+        def write_fleet(fleet: FleetDocument, metadata: dict[str, str]) -> str:
+            from kubectl_aicr import fleetdoc
+
+            return fleetdoc.deliver(fleet, metadata, dest, fmt, connect=lambda: kube, overwrite=overwrite)
+
+        streamed = agent_run.FleetDelivery(api_version=api_version, write=write_fleet)
+        return agent_run.execute(planned, progress, deliver, fleet_delivery=streamed)
     finally:
         kube.close()
 

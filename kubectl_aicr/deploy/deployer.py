@@ -831,7 +831,9 @@ class Deployer:
                 self._fail(run, sched, job_name, problem, "job", None, target.node)
             return
         bound = sched.bound.get(job_name)
-        if bound and job_name not in sched.results and self._node_gone(bound[1]):
+        # A fleet's pod bound to a node that goes away is deleted by the pod garbage collector: the watch sees it
+        # (a vanished pod, then the node is looked at), so no node is read per look here.
+        if bound and job_name not in sched.results and not self._pods_mode and self._node_gone(bound[1]):
             self._fail(
                 run,
                 sched,

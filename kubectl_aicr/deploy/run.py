@@ -2,9 +2,9 @@
 
 * :func:`options` checks every deploy flag before the first API call (:class:`RunOptions`).
 * :func:`plan` does every check that needs nothing created - the namespace, the user's permissions, the
-  ConfigMap ``-o`` would replace, which nodes the agent can run on (``--all-nodes``: one Job per matching
-  node) - sets the run's deadline (``--timeout`` covers the whole run, cleanup included) and returns the
-  :class:`RunPlan`.
+  ConfigMap ``-o`` would replace, which nodes the agent can run on (``--all-nodes``: every matching node, each
+  getting a pod bound to it) - sets the run's deadline (``--timeout`` covers the whole run, cleanup included)
+  and returns the :class:`RunPlan`.
 * :func:`dry_run` answers ``--dry-run``: the manifests the run would create, as a YAML stream (``server``: each
   one accepted by the API server with ``dryRun=All`` first).
 * :func:`execute` creates the objects, waits for the agents, fetches and checks each node's snapshot, builds
@@ -21,7 +21,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from collector.model import FailureDoc, find_subtype
 from kubectl_aicr import __version__, snapshot_io
@@ -33,6 +33,9 @@ from kubectl_aicr.deploy.spec import DEFAULT_IMAGE, GPU_PRESENT_LABEL, RunSpec, 
 from kubectl_aicr.errors import InvalidInput
 from kubectl_aicr.kube import Kube
 from kubectl_aicr.snapshot_io import ConfigMapRef
+
+if TYPE_CHECKING:
+    from kubectl_aicr.fleetdoc import FleetDocument
 
 #: Hands the finished document to its destination; returns a short description of where it went.
 Deliver = Callable[[dict[str, Any]], str]
@@ -212,8 +215,13 @@ def dry_run(planned: RunPlan, mode: str, progress: Progress) -> str:
         )
     else:
         progress(
-            f"run {run.run_id}: {len(objects)} objects would be created (Jobs suspended, then started; "
-            "the namespaced objects get an ownerReference to their Job once it exists); nothing was created"
+            f"run {run.run_id}: {len(objects)} objects would be created "
+            + (
+                "(each node's ConfigMap and pod as its turn comes; "
+                if run.nodes
+                else "(the Job suspended, then started; "
+            )
+            + "the namespaced objects get an ownerReference to the Job once it exists); nothing was created"
         )
     return manifest_stream([_strip_server_fields(o) for o in objects])
 
@@ -226,7 +234,7 @@ class RunOutcome:
     """What a finished run produced. ``failures`` (fleet runs only; one node's failure raises) lists the nodes
     that produced no snapshot; the others' snapshots were delivered anyway."""
 
-    document: dict[str, Any]
+    document: dict[str, Any] | None  # None: a fleet's list, streamed to its destination (never whole in memory)
     written_to: str
     snapshots: int  # nodes whose snapshot is in the document
     targets: int  # nodes the run had Jobs for
@@ -257,24 +265,45 @@ def gpu_warning(doc: dict[str, Any]) -> str | None:
     return f"node {node} shows no GPU (nvidia-smi: {reason}); use --node-selector to target a GPU node"
 
 
-def fleet_document(run: RunSpec, docs: list[dict[str, Any]], failures: Sequence[FailureDoc]) -> dict[str, Any]:
-    """One SnapshotList holding every node's snapshot (sorted by node) and the nodes that failed."""
-    from collector.model import now_rfc3339, snapshot_list
+def fleet_metadata(run: RunSpec) -> dict[str, str]:
+    """The metadata of a fleet run's SnapshotList (the timestamp: now). Pure but for the clock."""
+    from collector.model import now_rfc3339
 
-    meta = {
+    return {
         "timestamp": now_rfc3339(),
         "version": __version__,
         "run-id": run.run_id,
         "node-count": str(len(run.targets)),
         "node-selector": ",".join(f"{k}={v}" for k, v in sorted(run.node_selector.items())),
     }
-    return snapshot_list(docs, meta, failures=failures)
 
 
-def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcome:
+def fleet_document(run: RunSpec, docs: list[dict[str, Any]], failures: Sequence[FailureDoc]) -> dict[str, Any]:
+    """One SnapshotList holding every node's snapshot (sorted by node) and the nodes that failed."""
+    from collector.model import snapshot_list
+
+    return snapshot_list(docs, fleet_metadata(run), failures=failures)
+
+
+@dataclass(frozen=True)
+class FleetDelivery:
+    """Where a fleet run's SnapshotList goes without ever being whole in memory: each node's snapshot is kept
+    compressed as it arrives, in ``api_version`` (:class:`~kubectl_aicr.fleetdoc.FleetDocument`), and ``write``
+    checks and writes the list from it (:func:`kubectl_aicr.fleetdoc.deliver`), returning where it went."""
+
+    api_version: str
+    write: Callable[["FleetDocument", dict[str, str]], str]
+
+
+def execute(
+    planned: RunPlan, progress: Progress, deliver: Deliver, *, fleet_delivery: FleetDelivery | None = None
+) -> RunOutcome:
     """Create, wait, fetch, check, deliver, clean up (see the module docstring). One node's failure raises;
-    in a fleet it is recorded in the SnapshotList and in :attr:`RunOutcome.failures`."""
+    in a fleet it is recorded in the SnapshotList and in :attr:`RunOutcome.failures`. A fleet's nodes are fetched
+    and checked as each ends, while the others run; with ``fleet_delivery`` the list is streamed to its
+    destination (``deliver`` is for one node then), else ``deliver`` gets the whole list."""
     from kubectl_aicr.deploy.spec import cleanup_commands
+    from kubectl_aicr.fleetdoc import FleetDocument
     from kubectl_aicr.schema import validate
 
     run, opts, deployer = planned.run, planned.options, planned.deployer
@@ -284,39 +313,44 @@ def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcom
     fleet = planned.fleet
     try:
         what = (
-            f"{len(run.targets)} Jobs (one per node, {opts.parallelism} at a time)" if fleet else f"Job {run.job_name}"
+            f"owner Job {run.job_name} and, for each of {len(run.targets)} nodes, a ConfigMap and a pod bound to "
+            f"the node ({opts.parallelism} nodes at a time)"
+            if fleet
+            else f"Job {run.job_name}"
         )
         progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
         deployer.create(run, created, create_namespace=planned.create_namespace)
         wait_for = (kube.deadline - time.monotonic() - cleanup_reserve(opts.timeout)) if kube.deadline else opts.timeout
-        docs: list[dict[str, Any]] = []
-        failures: list[FailureDoc] = []
-        fetched = {"last_done": 0.0, "bytes": 0}
+        # Without a fleet_delivery the list is built in the agents' own apiVersion; deliver converts it.
+        collected = FleetDocument(api_version=fleet_delivery.api_version) if fleet_delivery else FleetDocument()
+        single: list[tuple[bytes, dict[str, Any]]] = []
+        last_done = [0.0]
         lock = threading.Lock()
 
         def take(res: TargetResult) -> None:
             """One node's result: its snapshot fetched, checked and kept, or why there is none (a fleet records
-            it; one node raises)."""
+            it; one node raises). Called on the fleet's worker threads."""
             node = res.target.node or res.node or "?"
             if not res.ok:
                 with lock:
-                    failures.append({"node": node, "reason": res.failure or "failed"})
+                    collected.fail(node, res.failure or "failed")
                 return
             source = f"agent snapshot from {res.node}"
             try:
                 raw = deployer.fetch(run, res.target, res, created)
                 one = validate(snapshot_io.parse_document(raw, source=source), source=source)
                 deployer.check_document(run, res, one)
+                if not fleet:
+                    single.append((raw, one))
+                    return
+                with lock:
+                    collected.add(raw, one)
+                    last_done[0] = max(last_done[0], res.finished_at)
             except Exception as e:  # noqa: BLE001 - recorded per node in a fleet, raised for one node
                 if not fleet:
                     raise
                 with lock:
-                    failures.append({"node": node, "reason": str(e)})
-                return
-            with lock:
-                docs.append(one)
-                fetched["bytes"] += len(raw)
-                fetched["last_done"] = max(fetched["last_done"], res.finished_at)
+                    collected.fail(node, str(e))
 
         results = deployer.run_jobs(
             run,
@@ -328,29 +362,37 @@ def execute(planned: RunPlan, progress: Progress, deliver: Deliver) -> RunOutcom
             on_result=take if fleet else None,
             release=not opts.no_cleanup,
         )
-        if not fleet:
-            for res in results.values():
-                take(res)
-        last_done, total_bytes = float(fetched["last_done"]), int(fetched["bytes"])
+        doc: dict[str, Any] | None = None
         if fleet:
-            doc = fleet_document(run, docs, failures)
-            validate(doc, source="fleet snapshot")
+            meta = fleet_metadata(run)
+            if fleet_delivery is not None:
+                where = fleet_delivery.write(collected, meta)
+            else:
+                collected.check(meta)
+                doc = collected.document(meta)
+                where = deliver(doc)
+            snapshots, total_bytes, failures = collected.count, collected.fetched_bytes, collected.failures
+            nodes_txt = f"{snapshots} nodes"
         else:
-            doc = docs[0]
-        where = deliver(doc)
-        overhead = time.monotonic() - last_done
-        nodes_txt = f"{len(docs)} nodes" if fleet else f"node {doc['metadata'].get('source-node')}"
+            (res,) = results.values()
+            take(res)
+            raw, doc = single[0]
+            last_done[0] = res.finished_at
+            where = deliver(doc)
+            snapshots, failures, total_bytes = 1, [], len(raw)
+            nodes_txt = f"node {doc['metadata'].get('source-node')}"
+        overhead = time.monotonic() - last_done[0]
         progress(
             f"snapshot of {nodes_txt} written to {where} ({total_bytes:,} bytes fetched, "
             f"{overhead:.2f}s after the last pod completed)"
         )
-        if not fleet:
+        if not fleet and doc is not None:
             warning = gpu_warning(doc)
             if warning:
                 progress(f"warning: {warning}")
         ok = not failures
         return RunOutcome(
-            document=doc, written_to=where, snapshots=len(docs), targets=len(run.targets), failures=failures
+            document=doc, written_to=where, snapshots=snapshots, targets=len(run.targets), failures=failures
         )
     finally:
         if opts.no_cleanup:

@@ -44,6 +44,8 @@ NAME_LABEL = "app.kubernetes.io/name"
 JOB_TTL_SECONDS = 600
 #: How soon after its deadline a fleet run's owner Job is deleted (with everything it owns).
 ANCHOR_TTL_SECONDS = 5
+#: How long after the run's --timeout a fleet run's owner Job fails (and so is deleted, with everything it owns).
+ANCHOR_GRACE_SECONDS = 30
 
 
 def new_run_id() -> str:
@@ -326,7 +328,9 @@ def anchor_job(run: RunSpec) -> dict[str, Any]:
             "parallelism": 0,
             "completions": 1,
             "backoffLimit": 0,
-            "activeDeadlineSeconds": _deadline_seconds(run),
+            # Its clock starts when the controller first syncs it, after the CLI's: past the run's deadline
+            # the CLI has finished (and removed everything) or is gone.
+            "activeDeadlineSeconds": int(run.timeout_seconds) + ANCHOR_GRACE_SECONDS,
             "ttlSecondsAfterFinished": ANCHOR_TTL_SECONDS,
             "template": {
                 "metadata": {"labels": dict(run.labels)},

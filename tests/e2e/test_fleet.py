@@ -10,7 +10,9 @@ from typing import Callable
 
 import pytest
 import yaml
+from kubernetes import client
 
+from kubectl_aicr.deploy import spec
 from kubectl_aicr.schema import problems
 from tests.controlplane import fake_nvidia_smi
 from tests.controlplane.files import write_atomic
@@ -18,7 +20,7 @@ from tests.controlplane.handle import ProcessKubelet
 from tests.controlplane.nodes import H100_XML, gpu_node
 from tests.controlplane.patience import LONG_CLI_TIMEOUT, patience
 from tests.controlplane.testkit import TestCluster, unique
-from tests.e2e.conftest import measurement, run_cli
+from tests.e2e.conftest import MANAGED, measurement, popen_cli, run_cli
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -135,3 +137,60 @@ def test_fleet_failure_of_one_node_is_recorded_others_still_written(
     fleet = json.loads(out.read_text())
     assert [d["metadata"]["source-node"] for d in fleet["items"]] == [names[0], names[2]]
     assert fleet["failures"][0]["node"] == names[1] and "exited with code 139" in fleet["failures"][0]["reason"]
+
+
+def test_fleet_killed_mid_run_is_removed_by_the_cluster_alone(
+    cluster: TestCluster,
+    namespace: str,
+    api_client: client.ApiClient,
+    make_kubelet: Callable[..., ProcessKubelet],
+    no_leftovers: Callable[[], list[str]],
+) -> None:
+    """SIGKILL the CLI while three agents run: nothing deletes anything for it, yet the run's owner Job fails at its
+    deadline (--timeout + ANCHOR_GRACE_SECONDS), its TTL deletes it, and the garbage collector takes every pod,
+    ConfigMap, ServiceAccount, Role and RoleBinding with it."""
+    if not cluster.is_local:
+        pytest.skip("needs the process kubelet to keep the agents running")
+    prefix = unique("fleetk")
+    names = [f"{prefix}-{i}" for i in range(3)]
+    kubelet = make_kubelet([gpu_node(n, H100_XML) for n in names])
+    for n in names:
+        write_atomic(kubelet.node_dir(n) / "bin" / "kubectl-aicr", "#!/bin/sh\nexec sleep 300\n", mode=0o755)
+    timeout_s = 10
+    p = popen_cli(
+        cluster.kubeconfig,
+        "snapshot",
+        "--all-nodes",
+        "--node-selector",
+        f"aicr.test/kubelet={kubelet.name}",
+        "-n",
+        namespace,
+        "--image",
+        cluster.agent_image,
+        "--timeout",
+        f"{timeout_s}s",
+        "-o",
+        "/dev/null",
+    )
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    try:
+        end = time.monotonic() + patience(30)
+        running: list[str] = []
+        while len(running) < 3 and time.monotonic() < end and p.poll() is None:
+            pods = core.list_namespaced_pod(namespace, label_selector=MANAGED).items
+            running = [x.metadata.name for x in pods if x.status.phase == "Running"]
+            time.sleep(0.2)
+        assert len(running) == 3, f"agents not running: {running}; CLI exit {p.poll()}"
+        (anchor,) = batch.list_namespaced_job(namespace, label_selector=MANAGED).items
+        assert anchor.spec.parallelism == 0
+    finally:
+        p.kill()  # no cleanup runs
+        p.communicate()
+    killed = time.monotonic()
+    assert no_leftovers(), "the CLI cleaned up although it was killed"
+    # Nothing but the cluster's own controllers from here on.
+    end = killed + patience(timeout_s + spec.ANCHOR_GRACE_SECONDS + spec.ANCHOR_TTL_SECONDS + 60)
+    while no_leftovers() and time.monotonic() < end:
+        time.sleep(1)
+    assert no_leftovers() == []
+    print(f"\nkilled fleet run removed by the cluster {time.monotonic() - killed:.0f}s after SIGKILL")
