@@ -4,6 +4,7 @@ cluster connection only. Each check runs in a fresh interpreter (an import can b
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -36,7 +37,7 @@ _NORMAL = (
     + """
 import kubernetes, kubernetes.client, kubernetes.client.models
 out = {}
-for pkg in ("kubernetes", "kubernetes.client", "kubernetes.client.models"):
+for pkg in ("kubernetes", "kubernetes.client", "kubernetes.client.api", "kubernetes.client.models"):
     mod = sys.modules[pkg]
     out[pkg] = {n: describe(getattr(mod, n)) for n in dir(mod) if n not in SKIP}
 print(json.dumps(out))
@@ -128,7 +129,7 @@ def test_the_client_works_through_the_lazy_packages() -> None:
                 "host": cfg.host,
                 "event": [event["type"], type(event["object"]).__name__, event["object"].metadata.name],
                 "config_exception": config.ConfigException.__module__,
-                "lazy": [kubelazy.is_lazy(m) for m in (kubernetes, client, client.models)],
+                "lazy": [kubelazy.is_lazy(m) for m in (kubernetes, client, client.api, client.models)],
                 "models_loaded": len(models),
             }))
             """
@@ -138,7 +139,7 @@ def test_the_client_works_through_the_lazy_packages() -> None:
     assert got["version"] == got["client_version"] == kubelazy.PINNED
     assert got["node"] == ["V1Node", "n1", "8"] and got["job"] == ["V1Job", "c"]
     assert got["host"] == "https://example.invalid:6443" and got["event"] == ["ADDED", "V1Pod", "p"]
-    assert got["config_exception"] == "kubernetes.config.config_exception" and got["lazy"] == [True, True, True]
+    assert got["config_exception"] == "kubernetes.config.config_exception" and got["lazy"] == [True] * 4
     assert 0 < got["models_loaded"] < 200  # of some 720: only those the calls above needed
 
 
@@ -154,13 +155,13 @@ print(json.dumps({"installed": installed, "lazy": [kubelazy.is_lazy(sys.modules[
 
 def test_another_release_is_imported_the_normal_way() -> None:
     got = json.loads(_py(_FALLBACK % "0.0.0"))
-    assert got == {"installed": True, "lazy": [False, False, False], "eager": True, "node": got["node"]}
+    assert got == {"installed": True, "lazy": [False] * 4, "eager": True, "node": got["node"]}
     assert got["node"] == "kubernetes.client.models.v1_node"
 
 
 def test_the_environment_can_disable_it() -> None:
     got = json.loads(_py(_FALLBACK % kubelazy.PINNED, env={kubelazy.EAGER_ENV: "1"}))
-    assert got["installed"] is False and got["lazy"] == [False, False, False] and got["eager"] is True
+    assert got["installed"] is False and got["lazy"] == [False] * 4 and got["eager"] is True
 
 
 def _package(root: Path, files: dict[str, str]) -> str:
@@ -217,6 +218,65 @@ def test_a_plan_binds_what_the_statements_bind_last() -> None:
     assert names == {"annotations": ("__future__", "annotations"), "V": ("pkg.a", "b"), "c": ("x.y", "c")}
 
 
+def _ast_plan(source: str, package: str) -> Any:
+    """The plan as :mod:`ast` alone reads it (the line-by-line reading must give exactly this)."""
+    fast = kubelazy._statements
+    kubelazy._statements = _ast_statements
+    try:
+        return kubelazy.plan_of(source, package)
+    finally:
+        kubelazy._statements = fast
+
+
+def _ast_statements(source: str) -> Any:
+    try:
+        return list(ast.parse(source).body)
+    except SyntaxError:
+        return None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '# c\n"""Doc."""\nfrom __future__ import annotations\nV = 1\nfrom .a import b\n\n# x\n'
+        "from x.y import c as d, e\n",
+        "from . import a  # noqa\nfrom .. import b\nfrom .c.d import e\n   # indented comment\n",
+        '"""Doc that quotes\nfrom a import b\n"""\nfrom c import d\n',  # a from-line inside the docstring
+        'from a import b\nX = """\nfrom c import d\n"""\nfrom e import f\n',  # ... inside a later string
+        "from a import b\nfrom c import (d,\n    e)\nfrom f import g\n",
+        "from a import b\nfrom c \\\n  import d\n",
+        "V = [\nfrom a import b\n]\n",
+        "from a import b\nfrom __future__ import annotations\n",  # SyntaxError: future import not first
+        "from a import if\n",  # keyword
+        "from a.class import b\n",
+        "from a import b as\tc,\td\n",
+        "from a import b; from c import d\n",
+        "from a import b\nx = 1\nfrom c import d\n",
+        "from a import b\nfrom c import *\n",
+        "if True:\n    V = 1\nfrom a import b\n",
+        "from a import b\n    from c import d\n",  # IndentationError
+        "from a import b\r\nfrom c import d\r\n",
+        "",
+    ],
+)
+def test_the_line_by_line_plan_is_the_ast_plan(source: str) -> None:
+    assert kubelazy.plan_of(source, "pkg.sub") == _ast_plan(source, "pkg.sub")
+
+
+def test_the_real_packages_plans_are_read_line_by_line_as_ast_reads_them() -> None:
+    import importlib.util
+
+    for pkg in kubelazy.LAZY:
+        spec = importlib.util.find_spec(pkg)
+        assert spec is not None and spec.loader is not None
+        source = spec.loader.get_source(pkg)  # type: ignore[attr-defined]
+        fast = kubelazy.plan_of(source, pkg)
+        assert fast is not None and fast == _ast_plan(source, pkg)
+        if len(fast[1]) > 60:  # the generated client, api and models: the one-line imports are read without ast
+            body = kubelazy._statements(source) or []
+            assert sum(isinstance(node, tuple) for node in body) >= len(fast[1]) - 5
+
+
 def _probe(code: str) -> Any:
     return json.loads(_py(code).strip().splitlines()[-1])
 
@@ -246,4 +306,4 @@ def test_only_connecting_installs_it(tmp_path: Path) -> None:
         "k.core, k.batch, k.rbac, k.authz\n"
         "print(json.dumps([before, k.server, [kubelazy.is_lazy(sys.modules[p]) for p in kubelazy.LAZY]]))"
     )
-    assert got == [False, "https://127.0.0.1:1", [True, True, True]]
+    assert got == [False, "https://127.0.0.1:1", [True] * 4]
