@@ -2,7 +2,7 @@
 ``diff --across-clusters`` and ``diff A B`` of two of them on documents built from real fixtures, and
 ``snapshot --context a --context b`` / ``--all-contexts`` against contexts whose servers are not there (every
 cluster recorded as a failure, the kubeconfig's bytes unchanged). The runs against live clusters:
-tests/e2e/test_clusters.py."""
+tests/e2e/test_multicontext_cluster.py."""
 
 from __future__ import annotations
 
