@@ -122,7 +122,6 @@ class Deployer:
         self._cluster: Any = None  # the cluster subtype of the node facts, from the preflight node list
         self._node_index: dict[str, dict[str, Any]] | None = None  # the preflight node list by name
         self._owner: dict[str, Any] | None = None  # a fleet's owner Job (ownerReference), once created
-        self._pods_mode = False  # run_jobs of a fleet: bare pods bound to their nodes, harvested as they end
         self._pool: Any = None  # the fleet's worker threads (per-node creates, fetches, deletes)
         self._launches: dict[str, Any] = {}  # target -> the future creating its ConfigMap and pod
         self._harvests: list[Any] = []  # futures handing finished targets to on_result and deleting their objects
@@ -223,7 +222,7 @@ class Deployer:
         self, run: RunSpec, created: CreatedObjects, *, create_namespace: bool, dry_run: bool = False
     ) -> list[str]:
         """Create the Jobs (suspended), then the RBAC and staging ConfigMaps they own. Start none yet. A fleet:
-        the owner Job and the RBAC it owns; each node's ConfigMap and pod come with :meth:`launch`.
+        the owner Job and the RBAC it owns; each node's ConfigMap and pod come with :meth:`launch_pod`.
 
         ``dry_run``: send every create with ``dryRun=All`` (admission answers, nothing persists), a fleet's
         per-node objects included; returns what the server accepted."""
@@ -573,8 +572,8 @@ class Deployer:
         from concurrent.futures import ThreadPoolExecutor
 
         deadline = time.monotonic() + timeout
-        self._pods_mode = bool(run.nodes)
-        if self._pods_mode:
+        fleet = bool(run.nodes)  # bare pods bound to their nodes, harvested as they end
+        if fleet:
             anchor = created.uid_of("Job", run.job_name) if created else ""
             job_uids = {t.job_name: anchor for t in run.targets} if anchor else {}
         else:
@@ -583,7 +582,7 @@ class Deployer:
         selector = f"{spec.RUN_LABEL}={run.run_id}"
         self._on_result, self._release, self._created = on_result, release, created
         self._launches, self._harvests = {}, []
-        self._pool = ThreadPoolExecutor(max_workers=self._workers()) if self._pods_mode else None
+        self._pool = ThreadPoolExecutor(max_workers=self._workers()) if fleet else None
 
         self._started_at = time.monotonic()
         ok = False
@@ -717,7 +716,7 @@ class Deployer:
         return True
 
     def _launch(self, run: RunSpec, sched: Scheduler) -> None:
-        if self._pods_mode:
+        if run.nodes:
             self._launched(run, sched)
         launched = sched.launch()
         for target in launched:
@@ -780,7 +779,7 @@ class Deployer:
         if update is None:
             return
         job_name, name, verdict = update.job_name, update.pod, update.verdict
-        if update.bound_now and verdict.node and not self._pods_mode:  # a fleet's facts are in place already
+        if update.bound_now and verdict.node and not run.nodes:  # a fleet's facts are in place already
             self.hand_over_facts(run, sched.targets[job_name], verdict.node)
         if update.vanished:
             node = verdict.node or ""
@@ -821,7 +820,7 @@ class Deployer:
         """Look for what pod status does not show: the Job failed as a whole, its node went away, or the
         kubelet cannot start the pod (an event only)."""
         target = sched.targets[job_name]
-        problem = None if self._pods_mode else self._job_problem(run, target, seen)
+        problem = None if run.nodes else self._job_problem(run, target, seen)
         if problem:
             # The Job's verdict can overtake the pod status listed above (its pod failed since): the pod says
             # why (exit code, last log lines), so read it again before settling for the Job's.
@@ -833,7 +832,7 @@ class Deployer:
         bound = sched.bound.get(job_name)
         # A fleet's pod bound to a node that goes away is deleted by the pod garbage collector: the watch sees it
         # (a vanished pod, then the node is looked at), so no node is read per look here.
-        if bound and job_name not in sched.results and not self._pods_mode and self._node_gone(bound[1]):
+        if bound and job_name not in sched.results and not run.nodes and self._node_gone(bound[1]):
             self._fail(
                 run,
                 sched,
