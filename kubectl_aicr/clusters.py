@@ -57,18 +57,13 @@ Echo = Callable[[str], None]
 def list_contexts(kubeconfig: str | None) -> tuple[str, ...]:
     """Every context of the kubeconfig kubectl would read (``--kubeconfig``, else ``$KUBECONFIG``'s files, else
     ~/.kube/config), in file order, each once (the first file naming a context wins, as kubectl merges them)."""
-    from kubectl_aicr.kube import _load_yaml, kubeconfig_paths
+    from kubectl_aicr.kube import kubeconfig_contexts, kubeconfig_paths
 
     paths = kubeconfig_paths(kubeconfig)
-    names: list[str] = []
-    for path in paths:
-        for entry in _load_yaml(path).get("contexts") or []:
-            name = entry.get("name") if isinstance(entry, dict) else None
-            if isinstance(name, str) and name and name not in names:
-                names.append(name)
+    names = kubeconfig_contexts(paths)
     if not names:
         raise InvalidInput(f"--all-contexts: the kubeconfig ({', '.join(paths)}) has no contexts")
-    return tuple(names)
+    return names
 
 
 def pick_contexts(given: Sequence[str], all_contexts: bool, kubeconfig: str | None) -> tuple[str, ...] | None:

@@ -357,6 +357,24 @@ def _load_yaml(path: str) -> dict[str, Any]:
     return data
 
 
+def kubeconfig_contexts(paths: Sequence[str]) -> tuple[str, ...]:
+    """The name of every context in the kubeconfig files ``paths`` (:func:`kubeconfig_paths`), in file order, each
+    once: the first file naming a context wins, as kubectl merges them. Entries that are not a mapping with a
+    non-empty string ``name`` are skipped. A file that cannot be read, is not text or not a mapping is refused as
+    connecting refuses it (:class:`~kubectl_aicr.errors.InvalidInput`, naming the file), and so is a ``contexts``
+    that is not a list; no file is written."""
+    names: dict[str, None] = {}
+    for path in paths:
+        entries = _load_yaml(path).get("contexts") or []
+        if not isinstance(entries, list):
+            raise InvalidInput(f"kubeconfig {path}: 'contexts' is not a list")
+        for entry in entries:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name:
+                names.setdefault(name, None)
+    return tuple(names)
+
+
 def resolve_context(paths: list[str], requested: str | None) -> tuple[str, str | None]:
     """(context name, its namespace) following kubectl: ``--context``, else the first file's current-context."""
     contexts: dict[str, dict[str, Any]] = {}

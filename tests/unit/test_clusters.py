@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from collector.model import cluster_snapshot_list, is_cluster_list
-from kubectl_aicr import clusters, formats, quickschema, schema
+from kubectl_aicr import clusters, formats, kube, quickschema, schema
 from kubectl_aicr.cli import main
 from kubectl_aicr.diff.clusters import PER_CLUSTER, across_clusters, pairs
 from kubectl_aicr.errors import AGENT_FAILED, AicrError, InvalidInput, NotFound, Unavailable
@@ -269,6 +270,72 @@ def test_pick_contexts(tmp_path: Path) -> None:
     ]:
         with pytest.raises(InvalidInput, match=expected):
             clusters.pick_contexts(given, all_, str(cfg))
+
+
+def test_kubeconfig_contexts_merges_files_in_order_the_first_naming_a_context_winning(tmp_path: Path) -> None:
+    first = kubeconfig(tmp_path / "first", {"b": "https://127.0.0.1:1", "a": "https://127.0.0.1:1"}, "b")
+    second = kubeconfig(tmp_path / "second", {"c": "https://127.0.0.1:2", "a": "https://127.0.0.1:2"}, "c")
+    odd = yaml.safe_load(second.read_text())
+    odd["contexts"] += ["not-a-mapping", {"context": {}}, {"name": ""}, {"name": 7}]  # each skipped
+    second.write_text(yaml.safe_dump(odd))
+    assert kube.kubeconfig_contexts([str(first), str(second)]) == ("b", "a", "c")
+    assert kube.kubeconfig_contexts([str(second), str(first)]) == ("c", "a", "b")
+    env = {"KUBECONFIG": os.pathsep.join([str(first), str(tmp_path / "missing"), str(second)])}
+    assert kube.kubeconfig_contexts(kube.kubeconfig_paths(None, env)) == ("b", "a", "c")
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    assert kube.kubeconfig_contexts([str(empty)]) == ()
+    with pytest.raises(InvalidInput, match="has no contexts"):
+        clusters.list_contexts(str(empty))
+    before = (first.read_bytes(), second.read_bytes())
+    assert clusters.list_contexts(str(second)) == ("c", "a")
+    assert (first.read_bytes(), second.read_bytes()) == before  # only read
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"\x00\xff\xfe binary", "not a text file"),
+        (b"contexts: [unclosed", "cannot be read"),
+        (b"- a\n- list\n", "not a kubeconfig mapping"),
+    ],
+)
+def test_kubeconfig_contexts_refuses_a_bad_file_as_connecting_does(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    bad = tmp_path / "config"
+    bad.write_bytes(content)
+    with pytest.raises(InvalidInput) as listed:
+        kube.kubeconfig_contexts([str(bad)])
+    with pytest.raises(InvalidInput) as resolved:
+        kube.resolve_context([str(bad)], "a")  # what connecting to a context of the same file says
+    assert expected in listed.value.message and str(bad) in listed.value.message
+    assert listed.value.message == resolved.value.message and listed.value.hint == resolved.value.hint
+    with pytest.raises(InvalidInput, match=expected):
+        clusters.pick_contexts((), True, str(bad))
+
+
+def test_kubeconfig_contexts_refuses_contexts_that_are_not_a_list_and_a_missing_kubeconfig(tmp_path: Path) -> None:
+    bad = tmp_path / "config"
+    bad.write_text("contexts: 5\n")
+    with pytest.raises(InvalidInput, match="'contexts' is not a list"):
+        kube.kubeconfig_contexts([str(bad)])
+    with pytest.raises(NotFound, match="does not exist"):
+        clusters.list_contexts(str(tmp_path / "nope"))
+
+
+def test_clusters_uses_only_public_names_of_kube() -> None:
+    import ast
+
+    tree = ast.parse(Path(clusters.__file__).read_text())
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "kubectl_aicr.kube"
+        for alias in node.names
+    ]
+    assert "kubeconfig_contexts" in imported
+    assert [name for name in imported if name.startswith("_")] == []
 
 
 def test_failures_and_exit_codes_as_a_fleet_of_nodes() -> None:
