@@ -3,7 +3,8 @@
 
 JUnit: for two snapshots, one testcase per measurement/subtype that changed (a failure listing its changes), or one
 passing testcase when nothing drifted; for ``--across-nodes``, one testcase per node (a failure for a node that
-deviates from the baseline, an error for a node without a snapshot).
+deviates from the baseline, an error for a node without a snapshot); for ``--across-clusters`` the same per
+``CONTEXT/NODE`` (and an error per cluster without a snapshot), every name saying ``--across-clusters``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,19 @@ def diff_junit(result: DiffResult) -> str:
     )
 
 
+#: The JUnit suite of a fleet comparison, by :attr:`~kubectl_aicr.diff.FleetResult.mode` (the flag that made it).
+_FLEET_SUITES = {"--across-nodes": "across nodes", "--across-clusters": "across clusters"}
+
+
 def fleet_junit(result: FleetResult) -> str:
+    """JUnit of a fleet comparison, named after the flag that made it (:attr:`FleetResult.mode`): ``diff
+    --across-nodes`` (a testcase per node) or ``diff --across-clusters`` (a testcase per ``CONTEXT/NODE``, an error
+    for a node or a whole cluster without a snapshot, the baseline context as a property)."""
+    mode = result.mode
+    command = f"diff {mode}"
+    clusters = mode == "--across-clusters"
     ref = result.baseline.reference if result.baseline else "?"
+    against = f"the baseline {result.chosen}" if clusters and result.chosen else "the baseline"
     devs = {d.node: d for d in result.deviations}
     cases = []
     for g in result.groups:
@@ -56,17 +68,20 @@ def fleet_junit(result: FleetResult) -> str:
                 if d is None
                 else junit.Outcome(
                     "failure",
-                    f"{n} deviates from the baseline ({len(d.changes)} changes vs {ref})",
+                    f"{n} deviates from {against} ({len(d.changes)} changes vs {ref})",
                     "\n".join(_lines(list(d.changes))),
                     "drift",
                 )
             )
-            cases.append(junit.TestCase("diff --across-nodes", n, out))
+            cases.append(junit.TestCase(command, n, out))
     cases += [
-        junit.TestCase("diff --across-nodes", f.node, junit.Outcome("error", f"no snapshot: {f.reason}"))
-        for f in result.failures
+        junit.TestCase(command, f.node, junit.Outcome("error", f"no snapshot: {f.reason}")) for f in result.failures
     ]
-    return junit.render("kubectl aicr diff --across-nodes", [junit.Suite("across nodes", cases, [("reference", ref)])])
+    properties = [("reference", ref)]
+    if clusters and result.chosen:
+        properties.append(("baseline", result.chosen))
+    suite = _FLEET_SUITES.get(mode, mode.lstrip("-").replace("-", " "))
+    return junit.render(f"kubectl aicr {command}", [junit.Suite(suite, cases, properties)])
 
 
 def report(result: DiffResult, fmt: str, *, color: bool = False) -> str:
@@ -77,7 +92,7 @@ def report(result: DiffResult, fmt: str, *, color: bool = False) -> str:
 
 
 def fleet_report(result: FleetResult, fmt: str, *, color: bool = False) -> str:
-    """The report of ``diff --across-nodes`` in any ``-o`` format."""
+    """The report of ``diff --across-nodes`` or ``--across-clusters`` in any ``-o`` format."""
     from kubectl_aicr.diff import render as diff_render
 
     if fmt in diff_render.REPORT_FORMATS:
@@ -95,7 +110,7 @@ def render(result: DiffResult, fmt: str) -> str:
 
 
 def render_fleet(result: FleetResult, fmt: str) -> str:
-    """As :func:`render`, for ``diff --across-nodes``."""
+    """As :func:`render`, for ``diff --across-nodes`` and ``--across-clusters``."""
     from kubectl_aicr.diff import render as diff_render
 
     if fmt == "junit":
