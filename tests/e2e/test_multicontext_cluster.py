@@ -139,6 +139,22 @@ def test_two_clusters_in_one_snapshot(
         assert d.returncode == 0, d.stdout + d.stderr  # the same template on both: no drift between the clusters
         assert f"reference a/{nodes['a']}" in d.stdout and f"b/{nodes['b']}" in d.stdout
 
+        # --all-nodes in each cluster: each one's SnapshotList kept compressed and streamed into the one document,
+        # in YAML (re-indented where it sits); its JUnit report names diff --across-clusters.
+        fleets = tmp_path / "fleets.yaml"
+        r = snapshot("--context", "a", "--context", "b", "--all-nodes", "-o", str(fleets))
+        assert r.returncode == 0, r.stderr
+        doc = yaml.safe_load(fleets.read_text())
+        assert doc["kind"] == "ClusterSnapshotList" and problems(doc) == [] and "failures" not in doc
+        assert [i["context"] for i in doc["items"]] == ["a", "b"]
+        for item in doc["items"]:
+            assert item["snapshot"]["kind"] == "SnapshotList" and "failures" not in item["snapshot"]
+            assert [n["metadata"]["source-node"] for n in item["snapshot"]["items"]] == [nodes[item["context"]]]
+        j = run_cli(kubeconfig, "diff", "--across-clusters", str(fleets), "-o", "junit")
+        assert j.returncode == 0, j.stdout + j.stderr
+        assert '<testsuites name="kubectl aicr diff --across-clusters"' in j.stdout, j.stdout
+        assert f'classname="diff --across-clusters" name="b/{nodes["b"]}"' in j.stdout, j.stdout
+
         # --all-contexts: both planes and the dead context, which is recorded like a failing node (exit 7).
         every = tmp_path / "every.json"
         r = snapshot("--all-contexts", "--format", "json", "-o", str(every), timeout="30s")
