@@ -301,19 +301,16 @@ def document(
 
     meta = meta if meta is not None else metadata(results)
     check(results, meta, api_version=api_version)
-    doc = _frame(results, meta, api_version, lambda i: _fleet(results[i]).document(_fleet_meta(results[i])))
+    doc = _frame(results, meta, api_version, lambda i: _whole_fleet(results[i]))
     validate(doc, source="multi-cluster snapshot")
     return doc
 
 
-def _fleet(r: ClusterResult) -> FleetDocument:
+def _whole_fleet(r: ClusterResult) -> dict[str, Any]:
+    """A fleet run's SnapshotList whole, every node parsed."""
     assert r.fleet is not None
-    return r.fleet[0]
-
-
-def _fleet_meta(r: ClusterResult) -> dict[str, str]:
-    assert r.fleet is not None
-    return r.fleet[1]
+    fleet, meta = r.fleet
+    return fleet.document(meta)
 
 
 def check(results: Sequence[ClusterResult], meta: dict[str, str], *, api_version: str = formats.DEFAULT_WRITE) -> None:
