@@ -14,7 +14,8 @@ as it arrives, the list checked when the run ends), never whole in memory. Once 
 :func:`~collector.model.cluster_snapshot_list` of them all is checked (:func:`check`) and written to ``-o`` (standard
 output or a file, atomically: a ``cm://`` destination would be in one of several clusters, and is refused) one node
 at a time (:func:`chunks`), byte for byte the text :func:`~kubectl_aicr.snapshot_io.dumps` gives for the whole
-document (:func:`document`). With 2 clusters of 500 nodes of 300 KB the whole document peaked at 2.8 GB.
+document (:func:`document`). 2 clusters of 500 nodes of 300 KB: peak RSS 0.12 GB (JSON and YAML) where the whole
+document took 2.8 GB (JSON) and 5.2 GB (YAML), the same bytes written.
 
 A cluster whose run fails (unreachable, unknown context, forbidden, no matching node, its agent failed) is recorded
 in ``failures`` as ``{context, reason}``, as a fleet records a node, and the others are still written. Exit codes
