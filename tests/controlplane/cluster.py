@@ -188,6 +188,9 @@ class ControlPlane:
     workdir: Optional[Path] = None
     keep_workdir: bool = False
     start_timeout: float = patience(25)
+    #: The controller manager's --node-monitor-grace-period (its default when None): how long a node's Lease may
+    #: go unrenewed before the node is NotReady.
+    node_monitor_grace_period: Optional[str] = None
     components: list[Component] = field(default_factory=list)
     start_seconds: float = 0.0
 
@@ -365,6 +368,7 @@ class ControlPlane:
                 "--concurrent-job-syncs=10",
                 "--concurrent-gc-syncs=10",
                 "--concurrent-namespace-syncs=10",
+                *([f"--node-monitor-grace-period={grace}"] if (grace := self.node_monitor_grace_period) else []),
             ],
         )
         sched = self._spawn(

@@ -69,9 +69,12 @@ class ProcessKubelet:
         keep_nodes: bool = False,
         workdir: Optional[Path] = None,
         simulated_agent_template: Optional[Path] = None,
+        lease_renew_s: Optional[float] = None,
     ) -> None:
         """``simulated_agent_template``: a snapshot file the agents on nodes labelled ``aicr.test/agent=simulated``
-        write instead of collecting (:mod:`tests.controlplane.simagent`)."""
+        write instead of collecting (:mod:`tests.controlplane.simagent`). ``lease_renew_s``: how often each node's
+        Lease is renewed (10 s, as a real kubelet, by default; a plane with thousands of simulated nodes may need
+        less, with the controller manager's ``node_monitor_grace_period`` above it)."""
         assert plane.workdir is not None, "start the control plane first"
         self.plane = plane
         self.name = name
@@ -81,6 +84,7 @@ class ProcessKubelet:
         self.entrypoints = dict(DEFAULT_ENTRYPOINTS if entrypoints is None else entrypoints)
         self.keep_nodes = keep_nodes
         self.simulated_agent_template = simulated_agent_template
+        self.lease_renew_s = lease_renew_s
         self.proc: Optional[subprocess.Popen] = None
         self.port = 0
         conf = client.Configuration()
@@ -116,6 +120,8 @@ class ProcessKubelet:
             "kubelet_version": _version(self.plane),
             "nodes": [n.to_json() for n in self.nodes.values()],
         }
+        if self.lease_renew_s is not None:
+            cfg["lease_renew_s"] = self.lease_renew_s
         if self.simulated_agent_template is not None:
             cfg["simulated_agent_template"] = str(Path(self.simulated_agent_template).resolve())
         cfg_file = self.workdir / "config.json"

@@ -11,7 +11,8 @@ It stops cleanly on SIGTERM/SIGINT: kills every pod process group, deletes its N
      "tls_cert": ..., "tls_key": ..., "client_ca": ..., "port": 0,
      "image_allowlist": ["ghcr.io/*/kubectl-aicr:*", ...], "entrypoints": {"pattern": ["argv", ...]},
      "keep_nodes": false, "kubelet_version": "v1.35.4", "nodes": [<NodeSpec as JSON>, ...],
-     "simulated_agent_template": "snapshot.yaml"}   # optional: agents on nodes labelled aicr.test/agent=simulated
+     "simulated_agent_template": "snapshot.yaml",   # optional: agents on nodes labelled aicr.test/agent=simulated
+     "lease_renew_s": 10}                           # optional: how often each node's Lease is renewed
 
 Layout of ``workdir``::
 
@@ -22,9 +23,10 @@ Layout of ``workdir``::
     ready                      written once the nodes are registered and the log server listens
 
 Nodes: registered with realistic labels, capacity/allocatable, Ready condition, addresses (InternalIP
-127.0.0.1), ``daemonEndpoints.kubeletEndpoint.Port`` (the log server); Leases in ``kube-node-lease`` renewed
-every 10 s, Ready heartbeat every 60 s. Pods: watched with ``fieldSelector=spec.nodeName!=`` (all bound pods;
-those on our nodes are ours), each driven by a :class:`tests.controlplane.podrunner.PodWorker`.
+127.0.0.1), ``daemonEndpoints.kubeletEndpoint.Port`` (the log server); Leases in ``kube-node-lease`` renewed every
+10 s (as a real kubelet; ``lease_renew_s``), Ready heartbeat every 60 s. Pods: watched with
+``fieldSelector=spec.nodeName!=`` (all bound pods; those on our nodes are ours), each driven by a
+:class:`tests.controlplane.podrunner.PodWorker`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -49,10 +52,13 @@ from .files import write_atomic
 from .logserver import LogServer
 from .nodes import NodeSpec, lease_object, node_object, node_status, now_micro
 from .podrunner import TERMINAL, KubeletContext, PodWorker, Registry, remove_created
+from .rawapi import call_json, send
 
 LOG = logging.getLogger("process-kubelet")
 LEASE_RENEW_S = 10.0
 NODE_STATUS_S = 60.0
+#: Nodes registered at once (a thousand nodes one by one took two minutes).
+REGISTER_WORKERS = 8
 
 
 class KubeletDaemon:
@@ -161,20 +167,23 @@ class KubeletDaemon:
             return self._template
 
     def _scan_nodes(self) -> None:
-        """Register new/changed node specs, delete nodes whose spec file disappeared."""
+        """Register new/changed node specs (:data:`REGISTER_WORKERS` at a time), delete nodes whose spec file
+        disappeared."""
         seen = set()
+        changed: list[tuple[str, Path, float]] = []
         for spec_file in self.nodes_dir.glob("*/spec.json"):
             name = spec_file.parent.name
             seen.add(name)
             try:
                 mtime = spec_file.stat().st_mtime
-                if self._node_mtime.get(name) == mtime:
-                    continue
-                spec = NodeSpec.from_json(json.loads(spec_file.read_text()))
-                self._apply_node(spec)
-                self._node_mtime[name] = mtime
-            except (OSError, ValueError, TypeError, ApiException) as exc:
+            except OSError as exc:
                 LOG.warning("node %s: %s", name, exc)
+                continue
+            if self._node_mtime.get(name) != mtime:
+                changed.append((name, spec_file, mtime))
+        if changed:
+            with ThreadPoolExecutor(max_workers=min(REGISTER_WORKERS, len(changed))) as pool:
+                list(pool.map(lambda item: self._scan_node(*item), changed))
         for name in list(self.nodes):
             if name not in seen:
                 self._delete_node(name)
@@ -183,22 +192,31 @@ class KubeletDaemon:
                 for w in doomed:
                     w.stop()
 
+    def _scan_node(self, name: str, spec_file: Path, mtime: float) -> None:
+        try:
+            spec = NodeSpec.from_json(json.loads(spec_file.read_text()))
+            self._apply_node(spec)
+            self._node_mtime[name] = mtime
+        except (OSError, ValueError, TypeError, ApiException) as exc:
+            LOG.warning("node %s: %s", name, exc)
+
     def _apply_node(self, spec: NodeSpec) -> None:
         fake_nvidia_smi.install(self.nodes_dir / spec.name, spec.nvidia_smi)
         body = node_object(spec, self.id)
         try:
-            node = self.api.create_node(body)
+            uid = str(call_json(self.api.create_node, body)["metadata"]["uid"])
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            node = self._replace_node_meta(spec, body)
+            uid = str(self._replace_node_meta(spec, body).metadata.uid)
         self.nodes[spec.name] = spec
         transition = self._node_transition.setdefault(spec.name, now_micro()[:19] + "Z")
-        self.api.patch_node_status(
+        send(
+            self.api.patch_node_status,
             spec.name,
             {"status": node_status(spec, self.server.port, self.cfg.get("kubelet_version", "v0.0.0"), transition)},
         )
-        self._renew_lease(spec.name, node.metadata.uid)
+        self._renew_lease(spec.name, uid)
         LOG.info("node %s registered (%d GPUs, nvidia-smi=%s)", spec.name, spec.gpus, spec.nvidia_smi)
 
     def _replace_node_meta(self, spec: NodeSpec, body: dict[str, Any]) -> Any:
@@ -232,8 +250,11 @@ class KubeletDaemon:
 
     def _renew_lease(self, name: str, node_uid: Optional[str] = None) -> None:
         try:
-            self.coord.patch_namespaced_lease(
-                name, "kube-node-lease", {"spec": {"renewTime": now_micro(), "holderIdentity": name}}
+            send(
+                self.coord.patch_namespaced_lease,
+                name,
+                "kube-node-lease",
+                {"spec": {"renewTime": now_micro(), "holderIdentity": name}},
             )
             return
         except ApiException as exc:
@@ -242,14 +263,14 @@ class KubeletDaemon:
         if node_uid is None:
             node_uid = self.api.read_node(name).metadata.uid
         try:
-            self.coord.create_namespaced_lease("kube-node-lease", lease_object(name, node_uid))
+            send(self.coord.create_namespaced_lease, "kube-node-lease", lease_object(name, node_uid))
         except ApiException as exc:
             if exc.status != 409:
                 raise
 
     def _heartbeat(self) -> None:
         last_status = time.monotonic()
-        while not self.stopping.wait(LEASE_RENEW_S):
+        while not self.stopping.wait(float(self.cfg.get("lease_renew_s") or LEASE_RENEW_S)):
             full = time.monotonic() - last_status >= NODE_STATUS_S
             if full:
                 last_status = time.monotonic()
@@ -257,7 +278,8 @@ class KubeletDaemon:
                 try:
                     self._renew_lease(name)
                     if full:
-                        self.api.patch_node_status(
+                        send(
+                            self.api.patch_node_status,
                             name,
                             {
                                 "status": node_status(
@@ -312,8 +334,11 @@ class KubeletDaemon:
     def _delete_terminal(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         try:
-            self.api.delete_namespaced_pod(
-                meta["name"], meta["namespace"], body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+            send(
+                self.api.delete_namespaced_pod,
+                meta["name"],
+                meta["namespace"],
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
             )
         except ApiException:
             pass

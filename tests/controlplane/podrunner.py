@@ -40,6 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from . import podinit, simagent
 from .cluster import die_with_parent
 from .files import write_atomic
+from .rawapi import send
 from .volumes import POD_IP, NotReady, ObjectReader, VolumeBuilder, VolumeError, container_env, expand, mount_source
 
 LOG = logging.getLogger("process-kubelet")
@@ -633,7 +634,8 @@ class PodWorker(threading.Thread):
             return
         self._delete_sent = True
         try:
-            self.ctx.api.delete_namespaced_pod(
+            send(
+                self.ctx.api.delete_namespaced_pod,
                 self.pod_name,
                 self.namespace,
                 body={
@@ -692,7 +694,7 @@ class PodWorker(threading.Thread):
             status["message"] = self.phase_message
         for attempt in range(5):
             try:
-                self.ctx.api.patch_namespaced_pod_status(self.pod_name, self.namespace, {"status": status})
+                send(self.ctx.api.patch_namespaced_pod_status, self.pod_name, self.namespace, {"status": status})
                 return
             except ApiException as exc:
                 if exc.status == 404:
@@ -728,7 +730,7 @@ class PodWorker(threading.Thread):
             "reportingInstance": self.node,
         }
         try:
-            self.ctx.api.create_namespaced_event(self.namespace, body)
+            send(self.ctx.api.create_namespaced_event, self.namespace, body)
         except ApiException:
             pass
 

@@ -30,6 +30,8 @@ from typing import Any, Optional
 
 from kubernetes.client import CoreV1Api
 
+from .rawapi import call_json
+
 SIMULATED_LABEL = "aicr.test/agent"
 SIMULATED_VALUE = "simulated"
 FACTS_KEY = "node-facts.json"
@@ -136,9 +138,9 @@ class SimulatedProcess:
         facts_rv = ""
         end = time.monotonic() + FACTS_WAIT_S
         while not self._stop.is_set():
-            cm = self.api.read_namespaced_config_map(name, ns)
-            if FACTS_KEY in (cm.data or {}):
-                facts_rv = str(cm.metadata.resource_version)
+            cm = call_json(self.api.read_namespaced_config_map, name, ns)
+            if FACTS_KEY in (cm.get("data") or {}):
+                facts_rv = str(cm["metadata"]["resourceVersion"])
                 break
             if time.monotonic() >= end:
                 self._say(f"[agent] no node facts in {location} after {FACTS_WAIT_S:g}s; reading the API directly")
@@ -148,11 +150,11 @@ class SimulatedProcess:
             return 143
         doc = node_document(self.template, self.node, run_id)
         text = snapshot_io.dumps(doc, "yaml")
-        cm = self.api.patch_namespaced_config_map(name, ns, patch_body(text, "yaml", drop=(FACTS_KEY,)))
+        cm = call_json(self.api.patch_namespaced_config_map, name, ns, patch_body(text, "yaml", drop=(FACTS_KEY,)))
         self._say(f"[agent] snapshot of {self.node} stored in {location} ({len(text):,} bytes) (simulated)")
         receipt = verify.Receipt(
-            uid=str(cm.metadata.uid),
-            resource_version=str(cm.metadata.resource_version),
+            uid=str(cm["metadata"]["uid"]),
+            resource_version=str(cm["metadata"]["resourceVersion"]),
             sha256=verify.digest(text.encode("utf-8")),
             facts_resource_version=facts_rv,
             node=self.node,

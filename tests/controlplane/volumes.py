@@ -20,6 +20,8 @@ from typing import Any, Callable, Optional
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
+from .rawapi import call_json
+
 POD_IP = "127.0.0.1"
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -94,27 +96,27 @@ class ObjectReader:
 
     def configmap(self, name: str, optional: bool) -> Optional[dict[str, bytes]]:
         try:
-            cm = self.api.read_namespaced_config_map(name, self.namespace)
+            cm = call_json(self.api.read_namespaced_config_map, name, self.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 if optional:
                     return None
                 raise NotReady(f'configmap "{name}" not found') from None
             raise
-        data = {k: v.encode() for k, v in (cm.data or {}).items()}
-        data.update({k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
+        data = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+        data.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
         return data
 
     def secret(self, name: str, optional: bool) -> Optional[dict[str, bytes]]:
         try:
-            sec = self.api.read_namespaced_secret(name, self.namespace)
+            sec = call_json(self.api.read_namespaced_secret, name, self.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 if optional:
                     return None
                 raise NotReady(f'secret "{name}" not found') from None
             raise
-        return {k: base64.b64decode(v) for k, v in (sec.data or {}).items()}
+        return {k: base64.b64decode(v) for k, v in (sec.get("data") or {}).items()}
 
 
 def container_env(
@@ -206,12 +208,12 @@ class VolumeBuilder:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         sa = self.pod["spec"].get("serviceAccountName") or "default"
         try:
-            resp = self.api.create_namespaced_service_account_token(sa, meta["namespace"], body)
+            resp = call_json(self.api.create_namespaced_service_account_token, sa, meta["namespace"], body)
         except ApiException as exc:
             if exc.status == 404:
                 raise NotReady(f'serviceaccount "{sa}" not found') from None
             raise
-        return resp.status.token.encode()
+        return str(resp["status"]["token"]).encode()
 
     def _downward(self, dest: Path, items: list[dict[str, Any]], default_mode: Optional[int]) -> None:
         for item in items:
