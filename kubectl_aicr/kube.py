@@ -46,7 +46,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence, TypeVar
 
 import yaml
 
@@ -235,6 +235,45 @@ class Kube:
                 f"{action}: the API server at {self.server} answered with something that is not JSON",
                 hint="check that the context points at a Kubernetes API server (not a proxy's page)",
             ) from None
+
+    def watch_json(
+        self, fn: Callable[..., Any], *args: Any, action: str, seconds: float, **kw: Any
+    ) -> Iterator[dict[str, Any]]:
+        """One watch request of the list call ``fn`` (``watch=true`` for ``seconds``, which the server ends): each
+        event as the plain JSON the API server sends (``{"type": ..., "object": {...}}``, BOOKMARKs included, not
+        the client's model objects, and every event's ``resourceVersion`` there to go on from). The request goes
+        as :meth:`request` sends it (rate limit, timeout, retried when it cannot start); the answer is read as it
+        comes and closed when the caller stops. An ``ERROR`` event raises as the client's own watch raises it: an
+        ``ApiException`` with the event's code (410 Gone: the resourceVersion expired, list again)."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self.request(
+            fn,
+            *args,
+            action=action,
+            cap=seconds + 5,
+            watch=True,
+            timeout_seconds=max(1, int(seconds)),
+            _preload_content=False,
+            **kw,
+        )
+        try:
+            for line in iter_resp_lines(resp):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise ApiException(
+                        status=int(status.get("code") or 0), reason=f"{status.get('reason')}: {status.get('message')}"
+                    )
+                yield event
+        finally:
+            resp.close()
+            resp.release_conn()
 
     def list_all(
         self,

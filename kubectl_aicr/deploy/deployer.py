@@ -201,7 +201,7 @@ class Deployer:
         where = f" in namespace {namespace!r}" if namespace else ""
         kw: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         # Not idempotent: a create that may have reached the server is not sent twice.
-        obj = self.kube.call(fn, *args, action=f"creating {kind} {name!r}{where}", idempotent=False, **kw)
+        obj = self.kube.call_json(fn, *args, action=f"creating {kind} {name!r}{where}", idempotent=False, **kw)
         if created is not None and not dry_run:
             created.add(kind, name, namespace, str(_to_dict(self.kube, obj)["metadata"].get("uid") or ""))
         return obj
@@ -440,7 +440,7 @@ class Deployer:
                 continue
             body = client.V1DeleteOptions(grace_period_seconds=grace, preconditions=client.V1Preconditions(uid=uid))
             try:
-                kube.call(delete, name, run.namespace, body=body, action=f"deleting {kind} {name}", cap=10)
+                kube.call_json(delete, name, run.namespace, body=body, action=f"deleting {kind} {name}", cap=10)
             except NotFound:
                 pass
             except AicrError:
@@ -673,29 +673,29 @@ class Deployer:
         """Watch the run's pods (one label-selected watch) for up to :data:`WATCH_CHUNK` seconds from
         ``resource_version``, acting on each event; returns the resourceVersion to go on from, None when the
         pods must be listed again (an expired resourceVersion, a dropped connection, a restarting API server)."""
-        from kubernetes import watch
-
         kube = self.kube
         chunk = min(deadline - time.monotonic(), WATCH_CHUNK)
         if chunk <= 0:
             return resource_version
-        stream = watch.Watch()
+        events = kube.watch_json(
+            kube.core.list_namespaced_pod,
+            run.namespace,
+            label_selector=selector,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            seconds=chunk,
+            action="watching the agent pods",
+        )
         try:
-            for ev in stream.stream(
-                kube.core.list_namespaced_pod,
-                run.namespace,
-                label_selector=selector,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=max(1, int(chunk)),
-                _request_timeout=kube.timeout_for("watching the agent pods", cap=chunk + 5),
-            ):
+            for ev in events:
+                obj = ev.get("object") or {}
+                resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                 if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    self._judge(run, sched, ev["object"], deleted=ev.get("type") == "DELETED")
+                    self._judge(run, sched, obj, deleted=ev.get("type") == "DELETED")
                     self._launch(run, sched)
                 if sched.done or time.monotonic() >= deadline:
                     break
-            return stream.resource_version or resource_version
+            return resource_version
         except AicrError:
             raise
         except Exception as e:
@@ -706,7 +706,7 @@ class Deployer:
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             return None
         finally:
-            stream.stop()
+            events.close()
 
     def _fleet_status(self, sched: Scheduler) -> bool:
         """Show the status line of a fleet run through ``status``; False when there is none to show it."""

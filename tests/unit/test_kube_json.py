@@ -121,3 +121,66 @@ def test_an_answer_cut_off_mid_body_is_retried(served: tuple[_Server, Kube]) -> 
     server.replies += [_cut, _json(200, NAMESPACE)]
     assert kube.call_json(kube.core.read_namespace, "ns", action="reading") == NAMESPACE
     assert kube.retries_done == 1 and len(server.seen) == 2
+
+
+def _stream(*events: Any) -> Reply:
+    """A watch answer: one JSON event per line, chunked as the API server sends them, then the end."""
+
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for event in events:
+            line = (json.dumps(event) + "\n").encode()
+            h.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            h.wfile.flush()
+        h.wfile.write(b"0\r\n\r\n")
+
+    return reply
+
+
+def _pod(name: str, rv: str) -> dict[str, Any]:
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "resourceVersion": rv}}
+
+
+def test_a_watch_gives_each_event_as_plain_json_bookmarks_included(served: tuple[_Server, Kube]) -> None:
+    server, kube = served
+    events = [
+        {"type": "ADDED", "object": _pod("a", "10")},
+        {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": "12"}}},
+        {"type": "DELETED", "object": _pod("a", "13")},
+    ]
+    server.replies += [_stream(*events), _json(200, NAMESPACE)]
+    got = list(
+        kube.watch_json(
+            kube.core.list_namespaced_pod,
+            "ns",
+            label_selector="run=1",
+            resource_version="9",
+            seconds=3,
+            action="watching",
+        )
+    )
+    assert got == events
+    method, path = server.seen[0]
+    assert method == "GET" and path.startswith("/api/v1/namespaces/ns/pods?")
+    for part in ("watch=True", "resourceVersion=9", "timeoutSeconds=3", "labelSelector=run%3D1"):
+        assert part in path
+    # the watch answer was read to its end: the next request goes over the same connection
+    assert kube.call_json(kube.core.read_namespace, "ns", action="reading") == NAMESPACE
+    assert len(server.connections) == 1
+
+
+def test_a_watch_error_event_raises_with_its_code(served: tuple[_Server, Kube]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    server, kube = served
+    gone = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version: 9 (20)"}
+    server.replies += [_stream({"type": "ADDED", "object": _pod("a", "21")}, {"type": "ERROR", "object": gone})]
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(ApiException) as err:
+        for ev in kube.watch_json(kube.core.list_namespaced_pod, "ns", seconds=3, action="watching"):
+            seen.append(ev)
+    assert err.value.status == 410 and "too old resource version" in str(err.value.reason)
+    assert [e["type"] for e in seen] == ["ADDED"]
