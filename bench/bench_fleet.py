@@ -46,6 +46,7 @@ RUN_LABEL = "aicr.nvidia.com/run-id"
 GOAL_SECONDS_PER_NODE = 180.0 / 1000
 GOAL_RSS_MB = 1024.0
 POLL_S = 2.0
+IDLE_SAMPLE_S = 15.0
 
 
 class ObjectPoller(threading.Thread):
@@ -90,8 +91,33 @@ class ObjectPoller(threading.Thread):
                 self.peak, self.peak_by = sum(counts.values()), counts
 
 
-def run_cli(plane: ControlPlane, kubelet: str, out: Path, extra: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stderr) of one ``snapshot --all-nodes`` over ``kubelet``'s nodes."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its reaped children so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(plane: ControlPlane, kubelet: ProcessKubelet) -> dict[str, float]:
+    """CPU seconds so far of each control-plane component and of the process kubelet (with its pods)."""
+    procs = {c.name: c.proc.pid for c in plane.components}
+    if kubelet.proc is not None:
+        procs["kubelet"] = kubelet.proc.pid
+    return {name: cpu_seconds(pid) for name, pid in procs.items()}
+
+
+def idle_load(plane: ControlPlane, kubelet: ProcessKubelet, seconds: float = IDLE_SAMPLE_S) -> None:
+    """Prints the CPU the plane and the kubelet's heartbeats use with no run going (the background load)."""
+    before = cpu_by_process(plane, kubelet)
+    time.sleep(seconds)
+    after = cpu_by_process(plane, kubelet)
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    split = ", ".join(f"{name} {v / seconds:.2f}" for name, v in sorted(used.items(), key=lambda kv: -kv[1]))
+    print(f"    idle (no run) CPU: {sum(used.values()) / seconds:.2f} cores ({split})", flush=True)
+
+
+def run_cli(plane: ControlPlane, kubelet: str, out: Path, extra: list[str]) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB, stderr, CPU seconds) of one ``snapshot --all-nodes`` over ``kubelet``'s
+    nodes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG")}
     env["KUBECONFIG"] = str(plane.kubeconfig)
     argv = [
@@ -120,7 +146,7 @@ def run_cli(plane: ControlPlane, kubelet: str, out: Path, extra: list[str]) -> t
     stderr = err_file.read_text(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({proc.returncode}):\n{stderr[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024, stderr
+    return elapsed, usage.ru_maxrss / 1024, stderr, usage.ru_utime + usage.ru_stime
 
 
 def template_snapshot(plane: ControlPlane, tmp: Path) -> Path:
@@ -132,11 +158,15 @@ def template_snapshot(plane: ControlPlane, tmp: Path) -> Path:
     return out
 
 
-def measure(plane: ControlPlane, api: Any, batch: Any, name: str, n: int, out: Path, extra: list[str]) -> None:
+def measure(
+    plane: ControlPlane, kubelet: ProcessKubelet, api: Any, batch: Any, n: int, out: Path, extra: list[str]
+) -> None:
     poller = ObjectPoller(api, batch)
     before = request_counts(api)
+    cpu_before = cpu_by_process(plane, kubelet)
     poller.start()
-    secs, rss, stderr = run_cli(plane, name, out, extra)
+    secs, rss, stderr, cli_cpu = run_cli(plane, kubelet.name, out, extra)
+    cpu_after = cpu_by_process(plane, kubelet)
     poller.stop_now.set()
     poller.join()
     after = request_counts(api)
@@ -157,6 +187,14 @@ def measure(plane: ControlPlane, api: Any, batch: Any, name: str, n: int, out: P
         flush=True,
     )
     print(f"    requests per node by kind: {top}", flush=True)
+    cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    cpu["CLI"] = cli_cpu
+    split = ", ".join(f"{name} {v:.1f}" for name, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    print(
+        f"    CPU seconds during the run: {sum(cpu.values()):.1f} of {secs * (os.cpu_count() or 1):.1f} available "
+        f"({split})",
+        flush=True,
+    )
     lines = stderr.count("\n")
     print(
         f"    CLI stderr: {lines} lines; last: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}", flush=True
@@ -174,13 +212,26 @@ def main() -> None:
         help="--parallelism values to run at each node count (none: the CLI's default)",
     )
     ap.add_argument("--simulated", action="store_true", help="simulated agents (see tests/controlplane/simagent)")
+    ap.add_argument(
+        "--lease-renew",
+        type=float,
+        default=10.0,
+        help="seconds between two renewals of each node's Lease (10: as a real kubelet; thousands of simulated "
+        "nodes renewing every 10 s are hundreds of writes a second on the plane's two cores)",
+    )
     ap.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[], help="more snapshot flags (last)")
     args = ap.parse_args()
     from kubernetes import client
     from kubernetes import config as kube_config
 
-    plane = ControlPlane(bin_dir=locate_binaries()).start()
-    print(f"control plane ready in {plane.start_seconds:.1f}s; {os.cpu_count()} CPUs", flush=True)
+    # A node is NotReady once its Lease is this much older than its last renewal (kcm's default is 50 s).
+    grace = f"{max(50, int(4 * args.lease_renew))}s"
+    plane = ControlPlane(bin_dir=locate_binaries(), node_monitor_grace_period=grace).start()
+    print(
+        f"control plane ready in {plane.start_seconds:.1f}s; {os.cpu_count()} CPUs; node Leases renewed every "
+        f"{args.lease_renew:g}s (node monitor grace period {grace})",
+        flush=True,
+    )
     conf = client.Configuration()
     kube_config.load_kube_config(config_file=str(plane.kubeconfig), client_configuration=conf)
     api_client = client.ApiClient(conf)
@@ -196,13 +247,16 @@ def main() -> None:
                     for node in nodes:
                         node.labels[SIMULATED_LABEL] = SIMULATED_VALUE
                 t0 = time.monotonic()
-                kubelet = ProcessKubelet(plane, nodes, name=name, simulated_agent_template=template)
+                kubelet = ProcessKubelet(
+                    plane, nodes, name=name, simulated_agent_template=template, lease_renew_s=args.lease_renew
+                )
                 kubelet.start(timeout=60 + 0.5 * n)
                 try:
                     print(f"  {n} nodes registered in {time.monotonic() - t0:.1f}s", flush=True)
+                    idle_load(plane, kubelet)
                     for p in args.parallelism or [0]:
                         extra = (["--parallelism", str(p)] if p else []) + list(args.cli_args)
-                        measure(plane, api, batch, name, n, tmp / f"f{n}-{p}.yaml", extra)
+                        measure(plane, kubelet, api, batch, n, tmp / f"f{n}-{p}.yaml", extra)
                 finally:
                     kubelet.stop(timeout=60)
     finally:
