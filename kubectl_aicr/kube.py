@@ -46,7 +46,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence, TypeVar
+from typing import Any, Callable, Generator, NoReturn, Optional, Sequence, TypeVar
 
 import yaml
 
@@ -238,7 +238,7 @@ class Kube:
 
     def watch_json(
         self, fn: Callable[..., Any], *args: Any, action: str, seconds: float, **kw: Any
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Generator[dict[str, Any], None, None]:
         """One watch request of the list call ``fn`` (``watch=true`` for ``seconds``, which the server ends): each
         event as the plain JSON the API server sends (``{"type": ..., "object": {...}}``, BOOKMARKs included, not
         the client's model objects, and every event's ``resourceVersion`` there to go on from). The request goes
