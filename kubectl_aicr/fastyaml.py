@@ -30,6 +30,7 @@ from typing import Any, Callable
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.representer import SafeRepresenter
 
 try:  # libyaml when the platform has it; the pure loader otherwise (still correct, just slower)
     _Base: Any = yaml.CSafeLoader
@@ -459,12 +460,288 @@ def load_all(text: str, *, duplicates: Duplicates | None = None) -> list[Any]:
     return _pyyaml_load_all(text, duplicates)
 
 
+def _pyyaml_dump(doc: Any) -> str:
+    """:func:`dump` by PyYAML itself: the reference the fast path must match byte for byte, and its fallback."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(
+        doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=_WIDTH
+    )
+    return text
+
+
+# ============================================================================ dump: a direct block-style emitter
+#
+# What libyaml's emitter (the one CSafeDumper drives) writes for the documents handled here, derived from its
+# yaml_emitter_analyze_scalar / yaml_emitter_select_scalar_style and the block-collection states:
+#
+# * mappings in block style, keys at the mapping's indent; a value that is a non-empty mapping goes on the next lines,
+#   indented 2 more; a value that is a non-empty list goes on the next lines at the key's own indent ("indentless");
+# * list items "- " at the list's indent; an item that is a non-empty mapping or list starts on the same line, its
+#   entries indented 2 more than the dash;
+# * empty mappings and lists in flow style: "{}" and "[]";
+# * None, bools, ints and floats plain, as SafeRepresenter spells them (each read back as what it is);
+# * a string plain when it would read back as a string (PyYAML's implicit resolvers find no other tag) and libyaml
+#   allows it plain in block context (no indicator at its start, no ": " or " #", no space at either end, not
+#   "---..." or "..."...), single-quoted (quotes doubled) otherwise; double-quoted, escaped as libyaml escapes, when it
+#   holds a character libyaml does not print as is (a tab, another control character, a BOM, a non-BMP character).
+#
+# Everything else raises _Unsupported and the whole document goes through PyYAML: other types (subclasses too),
+# non-str keys, containers reached twice (PyYAML writes anchors), strings holding a line break (LF, CR, NEL, U+2028/9)
+# or a lone surrogate, keys near libyaml's 128-byte simple-key limit, lines near the width (libyaml folds a scalar at
+# a space past it), a scalar as the root, and any dumper whose representers or resolvers are not the stock ones.
+
+_WIDTH = 1 << 16
+#: Lines longer than this (indent, key and value) are left to PyYAML: libyaml folds at a space past ``_WIDTH``.
+_LINE_LIMIT = _WIDTH - 1024
+#: libyaml writes a key of more than 128 bytes as a complex key (``? key``): the fast path keeps well below.
+_KEY_BYTES = 100
+#: What the fast path leaves to PyYAML in a string: line breaks (libyaml writes them over several lines) and lone
+#: surrogates (not UTF-8: PyYAML refuses them).
+_BREAKS_CHARS = "[\\n\\r\\x85\\u2028\\u2029\\ud800-\\udfff]"
+#: What libyaml does not print as is (tab, other controls, BOM, non-characters, non-BMP): the string is then written
+#: double-quoted with these escaped (and '"' and backslash).
+_SPECIAL_CHARS = "[\\x00-\\x09\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x84\\x86-\\x9f\\ufeff\\ufffe\\uffff\\U00010000-\\U0010ffff]"
+_ESCAPED_CHARS = _SPECIAL_CHARS[:-1] + '"\\\\]'
+#: libyaml's short escapes; any other escaped character is \\xXX, \\uXXXX or \\UXXXXXXXX (upper-case hex).
+_SHORT_ESCAPES = {"\0": r"\0", "\a": r"\a", "\b": r"\b", "\t": r"\t", "\v": r"\v", "\f": r"\f", "\x1b": r"\e"}
+_SHORT_ESCAPES.update({'"': r"\"", "\\": r"\\"})
+#: First characters that make libyaml quote a string (an indicator at the start), whatever follows.
+_INDICATOR_START = frozenset("#,[]{}&*!|>'\"%@`")
+#: Strings already decided: their text ("" when the string needs the fallback). Bounded by :data:`_CACHE_MAX`.
+_TEXTS: dict[str, str] = {}
+_CACHE_MAX = 1 << 16
+#: The stock resolvers the decisions in :data:`_TEXTS` were taken with, and a fingerprint telling a change.
+_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+_fingerprint: tuple[int, int] | None = None
+#: _BREAKS_CHARS, _SPECIAL_CHARS and _ESCAPED_CHARS compiled, at the first string that needs them (about 1 ms)
+_patterns: tuple[Any, Any, Any] | None = None
+#: Documents the fast path wrote (tests check it is used).
+fast_hits = 0
+
+
+class _Unsupported(Exception):
+    """The document holds something the fast dumper leaves to PyYAML."""
+
+
+def _escape(m: "re.Match[str]") -> str:
+    ch = m.group()
+    short = _SHORT_ESCAPES.get(ch)
+    if short is not None:
+        return short
+    code = ord(ch)
+    return f"\\x{code:02X}" if code <= 0xFF else f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
+def _string_text(s: str) -> str:
+    """How libyaml writes the str ``s`` as a block-context scalar; "" when the fast path must not write it."""
+    global _patterns
+    if not (s.isascii() and s.isprintable()):
+        if _patterns is None:
+            _patterns = (re.compile(_BREAKS_CHARS), re.compile(_SPECIAL_CHARS), re.compile(_ESCAPED_CHARS))
+        breaks, special, escaped = _patterns
+        if breaks.search(s):
+            return ""
+        if special.search(s):
+            return '"' + escaped.sub(_escape, s) + '"'  # libyaml's double quotes: no other style allows these
+    if len(s) > _LINE_LIMIT:
+        return ""
+    quoted = "'" + s.replace("'", "''") + "'"
+    if s == "":
+        return quoted
+    for tag, regexp in _resolvers.get(s[0], ()):
+        if regexp.match(s):
+            if tag != _STR:
+                return quoted  # plain, it would read back as an int, bool, null, timestamp, merge key...
+            break
+    first = s[0]
+    if (
+        first in _INDICATOR_START
+        or first == " "
+        or s[-1] == " "
+        or ((first == "-" or first == "?" or first == ":") and (len(s) == 1 or s[1] == " "))
+        or s.startswith(("---", "..."))
+        or ": " in s
+        or s[-1] == ":"
+        or " #" in s
+    ):
+        return quoted
+    return s
+
+
+def _text(s: str) -> str:
+    text = _TEXTS.get(s)
+    if text is None:
+        if len(_TEXTS) >= _CACHE_MAX:
+            _TEXTS.clear()
+        text = _TEXTS[s] = _string_text(s)
+    if not text:
+        raise _Unsupported
+    return text
+
+
+def _key_text(k: Any) -> str:
+    if type(k) is not str:
+        raise _Unsupported
+    if len(k) > _KEY_BYTES // 3 and (len(k) > _KEY_BYTES or len(k.encode("utf-8", "surrogatepass")) > _KEY_BYTES):
+        raise _Unsupported
+    return _text(k)
+
+
+def _float_text(v: float) -> str:
+    if v != v:
+        text = ".nan"
+    elif v == _INF:
+        text = ".inf"
+    elif v == -_INF:
+        text = "-.inf"
+    else:
+        text = repr(v).lower()
+        if "." not in text and "e" in text:
+            text = text.replace("e", ".0e", 1)  # 1e+17: the float resolver needs a dot
+    for tag, regexp in _resolvers.get(text[0], ()):
+        if regexp.match(text):
+            if tag == _FLOAT:
+                return text
+            break
+    raise _Unsupported
+
+
+_INF = float("inf")
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+def _scalar_text(v: Any) -> str:
+    """A value that is not a str, dict or list."""
+    t = type(v)
+    if v is None:
+        return "null"
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return str(v)  # always read back as an int (str() refuses a huge one: PyYAML then raises it its way)
+    if t is float:
+        return _float_text(v)
+    raise _Unsupported
+
+
+def _mapping(d: dict[Any, Any], indent: int, prefix: str, out: list[str], seen: set[int]) -> None:
+    """The entries of the non-empty ``d`` at ``indent``; ``prefix`` goes before the first key ("" after "- ")."""
+    pad = " " * indent
+    append = out.append
+    for k, v in d.items():
+        key = _key_text(k)
+        t = type(v)
+        if t is str:
+            text = _text(v)
+            if indent + len(key) + len(text) > _LINE_LIMIT:
+                raise _Unsupported
+            append(f"{prefix}{key}: {text}\n")
+        elif t is dict or t is list:
+            if id(v) in seen:
+                raise _Unsupported  # PyYAML writes an anchor and an alias
+            seen.add(id(v))
+            if not v:
+                append(f"{prefix}{key}: {{}}\n" if t is dict else f"{prefix}{key}: []\n")
+            elif t is dict:
+                append(f"{prefix}{key}:\n")
+                _mapping(v, indent + 2, pad + "  ", out, seen)
+            else:
+                append(f"{prefix}{key}:\n")
+                _sequence(v, indent, pad, out, seen)
+        else:
+            append(f"{prefix}{key}: {_scalar_text(v)}\n")
+        prefix = pad
+
+
+def _sequence(items: list[Any], indent: int, prefix: str, out: list[str], seen: set[int]) -> None:
+    """The items of the non-empty ``items`` at ``indent``; ``prefix`` goes before the first dash ("" after "- ")."""
+    pad = " " * indent
+    append = out.append
+    for v in items:
+        t = type(v)
+        if t is str:
+            text = _text(v)
+            if indent + len(text) > _LINE_LIMIT:
+                raise _Unsupported
+            append(f"{prefix}- {text}\n")
+        elif t is dict or t is list:
+            if id(v) in seen:
+                raise _Unsupported
+            seen.add(id(v))
+            if not v:
+                append(f"{prefix}- {{}}\n" if t is dict else f"{prefix}- []\n")
+            elif t is dict:
+                append(f"{prefix}- ")
+                _mapping(v, indent + 2, "", out, seen)
+            else:
+                append(f"{prefix}- ")
+                _sequence(v, indent + 2, "", out, seen)
+        else:
+            append(f"{prefix}- {_scalar_text(v)}\n")
+        prefix = pad
+
+
+def _stock_dumper(dumper: Any) -> bool:
+    """Whether ``dumper`` is libyaml's CSafeDumper with PyYAML's own representers and resolvers (else: PyYAML);
+    a change to the resolvers clears the decisions taken with the old ones."""
+    global _resolvers, _fingerprint
+    representers = dumper.yaml_representers
+    for t, function in _STOCK_REPRESENTERS:
+        if representers.get(t) is not function:
+            return False
+    resolvers = dumper.yaml_implicit_resolvers
+    if None in resolvers or dumper.yaml_path_resolvers:
+        return False
+    fingerprint = (id(resolvers), sum(len(v) for v in resolvers.values()))
+    if fingerprint != _fingerprint:
+        _TEXTS.clear()
+        _resolvers = {k: list(v) for k, v in resolvers.items()}
+        _fingerprint = fingerprint
+    return True
+
+
+_STOCK_REPRESENTERS = (
+    (str, SafeRepresenter.represent_str),
+    (dict, SafeRepresenter.represent_dict),
+    (list, SafeRepresenter.represent_list),
+    (int, SafeRepresenter.represent_int),
+    (bool, SafeRepresenter.represent_bool),
+    (float, SafeRepresenter.represent_float),
+    (type(None), SafeRepresenter.represent_none),
+)
+
+
+def _fast_dump(doc: Any) -> str:
+    """:func:`dump`'s text written directly; raises :class:`_Unsupported` for what it leaves to PyYAML."""
+    dumper = getattr(yaml, "CSafeDumper", None)
+    if dumper is None or not _stock_dumper(dumper):
+        raise _Unsupported
+    t = type(doc)
+    if t is not dict and t is not list:
+        raise _Unsupported
+    if not doc:
+        return "{}\n" if t is dict else "[]\n"
+    out: list[str] = []
+    seen = {id(doc)}
+    if t is dict:
+        _mapping(doc, 0, "", out, seen)
+    else:
+        _sequence(doc, 0, "", out, seen)
+    return "".join(out)
+
+
 def dump(doc: Any) -> str:
     """``doc`` as block-style YAML the way every writer here writes it: keys in the document's own order, unicode as
     is, no line folding (a long value stays on one line); libyaml's dumper where the platform has it (much faster),
-    PyYAML's pure one otherwise (the same text)."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(
-        doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16
-    )
+    PyYAML's pure one otherwise (the same text).
+
+    Byte for byte what PyYAML writes (:func:`_pyyaml_dump`), several times faster for snapshot-shaped documents:
+    with libyaml, a document of dicts, lists, strs, ints, bools, floats and None is written directly (see the
+    comment above :data:`_WIDTH`); anything else, and everything without libyaml, goes through PyYAML."""
+    global fast_hits
+    try:
+        text = _fast_dump(doc)
+    except Exception:  # noqa: BLE001 - _Unsupported, a too-deep document, str() of a huge int: PyYAML's way
+        return _pyyaml_dump(doc)
+    fast_hits += 1
     return text
