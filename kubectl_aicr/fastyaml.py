@@ -505,13 +505,15 @@ _ESCAPED_CHARS = _SPECIAL_CHARS[:-1] + '"\\\\]'
 #: libyaml's short escapes; any other escaped character is \\xXX, \\uXXXX or \\UXXXXXXXX (upper-case hex).
 _SHORT_ESCAPES = {"\0": r"\0", "\a": r"\a", "\b": r"\b", "\t": r"\t", "\v": r"\v", "\f": r"\f", "\x1b": r"\e"}
 _SHORT_ESCAPES.update({'"': r"\"", "\\": r"\\"})
-#: First characters that make libyaml quote a string (an indicator at the start), whatever follows.
-_INDICATOR_START = frozenset("#,[]{}&*!|>'\"%@`")
+#: First characters that make libyaml quote a string (an indicator or a space at the start), whatever follows.
+_QUOTED_START = frozenset("#,[]{}&*!|>'\"%@` ")
 #: Strings already decided: their text ("" when the string needs the fallback). Bounded by :data:`_CACHE_MAX`.
 _TEXTS: dict[str, str] = {}
 _CACHE_MAX = 1 << 16
-#: The stock resolvers the decisions in :data:`_TEXTS` were taken with, and a fingerprint telling a change.
-_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+#: The stock resolvers the decisions in :data:`_TEXTS` were taken with (first character -> the regexps; with their
+#: tags), and a fingerprint telling a change.
+_resolvers: dict[Any, list[Any]] = {}
+_tagged: dict[Any, list[tuple[str, Any]]] = {}
 _fingerprint: tuple[int, int] | None = None
 #: _BREAKS_CHARS, _SPECIAL_CHARS and _ESCAPED_CHARS compiled, at the first string that needs them (about 1 ms)
 _patterns: tuple[Any, Any, Any] | None = None
@@ -545,26 +547,21 @@ def _string_text(s: str) -> str:
             return '"' + escaped.sub(_escape, s) + '"'  # libyaml's double quotes: no other style allows these
     if len(s) > _LINE_LIMIT:
         return ""
-    quoted = "'" + s.replace("'", "''") + "'"
-    if s == "":
-        return quoted
-    for tag, regexp in _resolvers.get(s[0], ()):
-        if regexp.match(s):
-            if tag != _STR:
-                return quoted  # plain, it would read back as an int, bool, null, timestamp, merge key...
-            break
+    if not s:
+        return "''"  # the empty string reads back as null plain
     first = s[0]
     if (
-        first in _INDICATOR_START
-        or first == " "
-        or s[-1] == " "
-        or ((first == "-" or first == "?" or first == ":") and (len(s) == 1 or s[1] == " "))
-        or s.startswith(("---", "..."))
+        first in _QUOTED_START  # an indicator or a space at the start
+        or s[-1] in " :"  # a space at the end; a colon reads as a key's
+        or ((first == "-" or first == "?") and (len(s) == 1 or s[1] == " "))  # an item, a complex key
         or ": " in s
-        or s[-1] == ":"
-        or " #" in s
+        or " #" in s  # a comment
+        or ((first == "-" or first == ".") and s.startswith(("---", "...")))  # a document marker
     ):
-        return quoted
+        return "'" + s.replace("'", "''") + "'"
+    for regexp in _resolvers.get(first, ()):
+        if regexp.match(s):
+            return "'" + s.replace("'", "''") + "'"  # plain, it would read back as an int, bool, null, date...
     return s
 
 
@@ -582,7 +579,9 @@ def _text(s: str) -> str:
 def _key_text(k: Any) -> str:
     if type(k) is not str:
         raise _Unsupported
-    if len(k) > _KEY_BYTES // 3 and (len(k) > _KEY_BYTES or len(k.encode("utf-8", "surrogatepass")) > _KEY_BYTES):
+    if len(k) > _KEY_BYTES // 3 and (
+        len(k) > _KEY_BYTES or (not k.isascii() and len(k.encode("utf-8", "surrogatepass")) > _KEY_BYTES)
+    ):
         raise _Unsupported
     return _text(k)
 
@@ -598,7 +597,7 @@ def _float_text(v: float) -> str:
         text = repr(v).lower()
         if "." not in text and "e" in text:
             text = text.replace("e", ".0e", 1)  # 1e+17: the float resolver needs a dot
-    for tag, regexp in _resolvers.get(text[0], ()):
+    for tag, regexp in _tagged.get(text[0], ()):
         if regexp.match(text):
             if tag == _FLOAT:
                 return text
@@ -684,7 +683,7 @@ def _sequence(items: list[Any], indent: int, prefix: str, out: list[str], seen: 
 def _stock_dumper(dumper: Any) -> bool:
     """Whether ``dumper`` is libyaml's CSafeDumper with PyYAML's own representers and resolvers (else: PyYAML);
     a change to the resolvers clears the decisions taken with the old ones."""
-    global _resolvers, _fingerprint
+    global _resolvers, _tagged, _fingerprint
     representers = dumper.yaml_representers
     for t, function in _STOCK_REPRESENTERS:
         if representers.get(t) is not function:
@@ -694,8 +693,11 @@ def _stock_dumper(dumper: Any) -> bool:
         return False
     fingerprint = (id(resolvers), sum(len(v) for v in resolvers.values()))
     if fingerprint != _fingerprint:
+        if any(tag == _STR for v in resolvers.values() for tag, _ in v):
+            return False  # a string the resolvers read back as a string: not worth the care
         _TEXTS.clear()
-        _resolvers = {k: list(v) for k, v in resolvers.items()}
+        _tagged = {k: list(v) for k, v in resolvers.items()}
+        _resolvers = {k: [regexp for _, regexp in v] for k, v in resolvers.items()}
         _fingerprint = fingerprint
     return True
 
