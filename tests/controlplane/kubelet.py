@@ -57,7 +57,7 @@ from .rawapi import call_json, send
 LOG = logging.getLogger("process-kubelet")
 LEASE_RENEW_S = 10.0
 NODE_STATUS_S = 60.0
-#: Nodes registered at once (a thousand nodes one by one took two minutes).
+#: Nodes registered at once. Measured: 1,000 nodes still take ~118 s (as one by one); the bottleneck is elsewhere.
 REGISTER_WORKERS = 8
 
 
