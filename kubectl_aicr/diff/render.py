@@ -302,6 +302,14 @@ def _node_list(nodes: Sequence[str]) -> str:
     return shown + (f" (+{len(nodes) - MAX_NODES_LISTED} more)" if len(nodes) > MAX_NODES_LISTED else "")
 
 
+def _missing_text(result: FleetResult) -> str:
+    """How many have no snapshot: nodes, or with ``--across-clusters`` clusters (a context) or nodes."""
+    n = len(result.failures)
+    if result.mode == "--across-clusters":
+        return f"{n} {'cluster or node' if n == 1 else 'clusters or nodes'} without a snapshot"
+    return f"{_plural(n, 'node')} without a snapshot"
+
+
 def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
     style = _styler(color)
     base = result.baseline
@@ -331,7 +339,7 @@ def render_fleet_text(result: FleetResult, *, color: bool = False) -> str:
         if result.deviations:
             bits.append(f"{len(result.deviations)} of {_plural(result.nodes, 'node')} deviate from the baseline")
         if result.failures:
-            bits.append(f"{_plural(len(result.failures), 'node')} without a snapshot")
+            bits.append(_missing_text(result))
         lines.append(style("drift: " + "; ".join(bits), bold=True))
     else:
         what = f"all {result.nodes} nodes share one configuration" if result.nodes > 1 else "a single node"
@@ -423,7 +431,7 @@ def render_fleet_markdown(result: FleetResult) -> str:
         else f"all {_plural(result.nodes, 'node')} match"
     )
     if result.failures:
-        head += f", {_plural(len(result.failures), 'node')} without a snapshot"
+        head += f", {_missing_text(result)}"
     lines = [f"### kubectl aicr diff {result.mode}: {head}", ""]
     if base is not None:
         lines += [
@@ -453,7 +461,9 @@ def render_fleet_markdown(result: FleetResult) -> str:
         if left:
             lines += ["", f"*… and {left} more changes (run with `-o json` for all of them).*"]
     if result.failures:
-        lines += ["", "#### Nodes without a snapshot", "", "| Node | Reason |", "|---|---|"]
+        clusters = result.mode == "--across-clusters"  # a whole cluster is named by its context there
+        title, column = ("Clusters or nodes", "Context or node") if clusters else ("Nodes", "Node")
+        lines += ["", f"#### {title} without a snapshot", "", f"| {column} | Reason |", "|---|---|"]
         lines += [f"| {md_code(f.node)} | {md_code(f.reason)} |" for f in result.failures]
     return "\n".join(lines) + "\n"
 

@@ -99,7 +99,10 @@ def test_markdown_of_across_clusters_names_that_command() -> None:
     result = across_clusters([("c.yaml", clusters())])
     for fmt in ("markdown", "markdown-summary"):
         text = diff_report.render_fleet(result, fmt)
-        assert text.startswith("### kubectl aicr diff --across-clusters: 3 of 22 nodes deviate, 1 node without")
+        assert text.startswith(
+            "### kubectl aicr diff --across-clusters: 3 of 22 nodes deviate, 1 cluster or node without a snapshot\n"
+        )
+        assert "#### Clusters or nodes without a snapshot\n\n| Context or node | Reason |\n" in text
         assert "--across-nodes" not in text
         assert "(context prod), reference `prod/gpu-node-01`" in text
         assert "| `lab` | `the cluster could not be reached` |" in text
