@@ -9,7 +9,9 @@ that uid as precondition, so an object someone else put under the same name is n
 
 from __future__ import annotations
 
+import functools
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,12 +46,11 @@ _GONE = 404
 _PRECONDITION_FAILED = 409
 #: Pod phases after which no container runs: such a pod is deleted at once at cleanup (grace period 0).
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
-#: Kinds whose objects (one per node in a fleet) are created several at a time, with which kinds.
-_BATCHED_WITH = {
-    "Job": frozenset({"Job"}),
-    "ConfigMap": frozenset({"ConfigMap", "Pod"}),
-    "Pod": frozenset({"ConfigMap", "Pod"}),
-}
+#: The order of creation: the objects of one wave are sent at once, after the wave before. The Jobs come first
+#: (the others are owned by them); a RoleBinding after its Role (one who may not ``bind`` may create a binding
+#: only to a Role that exists and grants nothing more than they have); a fleet's per-node objects (in a
+#: ``--dry-run=server`` only) after the RBAC, as they are created in a real run.
+_CREATE_WAVE = {"Namespace": 0, "Job": 1, "ServiceAccount": 2, "Role": 2, "ConfigMap": 2, "RoleBinding": 3, "Pod": 4}
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,6 @@ class CreatedObjects:
     from several threads (a fleet creates and removes its per-node objects from a pool)."""
 
     def __init__(self) -> None:
-        import threading
-
         self._by_key: dict[tuple[str, str], CreatedObject] = {}  # insertion order = creation order
         self._lock = threading.Lock()
 
@@ -96,8 +95,6 @@ def _to_dict(kube: Kube, obj: Any) -> dict[str, Any]:
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
     """Let cleanup finish even if Ctrl-C is pressed again."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -129,6 +126,7 @@ class Deployer:
         self._release = True
         self._created: CreatedObjects | None = None
         self._can_read_nodes = True
+        self._pods: dict[str, tuple[str, bool]] = {}  # one node's run: pod name -> (uid, finished), as last seen
 
     # ------------------------------------------------------------ preflight
 
@@ -260,6 +258,11 @@ class Deployer:
         manifests = spec.manifests(run, create_namespace=create_namespace)
         if fleet and not dry_run:
             manifests = [m for m in manifests if m["kind"] not in ("ConfigMap", "Pod")]
+
+        def wave(manifest: dict[str, Any]) -> int:
+            return 4 if fleet and manifest["kind"] == "ConfigMap" else _CREATE_WAVE[manifest["kind"]]
+
+        manifests.sort(key=wave)  # stable: within a wave, in the order of spec.manifests
         i = 0
         while i < len(manifests):
             kind, meta = manifests[i]["kind"], manifests[i]["metadata"]
@@ -271,10 +274,8 @@ class Deployer:
                     "checked by the server until it does"
                 )
                 return accepted
-            # A fleet's per-node objects are created several at a time.
             same = 1
-            together = _BATCHED_WITH.get(kind, frozenset())
-            while i + same < len(manifests) and manifests[i + same]["kind"] in together:
+            while i + same < len(manifests) and wave(manifests[i + same]) == wave(manifests[i]):
                 same += 1
             accepted += _each(one, manifests[i : i + same], self._workers())
             i += same
@@ -775,7 +776,10 @@ class Deployer:
 
     def _judge(self, run: RunSpec, sched: Scheduler, pod_obj: Any, deleted: bool = False) -> None:
         """Act on what one listed or watched pod says (see :meth:`Scheduler.observe`)."""
-        update = sched.observe(_to_dict(self.kube, pod_obj), deleted=deleted)
+        pod = _to_dict(self.kube, pod_obj)
+        if not run.nodes:  # a fleet deletes each pod as it ends (release_node)
+            self.note_pod(pod, deleted=deleted)
+        update = sched.observe(pod, deleted=deleted)
         if update is None:
             return
         job_name, name, verdict = update.job_name, update.pod, update.verdict
@@ -815,6 +819,16 @@ class Deployer:
                 if tail and tail not in text:
                     text += "\n--- last log lines ---\n" + tail
             self._fail(run, sched, job_name, text, verdict.kind, name, verdict.node)
+
+    def note_pod(self, pod: dict[str, Any], *, deleted: bool = False) -> None:
+        """Remember one node's run pod as last seen (listed or watched): :meth:`cleanup` deletes the finished ones
+        without a grace period, and everything at once when all have finished."""
+        meta = pod.get("metadata") or {}
+        if deleted:
+            self._pods.pop(str(meta.get("name")), None)
+        elif meta.get("name"):
+            finished = (pod.get("status") or {}).get("phase") in _FINISHED_PHASES
+            self._pods[str(meta["name"])] = (str(meta.get("uid") or ""), finished)
 
     def _check_unfinished(self, run: RunSpec, sched: Scheduler, job_name: str, *, seen: bool, selector: str) -> None:
         """Look for what pod status does not show: the Job failed as a whole, its node went away, or the
@@ -860,11 +874,28 @@ class Deployer:
     ) -> bytes:
         """The snapshot the agent wrote, after checking it is exactly that (see :mod:`verify`)."""
         ref = ConfigMapRef(run.namespace, target.staging_cm)
-        cm = cmstore.read_object(self.kube, ref)
-        raw = cmstore.decode(cm.data, cm.binary_data, source=str(ref))
         if result is None or created is None:
-            return raw
-        receipt = verify.parse_receipt(self._log_tail(run, result.pod, RECEIPT_LOG_LINES))
+            cm = cmstore.read_object(self.kube, ref)
+            return cmstore.decode(cm.data, cm.binary_data, source=str(ref))
+        # The ConfigMap and the agent's receipt (its log) are read at the same time.
+        tail: list[str | BaseException] = []
+
+        def read_tail() -> None:
+            try:
+                tail.append(self._log_tail(run, result.pod, RECEIPT_LOG_LINES))
+            except BaseException as e:  # noqa: BLE001 - raised below, on the caller's thread
+                tail.append(e)
+
+        reader = threading.Thread(target=read_tail, daemon=True)
+        reader.start()
+        try:
+            cm = cmstore.read_object(self.kube, ref)
+        finally:
+            reader.join()
+        if isinstance(tail[0], BaseException):
+            raise tail[0]
+        raw = cmstore.decode(cm.data, cm.binary_data, source=str(ref))
+        receipt = verify.parse_receipt(tail[0])
         problems = verify.receipt_problems(
             receipt=receipt,
             created_uid=created.uid_of("ConfigMap", target.staging_cm),
@@ -893,7 +924,8 @@ class Deployer:
 
     def cleanup(self, run: RunSpec, created: CreatedObjects) -> list[str]:
         """Delete what was created (pods first, RBAC after they are gone), each only if it still has the uid we
-        recorded. Transient failures are retried until the deadline. Returns what could not be deleted."""
+        recorded; when every pod of one node's run was seen finished, all at once (the pods without a grace
+        period). Transient failures are retried until the deadline. Returns what could not be deleted."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -926,14 +958,34 @@ class Deployer:
             except Exception as e:
                 failures.append(f"{o.kind} {o.name}: {getattr(e, 'message', None) or e}")
 
+        def force(name: str, uid: str) -> None:
+            """A pod seen finished: no container left to stop, so it goes without a grace period."""
+            body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+            try:
+                kube.call_json(
+                    kube.core.delete_namespaced_pod, name, run.namespace, body=body, action=f"deleting pod {name}"
+                )
+            except NotFound:
+                pass
+            except Exception:  # noqa: BLE001 - _wait_pods_gone lists the run's pods and deletes what is left
+                pass
+
         with _signals_deferred():
             order = list(reversed(created.objects))
             first = [o for o in order if o.kind in ("Job", "Pod")]
+            rest = [o for o in order if o.kind not in ("Job", "Pod", "Namespace")]
+            # One node's Job pods seen finished are deleted with the Job; when every pod seen has finished no agent
+            # needs its RBAC or ConfigMap any more, so they go at the same time: one round of deletes, one look.
+            finished = {name: uid for name, (uid, done) in self._pods.items() if done and uid}
+            together = bool(finished) and len(finished) == len(self._pods) and not run.nodes
+            calls: list[Callable[[], None]] = [functools.partial(delete, o) for o in first + (rest if together else [])]
+            calls += [functools.partial(force, name, uid) for name, uid in finished.items()]
             workers = self._workers()
-            _each(delete, first, workers)
+            _each(lambda call: call(), calls, workers)
             if first:
                 self._wait_pods_gone(run, failures=failures)
-            _each(delete, [o for o in order if o.kind not in ("Job", "Pod", "Namespace")], workers)
+            if not together:
+                _each(delete, rest, workers)
             for o in order:
                 if o.kind == "Namespace":
                     delete(o)
@@ -1012,7 +1064,6 @@ def _each(fn: Callable[[_In], _Out], items: list[_In], workers: int) -> list[_Ou
     nodes). Each delete still has its uid precondition."""
     if len(items) <= 1 or workers <= 1:
         return [fn(x) for x in items]
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     failed = threading.Event()

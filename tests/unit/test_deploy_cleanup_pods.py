@@ -1,6 +1,7 @@
 """Deployer._wait_pods_gone against a small real HTTP server speaking the pod and node endpoints, through the real
 kubernetes client: a finished agent pod is force-deleted at once (grace period 0, uid precondition) without reading
-its node; a running one on a live node is left to terminate on its own, as before."""
+its node; a running one on a live node is left to terminate on its own, as before. Deployer.cleanup of a one-node
+run: everything deleted in one round when its pod was seen finished, the RBAC only after the pods are gone when not."""
 
 from __future__ import annotations
 
@@ -51,7 +52,19 @@ class Server:
                 else:
                     self.graceful[name] = self.linger
                 return 200, pod
+            if method == "DELETE" and path.rsplit("/", 2)[1] in OTHER_KINDS.values():
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
             return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+
+
+#: What a one-node run creates but its pod, by the plural of its API path.
+OTHER_KINDS = {
+    "Job": "jobs",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "ConfigMap": "configmaps",
+}
 
 
 @pytest.fixture
@@ -133,3 +146,52 @@ def test_a_running_pod_on_a_live_node_terminates_on_its_own(serve: Any) -> None:
     lists = [m for m, p, _ in state.seen if m == "GET" and p.endswith("/pods")]
     assert len(lists) == 3  # listed twice before it went
     assert [p for _, p, _ in state.seen if p.startswith("/api/v1/nodes/")] == ["/api/v1/nodes/n1"] * 2
+
+
+def cleanup(kube: Kube, seen: dict[str, Any] | None) -> list[str]:
+    """Deployer.cleanup of a one-node run that created a Job, its RBAC and its ConfigMap, after its pod was seen
+    (listed or watched) as ``seen``."""
+    import time
+
+    from kubectl_aicr.deploy.deployer import CreatedObjects
+
+    run = spec.RunSpec(namespace=NS, run_id=RUN_ID, tolerations=())
+    kube.deadline = time.monotonic() + 60
+    created = CreatedObjects()
+    for kind in OTHER_KINDS:
+        created.add(kind, f"aicr-{kind.lower()}", NS, f"uid-{kind}")
+    deployer = Deployer(kube, progress=lambda _msg: None)
+    if seen is not None:
+        deployer.note_pod(seen)
+    return deployer.cleanup(run, created)
+
+
+def test_cleanup_after_a_finished_pod_deletes_everything_in_one_round_then_looks_once(serve: Any) -> None:
+    state = Server({"a": pod("a", "Succeeded")})
+    assert cleanup(serve(state), pod("a", "Succeeded")) == []
+    *deletes, last = state.seen
+    assert last[0] == "GET" and last[1] == f"/api/v1/namespaces/{NS}/pods"  # one look: gone
+    assert sorted(path.rsplit("/", 2)[1] for method, path, _ in deletes if method == "DELETE") == sorted(
+        ["pods", *OTHER_KINDS.values()]
+    )
+    assert len(deletes) == 6
+    (pod_delete,) = [body for _, path, body in deletes if "/pods/" in path]
+    assert pod_delete["gracePeriodSeconds"] == 0 and pod_delete["preconditions"] == {"uid": "uid-a"}
+    job = next(body for _, path, body in deletes if "/jobs/" in path)
+    assert job["preconditions"] == {"uid": "uid-Job"} and job["propagationPolicy"] == "Background"
+
+
+@pytest.mark.parametrize("seen", [None, "Running"])
+def test_cleanup_of_a_pod_not_seen_finished_deletes_the_rbac_after_the_pods_are_gone(
+    serve: Any, seen: str | None
+) -> None:
+    state = Server({"b": pod("b", "Running")})
+    state.graceful["b"] = 1  # the Job's deletion asks it to stop
+    assert cleanup(serve(state), pod("b", seen) if seen else None) == []
+    order = [(m, path.rsplit("/", 2)[1] if m == "DELETE" else path) for m, path, _ in state.seen]
+    assert order[0] == ("DELETE", "jobs")
+    lists = [i for i, (m, _) in enumerate(order) if m == "GET" and _.endswith("/pods")]
+    assert len(lists) == 2 and not [x for x in order if x == ("DELETE", "pods")]
+    assert sorted(kind for _, kind in order[lists[-1] + 1 :]) == sorted(
+        ["serviceaccounts", "roles", "rolebindings", "configmaps"]
+    )
