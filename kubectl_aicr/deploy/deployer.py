@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 from kubectl_aicr import cmstore
-from kubectl_aicr.deploy import classify, spec, verify
+from kubectl_aicr.deploy import background, classify, spec, verify
 from kubectl_aicr.deploy.scheduler import Scheduler, TargetResult
 from kubectl_aicr.deploy.spec import RunSpec
 from kubectl_aicr.errors import AgentFailed, AicrError, Forbidden, NotFound, SnapshotMismatch, Timeout
@@ -116,6 +116,7 @@ class Deployer:
         self.nodes: list[dict[str, Any]] | None = None  # the preflight node list (cluster counts for the facts)
         self.facts_rv: dict[str, str] = {}  # job name -> resourceVersion of the staging CM after the facts
         self._policy: Any = None
+        self._policy_read: Callable[[], Any] | None = None  # the ClusterPolicy list read ahead (prefetch_facts)
         self._cluster: Any = None  # the cluster subtype of the node facts, from the preflight node list
         self._node_index: dict[str, dict[str, Any]] | None = None  # the preflight node list by name
         self._owner: dict[str, Any] | None = None  # a fleet's owner Job (ownerReference), once created
@@ -325,8 +326,14 @@ class Deployer:
                     "cluster", source="GET /api/v1/nodes", reason="you may not list nodes (403)", status=STATUS_ERROR
                 )
             )
-        subs.append(self._policy_subtype())
+        subs.append(self._policy_read() if self._policy_read is not None else self._policy_subtype())
         return k8s.facts_document(node, node_error, subs)
+
+    def prefetch_facts(self) -> None:
+        """Start listing the ClusterPolicies now, on another thread: the agent waits for its node facts, which hold
+        them, once its pod is on a node; then only the node is left to read."""
+        if self._policy_read is None and self._policy is None:
+            self._policy_read = background.start(self._policy_subtype)
 
     def _read_node(self, node_name: str) -> tuple[dict[str, Any] | None, str]:
         """The node as the API server has it now, or None and why it could not be read (recorded in the facts)."""
@@ -878,24 +885,12 @@ class Deployer:
             cm = cmstore.read_object(self.kube, ref)
             return cmstore.decode(cm.data, cm.binary_data, source=str(ref))
         # The ConfigMap and the agent's receipt (its log) are read at the same time.
-        tail: list[str | BaseException] = []
-
-        def read_tail() -> None:
-            try:
-                tail.append(self._log_tail(run, result.pod, RECEIPT_LOG_LINES))
-            except BaseException as e:  # noqa: BLE001 - raised below, on the caller's thread
-                tail.append(e)
-
-        reader = threading.Thread(target=read_tail, daemon=True)
-        reader.start()
-        try:
-            cm = cmstore.read_object(self.kube, ref)
-        finally:
-            reader.join()
-        if isinstance(tail[0], BaseException):
-            raise tail[0]
+        pod = result.pod
+        tail = background.start(lambda: self._log_tail(run, pod, RECEIPT_LOG_LINES))
+        cm = cmstore.read_object(self.kube, ref)  # should it fail, the log's read ends on its own (daemon thread)
+        text = tail()
         raw = cmstore.decode(cm.data, cm.binary_data, source=str(ref))
-        receipt = verify.parse_receipt(tail[0])
+        receipt = verify.parse_receipt(text)
         problems = verify.receipt_problems(
             receipt=receipt,
             created_uid=created.uid_of("ConfigMap", target.staging_cm),

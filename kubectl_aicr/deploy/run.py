@@ -152,6 +152,9 @@ def plan(
         timeout_seconds=opts.timeout,
         image_pull_secrets=opts.image_pull_secrets,
     )
+    from kubectl_aicr.deploy import background
+
+    listed = background.start(deployer.list_nodes)  # needs nothing from the checks before it: sent with them
     create_ns = not deployer.namespace_exists(run.namespace)
     if check_access:
         from kubectl_aicr.deploy import access
@@ -161,7 +164,7 @@ def plan(
         from kubectl_aicr import cmstore
 
         cmstore.check_replaceable(kube, replaces)  # before anything is created
-    nodes = deployer.list_nodes()
+    nodes = listed()
     if opts.all_nodes:
         if nodes is None:
             raise InvalidInput("--all-nodes needs permission to list nodes")
@@ -319,6 +322,7 @@ def execute(
             else f"Job {run.job_name}"
         )
         progress(f"run {run.run_id}: creating {what} in namespace {run.namespace} (image {run.image})")
+        deployer.prefetch_facts()
         deployer.create(run, created, create_namespace=planned.create_namespace)
         wait_for = (kube.deadline - time.monotonic() - cleanup_reserve(opts.timeout)) if kube.deadline else opts.timeout
         # Without a fleet_delivery the list is built in the agents' own apiVersion; deliver converts it.
