@@ -152,9 +152,6 @@ def plan(
         timeout_seconds=opts.timeout,
         image_pull_secrets=opts.image_pull_secrets,
     )
-    from kubectl_aicr.deploy import background
-
-    listed = background.start(deployer.list_nodes)  # needs nothing from the checks before it: sent with them
     create_ns = not deployer.namespace_exists(run.namespace)
     if check_access:
         from kubectl_aicr.deploy import access
@@ -164,7 +161,7 @@ def plan(
         from kubectl_aicr import cmstore
 
         cmstore.check_replaceable(kube, replaces)  # before anything is created
-    nodes = listed()
+    nodes = deployer.list_nodes()
     if opts.all_nodes:
         if nodes is None:
             raise InvalidInput("--all-nodes needs permission to list nodes")
