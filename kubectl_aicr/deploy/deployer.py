@@ -145,12 +145,11 @@ class Deployer:
     def list_nodes(self) -> list[dict[str, Any]] | None:
         """All nodes as dicts, or None when the user may not list them."""
         try:
-            items = self.kube.list_all(self.kube.core.list_node, action="listing nodes", limit=500)
+            self.nodes = self.kube.list_all(self.kube.core.list_node, action="listing nodes", limit=500, as_json=True)
         except Forbidden as e:
             if _status(e) == 403:
                 return None
             raise
-        self.nodes = [_to_dict(self.kube, n) for n in items]
         return self.nodes
 
     def check_placement(self, run: RunSpec, nodes: list[dict[str, Any]] | None) -> list[str]:

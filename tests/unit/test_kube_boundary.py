@@ -158,6 +158,29 @@ def test_list_all_reads_custom_object_lists_and_raises_typed_errors() -> None:
         kube().list_all(raising(status_error(403, "Forbidden", "nodes is forbidden")), action="listing nodes")
 
 
+def test_list_all_as_json_reads_every_page_as_plain_json() -> None:
+    pages = {
+        None: {"kind": "NodeList", "items": [{"metadata": {"name": "a"}}], "metadata": {"continue": "t"}},
+        "t": {"kind": "NodeList", "items": [{"metadata": {"name": "b"}}], "metadata": {"resourceVersion": "9"}},
+    }
+    calls: list[dict[str, Any]] = []
+    released: list[bool] = []
+
+    def list_node(*args: Any, **kw: Any) -> Any:
+        calls.append(kw)
+        body = json.dumps(pages[kw.get("_continue")]).encode()
+        return SimpleNamespace(data=body, release_conn=lambda: released.append(True))
+
+    got = kube().list_all(list_node, action="listing nodes", limit=1, as_json=True)
+    assert got == [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]
+    assert [c.get("_continue") for c in calls] == [None, "t"] and released == [True, True]
+    assert all(c["_preload_content"] is False and c["limit"] == 1 for c in calls)
+    with pytest.raises(Forbidden, match="^listing nodes: nodes is forbidden"):
+        kube().list_all(
+            raising(status_error(403, "Forbidden", "nodes is forbidden")), action="listing nodes", as_json=True
+        )
+
+
 def test_a_connect_connects_once_and_only_when_used() -> None:
     made: list[Kube] = []
 
