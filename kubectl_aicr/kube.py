@@ -217,15 +217,24 @@ class Kube:
         the client's model objects: for answers only read, turning JSON into models costs ~10x ``json.loads``.
         The body is read within the request, so a connection that breaks mid-answer is retried as a failed request
         is. An answer that is not JSON is an error (:class:`~kubectl_aicr.errors.Unavailable`)."""
+        raw = self.call(_body_of(fn), *args, action=action, idempotent=idempotent, cap=cap, **kw)
+        return self._json(raw, action)
 
-        def read(*a: Any, **k: Any) -> bytes:
-            resp = fn(*a, _preload_content=False, **k)
-            try:
-                return bytes(resp.data or b"")
-            finally:
-                resp.release_conn()
+    def request_json(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        action: str,
+        idempotent: bool = True,
+        cap: float | None = None,
+        **kw: Any,
+    ) -> Any:
+        """As :meth:`call_json`, but failures are raised as :meth:`request` raises them (the client's exceptions),
+        for callers that tell statuses apart themselves."""
+        raw = self.request(_body_of(fn), *args, action=action, idempotent=idempotent, cap=cap, **kw)
+        return self._json(raw, action)
 
-        raw = self.call(read, *args, action=action, idempotent=idempotent, cap=cap, **kw)
+    def _json(self, raw: bytes, action: str) -> Any:
         if not raw.strip():
             return None
         try:
@@ -328,6 +337,19 @@ class Kube:
             self.api_client.close()
         except Exception:  # pragma: no cover - best effort on shutdown
             pass
+
+
+def _body_of(fn: Callable[..., Any]) -> Callable[..., bytes]:
+    """``fn`` (a client method) returning the body of its answer, read whole and its connection released."""
+
+    def read(*a: Any, **k: Any) -> bytes:
+        resp = fn(*a, _preload_content=False, **k)
+        try:
+            return bytes(resp.data or b"")
+        finally:
+            resp.release_conn()
+
+    return read
 
 
 def _page(resp: Any) -> tuple[Sequence[Any], Optional[str]]:

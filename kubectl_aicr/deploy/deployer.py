@@ -339,8 +339,8 @@ class Deployer:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            got = self.kube.request(self.kube.core.read_node, node_name, action=f"reading node {node_name!r}")
-            return _to_dict(self.kube, got), ""
+            got = self.kube.request_json(self.kube.core.read_node, node_name, action=f"reading node {node_name!r}")
+            return dict(got or {}), ""
         except ApiException as e:
             if e.status == 403:
                 return None, f"you may not get node {node_name!r} (403), so its facts are missing"
@@ -645,12 +645,15 @@ class Deployer:
                 listed = resource_version is not None
                 continue
             try:
-                pods = kube.request(
-                    kube.core.list_namespaced_pod,
-                    run.namespace,
-                    label_selector=selector,
-                    action="listing the agent pods",
-                    cap=max(1.0, remaining),
+                pods = (
+                    kube.request_json(
+                        kube.core.list_namespaced_pod,
+                        run.namespace,
+                        label_selector=selector,
+                        action="listing the agent pods",
+                        cap=max(1.0, remaining),
+                    )
+                    or {}
                 )
             except AicrError:
                 raise
@@ -659,10 +662,10 @@ class Deployer:
                     time.sleep(0.5)
                     continue  # still restarting: the next list retries again, up to the deadline
                 raise_api_error(e, action="listing the agent pods", server=kube.server)
-            resource_version = pods.metadata.resource_version
+            resource_version = (pods.get("metadata") or {}).get("resourceVersion")
             seen_jobs = set()
-            for pod in pods.items:
-                seen_jobs.add((pod.metadata.labels or {}).get("batch.kubernetes.io/job-name"))
+            for pod in pods.get("items") or []:
+                seen_jobs.add(((pod.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name"))
                 self._judge(run, sched, pod)
             now = time.monotonic()
             for job_name in sched.unfinished():

@@ -181,6 +181,25 @@ def test_list_all_as_json_reads_every_page_as_plain_json() -> None:
         )
 
 
+def test_request_json_answers_plain_json_and_raises_the_clients_exception() -> None:
+    calls: list[dict[str, Any]] = []
+
+    def read_node(name: str, **kw: Any) -> Any:
+        calls.append(kw)
+        return SimpleNamespace(data=json.dumps({"metadata": {"name": name}}).encode(), release_conn=lambda: None)
+
+    assert kube().request_json(read_node, "gpu-1", action="reading node") == {"metadata": {"name": "gpu-1"}}
+    assert calls[0]["_preload_content"] is False and isinstance(calls[0]["_request_timeout"], tuple)
+    forbidden = status_error(403, "Forbidden", "nodes is forbidden")
+    with pytest.raises(ApiException) as got:
+        kube().request_json(raising(forbidden), "gpu-1", action="reading node")
+    assert got.value is forbidden  # as the client raised it: the caller tells the statuses apart
+    with pytest.raises(Unavailable, match="^reading node: the API server at https://x answered with something"):
+        kube().request_json(
+            lambda *a, **kw: SimpleNamespace(data=b"<html>", release_conn=lambda: None), action="reading node"
+        )
+
+
 def test_a_connect_connects_once_and_only_when_used() -> None:
     made: list[Kube] = []
 
