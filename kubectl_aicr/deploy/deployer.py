@@ -13,7 +13,7 @@ import functools
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -325,7 +325,10 @@ class Deployer:
                     "cluster", source="GET /api/v1/nodes", reason="you may not list nodes (403)", status=STATUS_ERROR
                 )
             )
-        subs.append(self._policy_read() if self._policy_read is not None else self._policy_subtype())
+        if self._policy_read is not None:
+            with suppress(Exception):  # a failed read ahead is read again, and raises, just below
+                self._policy_read()
+        subs.append(self._policy_subtype())  # what the read ahead got, cached
         return k8s.facts_document(node, node_error, subs)
 
     def prefetch_facts(self) -> None:
@@ -955,18 +958,6 @@ class Deployer:
             except Exception as e:
                 failures.append(f"{o.kind} {o.name}: {getattr(e, 'message', None) or e}")
 
-        def force(name: str, uid: str) -> None:
-            """A pod seen finished: no container left to stop, so it goes without a grace period."""
-            body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
-            try:
-                kube.call_json(
-                    kube.core.delete_namespaced_pod, name, run.namespace, body=body, action=f"deleting pod {name}"
-                )
-            except NotFound:
-                pass
-            except Exception:  # noqa: BLE001 - _wait_pods_gone lists the run's pods and deletes what is left
-                pass
-
         with _signals_deferred():
             order = list(reversed(created.objects))
             first = [o for o in order if o.kind in ("Job", "Pod")]
@@ -975,8 +966,11 @@ class Deployer:
             # needs its RBAC or ConfigMap any more, so they go at the same time: one round of deletes, one look.
             finished = {name: uid for name, (uid, done) in self._pods.items() if done and uid}
             together = bool(finished) and len(finished) == len(self._pods) and not run.nodes
-            calls: list[Callable[[], None]] = [functools.partial(delete, o) for o in first + (rest if together else [])]
-            calls += [functools.partial(force, name, uid) for name, uid in finished.items()]
+            calls: list[Callable[[], object]] = [
+                functools.partial(delete, o) for o in first + (rest if together else [])
+            ]
+            # A pod that could not be deleted here is found by _wait_pods_gone, which deletes it or says why not.
+            calls += [functools.partial(self._force_delete_pod, run, name, uid) for name, uid in finished.items()]
             workers = self._workers()
             _each(lambda call: call(), calls, workers)
             if first:
@@ -993,8 +987,6 @@ class Deployer:
         no container left to stop, so nothing for the kubelet to confirm), those whose node is gone (no kubelet
         will confirm), those still there after :data:`POD_GRACE` seconds, and, with little time left, all of them
         (their containers are ours and stop anyway). Each force-deletion is of the pod listed (uid precondition)."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         kube = self.kube
         selector = f"{spec.RUN_LABEL}={run.run_id}"
@@ -1030,25 +1022,30 @@ class Deployer:
                 finished = getattr(p.status, "phase", None) in _FINISHED_PHASES
                 if finished or time_left < 2.0 or overdue or not node or self._node_gone(node):
                     forced.add(name)
-                    body = client.V1DeleteOptions(
-                        grace_period_seconds=0, preconditions=client.V1Preconditions(uid=p.metadata.uid)
-                    )
-                    try:
-                        kube.request(
-                            kube.core.delete_namespaced_pod,
-                            name,
-                            run.namespace,
-                            body=body,
-                            action=f"deleting pod {name}",
-                            cap=5,
-                        )
-                    except ApiException as e:
-                        if e.status not in (_GONE, _PRECONDITION_FAILED):
-                            failures.append(f"pod {name}: {e.status} {e.reason}")
-                    except Exception as e:
-                        failures.append(f"pod {name}: {getattr(e, 'message', None) or e}")
+                    problem = self._force_delete_pod(run, name, p.metadata.uid)
+                    if problem:
+                        failures.append(problem)
             time.sleep(min(delay, max(0.05, time_left - 0.1)))
             delay = min(delay * 2, 1.0)
+
+    def _force_delete_pod(self, run: RunSpec, name: str, uid: str | None) -> str | None:
+        """Delete the agent pod ``name`` without a grace period, only if it still has ``uid``; why it could not be,
+        or None (deleted, already gone, or replaced by someone else's)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+        kube = self.kube
+        try:
+            kube.request_json(
+                kube.core.delete_namespaced_pod, name, run.namespace, body=body, action=f"deleting pod {name}", cap=5
+            )
+        except ApiException as e:
+            if e.status not in (_GONE, _PRECONDITION_FAILED):
+                return f"pod {name}: {e.status} {e.reason}"
+        except Exception as e:
+            return f"pod {name}: {getattr(e, 'message', None) or e}"
+        return None
 
 
 _In = TypeVar("_In")
