@@ -39,7 +39,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -57,8 +56,6 @@ from .rawapi import call_json, send
 LOG = logging.getLogger("process-kubelet")
 LEASE_RENEW_S = 10.0
 NODE_STATUS_S = 60.0
-#: Nodes registered at once. Measured: 1,000 nodes still take ~118 s (as one by one); the bottleneck is elsewhere.
-REGISTER_WORKERS = 8
 
 
 class KubeletDaemon:
@@ -167,23 +164,20 @@ class KubeletDaemon:
             return self._template
 
     def _scan_nodes(self) -> None:
-        """Register new/changed node specs (:data:`REGISTER_WORKERS` at a time), delete nodes whose spec file
-        disappeared."""
+        """Register new/changed node specs, delete nodes whose spec file disappeared."""
         seen = set()
-        changed: list[tuple[str, Path, float]] = []
         for spec_file in self.nodes_dir.glob("*/spec.json"):
             name = spec_file.parent.name
             seen.add(name)
             try:
                 mtime = spec_file.stat().st_mtime
-            except OSError as exc:
+                if self._node_mtime.get(name) == mtime:
+                    continue
+                spec = NodeSpec.from_json(json.loads(spec_file.read_text()))
+                self._apply_node(spec)
+                self._node_mtime[name] = mtime
+            except (OSError, ValueError, TypeError, ApiException) as exc:
                 LOG.warning("node %s: %s", name, exc)
-                continue
-            if self._node_mtime.get(name) != mtime:
-                changed.append((name, spec_file, mtime))
-        if changed:
-            with ThreadPoolExecutor(max_workers=min(REGISTER_WORKERS, len(changed))) as pool:
-                list(pool.map(lambda item: self._scan_node(*item), changed))
         for name in list(self.nodes):
             if name not in seen:
                 self._delete_node(name)
@@ -191,14 +185,6 @@ class KubeletDaemon:
                     doomed = [w for w in self.workers.values() if w.node == name]
                 for w in doomed:
                     w.stop()
-
-    def _scan_node(self, name: str, spec_file: Path, mtime: float) -> None:
-        try:
-            spec = NodeSpec.from_json(json.loads(spec_file.read_text()))
-            self._apply_node(spec)
-            self._node_mtime[name] = mtime
-        except (OSError, ValueError, TypeError, ApiException) as exc:
-            LOG.warning("node %s: %s", name, exc)
 
     def _apply_node(self, spec: NodeSpec) -> None:
         fake_nvidia_smi.install(self.nodes_dir / spec.name, spec.nvidia_smi)
